@@ -1,0 +1,198 @@
+"""Request modes, instance health, and the routing strategies of the pool.
+
+This module is the pool's pure decision core: it never does I/O, never
+sleeps, and never imports trio.  The pool (``_pool.py``) keeps one
+:class:`InstanceState` per instance up to date and asks a strategy which
+instance a request of a given :class:`Mode` goes to.  Because the strategy is
+a plain function of the states it was given, it is tested exhaustively
+without a server (``tests/unit/test_strategy.py`` runs a hypothesis state
+machine over it).
+
+Routing rules (the reference connector's, kept for compatibility):
+
+* only ``HEALTHY`` instances are candidates, taken in address order;
+* an instance whose ``read_only`` is ``False`` is *rw*; any other healthy
+  instance is *ro* (a healthy instance always has a known role in practice,
+  because health is only granted after ``box.info.ro`` was read);
+* ``ANY`` rotates over every candidate, ``RW`` over rw ones, ``RO`` over ro
+  ones; ``PREFER_RW``/``PREFER_RO`` use the other list only when the preferred
+  one is empty;
+* an empty list raises :class:`~trio_tarantool.PoolTopologyError` with the
+  reference's message.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from ._errors import PoolTopologyError
+
+__all__ = [
+    "InstanceState",
+    "Mode",
+    "RoundRobinStrategy",
+    "Status",
+    "StrategyInterface",
+]
+
+
+class Mode(enum.IntEnum):
+    """Which kind of instance a pool request may be sent to."""
+
+    #: Send the request to any healthy instance.
+    ANY = 1
+    #: Send the request to a read-write instance.
+    RW = 2
+    #: Send the request to a read-only instance.
+    RO = 3
+    #: Send the request to a read-write instance if there is one, else to a read-only one.
+    PREFER_RW = 4
+    #: Send the request to a read-only instance if there is one, else to a read-write one.
+    PREFER_RO = 5
+
+
+class Status(enum.IntEnum):
+    """Health of one pool instance, as the pool last saw it."""
+
+    #: Connected, ``box.info`` is callable and ``box.info.status`` is ``'running'``.
+    HEALTHY = 1
+    #: Not connected, ``box.info`` failed, or the status is not ``'running'``.
+    UNHEALTHY = 2
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """What the pool knows about one instance: its health and its role.
+
+    Frozen so that a state can be compared and shared without copying; the pool
+    replaces the whole record when something changes.
+
+    Attributes:
+        status: Health of the instance.
+        read_only: ``box.info.ro`` from the last successful probe, None if unknown.
+    """
+
+    status: Status = Status.UNHEALTHY
+    read_only: bool | None = None
+
+
+class HasState(Protocol):
+    """Anything a strategy can route to: it only needs a current :class:`InstanceState`."""
+
+    @property
+    def state(self) -> InstanceState: ...
+
+
+UnitT = TypeVar("UnitT", bound=HasState)
+
+#: Messages of the reference connector, per requested mode.
+_NO_ANY = "Can't find healthy instance in pool"
+_NO_RW = "Can't find healthy rw instance in pool"
+_NO_RO = "Can't find healthy ro instance in pool"
+
+
+class StrategyInterface(abc.ABC, Generic[UnitT]):
+    """Chooses a pool instance for a request mode.
+
+    A strategy is built on the pool's list of units (in address order) and reads
+    their ``state`` attributes.  The pool calls :meth:`update` whenever any state
+    changes, and :meth:`getnext` for every request.  Implementations must be
+    cheap and must not block: they run inside the pool's event loop.
+    """
+
+    def __init__(self, pool: Sequence[UnitT]) -> None:
+        self.pool = pool
+
+    @abc.abstractmethod
+    def getnext(self, mode: Mode) -> UnitT:
+        """Return the unit the next request of ``mode`` goes to.
+
+        Raises:
+            PoolTopologyError: No healthy instance fits ``mode``.
+        """
+
+    @abc.abstractmethod
+    def update(self) -> None:
+        """Note that some instance state changed; the next choice must see it."""
+
+
+class RoundRobinStrategy(StrategyInterface[UnitT]):
+    """Round-robin over healthy instances, separately for any/rw/ro lists.
+
+    The rotation position of each list survives rebuilds (taken modulo the new
+    length), so frequent role refreshes do not pile traffic onto the first
+    instance of a list as restarting every rotation would.
+    """
+
+    def __init__(self, pool: Sequence[UnitT]) -> None:
+        super().__init__(pool)
+        self._any: list[UnitT] = []
+        self._rw: list[UnitT] = []
+        self._ro: list[UnitT] = []
+        self._pos: dict[str, int] = {"any": 0, "rw": 0, "ro": 0}
+        self._rebuild_needed = True
+
+    def build(self) -> None:
+        """(Re)compute the any/rw/ro lists from the current unit states."""
+        any_list: list[UnitT] = []
+        rw_list: list[UnitT] = []
+        ro_list: list[UnitT] = []
+        for unit in self.pool:
+            state = unit.state
+            if state.status != Status.HEALTHY:
+                continue
+            any_list.append(unit)
+            if state.read_only is False:
+                rw_list.append(unit)
+            else:
+                ro_list.append(unit)
+        self._any, self._rw, self._ro = any_list, rw_list, ro_list
+        self._rebuild_needed = False
+
+    def update(self) -> None:
+        """Mark the lists stale; they are rebuilt on the next :meth:`getnext`."""
+        self._rebuild_needed = True
+
+    def _take(self, name: str, units: list[UnitT]) -> UnitT:
+        pos = self._pos[name] % len(units)
+        self._pos[name] = pos + 1
+        return units[pos]
+
+    def getnext(self, mode: Mode) -> UnitT:
+        """Return the next unit for ``mode`` in rotation.
+
+        Raises:
+            PoolTopologyError: No healthy instance fits ``mode``.
+            ValueError: ``mode`` is not a :class:`Mode`.
+        """
+        if self._rebuild_needed:
+            self.build()
+        if mode == Mode.ANY:
+            if self._any:
+                return self._take("any", self._any)
+            raise PoolTopologyError(_NO_ANY)
+        if mode == Mode.RW:
+            if self._rw:
+                return self._take("rw", self._rw)
+            raise PoolTopologyError(_NO_RW)
+        if mode == Mode.RO:
+            if self._ro:
+                return self._take("ro", self._ro)
+            raise PoolTopologyError(_NO_RO)
+        if mode == Mode.PREFER_RW:
+            if self._rw:
+                return self._take("rw", self._rw)
+            if self._ro:
+                return self._take("ro", self._ro)
+            raise PoolTopologyError(_NO_ANY)
+        if mode == Mode.PREFER_RO:
+            if self._ro:
+                return self._take("ro", self._ro)
+            if self._rw:
+                return self._take("rw", self._rw)
+            raise PoolTopologyError(_NO_ANY)
+        raise ValueError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
