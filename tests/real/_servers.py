@@ -1,0 +1,630 @@
+"""Real Tarantool processes for the tests: start, stop, kill, freeze, restart.
+
+Theory of operation
+-------------------
+Each :class:`TarantoolInstance` is one ``tarantool <script>`` child process on
+127.0.0.1 with a free port (found by binding port 0), a fresh short work
+directory under the system temp dir (short because it also holds the admin
+console's unix socket, and unix socket paths are limited to ~107 bytes) and
+its log (stdout + stderr) in ``<work_dir>/tarantool.log``.
+
+The Lua scripts in ``tests/real/lua/`` read their settings from ``TT_*``
+environment variables and write a *ready marker* file as their last step, so
+"ready" means the init script finished (schema created, or replicated), not
+merely that the port is open. :meth:`TarantoolInstance.start` waits for the
+marker and for the 128-byte greeting on the listen port, and raises
+:class:`ServerStartError` with the log's tail when that fails.
+
+Every instance also has an admin console (``console.listen`` on a unix socket
+in its work dir). :meth:`TarantoolInstance.admin` sends one Lua chunk through it
+and returns the console's YAML answer; :meth:`TarantoolInstance.admin_eval`
+returns the chunk's results decoded from JSON. This talks to the server without
+the library under test, so tests can promote/demote instances, count rows,
+or inspect ``box.info`` independently of the client.
+
+All processes are owned by a :class:`ServerManager`; the fixtures in
+``tests/real/conftest.py`` create one per test (or per module) and its
+``close()`` stops every process it started -- also when the test fails.
+
+How other test directories (e.g. the pool tests) use this
+---------------------------------------------------------
+The fixtures live in ``tests/real/conftest.py``; to use them from another test
+directory either put the tests under ``tests/real/`` or re-export them from that
+directory's ``conftest.py``::
+
+    from tests.real.conftest import (  # noqa: F401
+        tarantool, tarantool_factory, replicaset, replicaset_factory, server_manager,
+    )
+
+Fixtures:
+
+* ``tarantool`` (module scope): a standalone instance running
+  ``instance.lua``; tests sharing it must use distinct keys or clean up.
+  ``tarantool.host``, ``tarantool.port``, ``tarantool.user`` /
+  ``tarantool.password`` (``'test'`` / ``'test-password'``).
+* ``tarantool_factory`` (function scope): ``tarantool_factory(**kw)`` starts a
+  fresh standalone instance for destructive tests (kill, freeze, restart).
+  Keyword arguments are those of :meth:`ServerManager.start_instance`.
+* ``replicaset`` (function scope): a fresh :class:`Replicaset` of 3
+  (``rs.master``, ``rs.replicas``, ``rs.instances``, ``rs.addrs``).
+  Helpers: ``rs.kill_master()``, ``rs.promote(inst)``, ``rs.demote(inst)``,
+  ``inst.restart()``, ``inst.freeze()`` / ``inst.thaw()``, ``inst.admin(lua)``.
+
+A pool test typically does::
+
+    async def test_rw_goes_to_master(replicaset):
+        addrs = [{"host": i.host, "port": i.port} for i in replicaset.instances]
+        async with trio_tarantool.ConnectionPool(addrs, user="test",
+                                                 password="test-password") as pool:
+            resp = await pool.call("whoami", mode=Mode.RW)
+            assert resp[0][2] == replicaset.master.listen
+        replicaset.promote(replicaset.replicas[0])   # now two masters, demote:
+        replicaset.demote(replicaset.master)
+
+Blocking helpers (start, stop, admin) are synchronous on purpose: they are
+used from fixtures and rarely inside a trio test; inside one, wrap a slow call
+with ``await trio.to_thread.run_sync(inst.restart)`` so the trio loop keeps
+running (e.g. while the client is reconnecting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Directory holding the Lua init scripts.
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+#: The standalone instance's init script.
+INSTANCE_LUA = LUA_DIR / "instance.lua"
+#: The replicaset member's init script.
+REPLICA_LUA = LUA_DIR / "replica.lua"
+
+#: Credentials created by the init scripts.
+TEST_USER = "test"
+TEST_PASSWORD = "test-password"
+REPLICATOR_USER = "replicator"
+REPLICATOR_PASSWORD = "replicator-password"
+
+#: How long a start (or restart) may take before it is declared failed.
+START_TIMEOUT = 30.0
+#: How long SIGTERM gets before SIGKILL follows.
+STOP_GRACE = 5.0
+#: Size of the IPROTO greeting.
+GREETING_SIZE = 128
+
+
+class ServerStartError(RuntimeError):
+    """A tarantool process did not become ready; the message holds its log tail."""
+
+
+class AdminError(RuntimeError):
+    """A Lua chunk sent through the admin console raised an error."""
+
+
+def tarantool_binary() -> str:
+    """Path to the tarantool executable (``$TARANTOOL`` or the one on ``PATH``)."""
+    explicit = os.environ.get("TARANTOOL")
+    if explicit:
+        return explicit
+    found = shutil.which("tarantool")
+    if found is None:
+        raise ServerStartError("no 'tarantool' executable on PATH (set $TARANTOOL)")
+    return found
+
+
+def find_free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now.
+
+    The kernel picks it (bind to port 0); there is an unavoidable window until
+    tarantool binds it, so callers retry a failed start with another port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def read_greeting(host: str, port: int, timeout: float = 2.0) -> bytes:
+    """Connect with a plain socket and return the 128-byte IPROTO greeting."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        buf = b""
+        while len(buf) < GREETING_SIZE:
+            chunk = sock.recv(GREETING_SIZE - len(buf))
+            if not chunk:
+                raise ConnectionError(f"{host}:{port} closed before the full greeting")
+            buf += chunk
+        return buf
+
+
+def lua_quote(text: str) -> str:
+    """``text`` as a one-line Lua string literal (the console reads lines)."""
+    out = ['"']
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\{ord(ch):03d}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+class TarantoolInstance:
+    """One tarantool process (see the module docstring for the life cycle).
+
+    Attributes:
+        name: A label used in logs and error messages.
+        script: The Lua init script.
+        host: Always ``127.0.0.1``.
+        port: The listen port (kept across restarts).
+        work_dir: Data directory (kept across restarts, removed by ``cleanup``).
+        env: The ``TT_*`` variables given to the script (without the paths
+            this class sets itself).
+        user, password: Credentials of the test user.
+    """
+
+    def __init__(
+        self,
+        script: Path,
+        *,
+        name: str = "tarantool",
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.script = Path(script)
+        self.host = "127.0.0.1"
+        self.port = port if port is not None else find_free_port(self.host)
+        self._own_work_dir = work_dir is None
+        self.work_dir = Path(tempfile.mkdtemp(prefix="tt-")) if work_dir is None else Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.env: dict[str, str] = dict(env or {})
+        self.user = TEST_USER
+        self.password = TEST_PASSWORD
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+        self._frozen = False
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def listen(self) -> str:
+        """The value of ``box.cfg.listen`` (``host:port``)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def admin_socket(self) -> Path:
+        """Unix socket of the admin console."""
+        return self.work_dir / "admin.sock"
+
+    @property
+    def ready_file(self) -> Path:
+        """Marker the init script writes as its last step."""
+        return self.work_dir / "ready"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the process's stdout and stderr go."""
+        return self.work_dir / "tarantool.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs, else None."""
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        """True while the process exists (a frozen process is running)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __repr__(self) -> str:
+        state = "frozen" if self._frozen else ("running" if self.is_running() else "stopped")
+        return f"<TarantoolInstance {self.name} {self.listen} pid={self.pid} {state}>"
+
+    # ------------------------------------------------------------ life cycle
+    def _full_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update(
+            {
+                "TT_LISTEN": self.listen,
+                "TT_WORK_DIR": str(self.work_dir),
+                "TT_ADMIN_SOCKET": str(self.admin_socket),
+                "TT_READY_FILE": str(self.ready_file),
+            }
+        )
+        return env
+
+    def spawn(self) -> None:
+        """Start the process without waiting (see :meth:`wait_ready`)."""
+        if self.is_running():
+            raise RuntimeError(f"{self.name} is already running")
+        with contextlib.suppress(FileNotFoundError):
+            self.ready_file.unlink()
+        self._close_log()
+        self._log_file = open(self.log_path, "ab")  # closed in _close_log
+        self._proc = subprocess.Popen(
+            [tarantool_binary(), str(self.script)],
+            cwd=self.work_dir,
+            env=self._full_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C of pytest does not hit it first
+        )
+        self._frozen = False
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Block until the ready marker exists and the port sends a greeting.
+
+        Raises:
+            ServerStartError: the process exited or did not get ready in time;
+                the message includes the log tail.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is None or self._proc.poll() is not None:
+                code = None if self._proc is None else self._proc.returncode
+                raise ServerStartError(
+                    f"{self.name} exited with code {code} during start-up\n{self.log_tail()}"
+                )
+            if self.ready_file.exists():
+                try:
+                    greeting = read_greeting(self.host, self.port)
+                except OSError:
+                    pass
+                else:
+                    if greeting.startswith(b"Tarantool"):
+                        return
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"{self.name} not ready after {timeout} s\n{self.log_tail()}"
+                )
+            time.sleep(0.02)
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the process and wait until it is ready; stop it if that fails."""
+        self.spawn()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """SIGTERM, then SIGKILL if the process is still there after ``grace`` s."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            if self._frozen:
+                self._signal(signal.SIGCONT)
+            self._signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                proc.wait()
+        self._proc = None
+        self._frozen = False
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL at once (a crash: no graceful close of the client sockets)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            proc.wait()
+        self._proc = None
+        self._frozen = False
+        self._close_log()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets open but answers nothing."""
+        self._require_running()
+        self._signal(signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT: undo :meth:`freeze`."""
+        self._require_running()
+        self._signal(signal.SIGCONT)
+        self._frozen = False
+
+    def restart(self, timeout: float = START_TIMEOUT, *, graceful: bool = True) -> None:
+        """Stop (or kill) and start again on the same port and work dir (data survives)."""
+        if graceful:
+            self.stop()
+        else:
+            self.kill()
+        self.start(timeout)
+
+    def cleanup(self) -> None:
+        """Kill the process and remove the work dir if this object created it."""
+        self.kill()
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._proc.pid, sig)
+
+    def _require_running(self) -> None:
+        if not self.is_running():
+            raise RuntimeError(f"{self.name} is not running")
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the process log (for error messages)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        tail = text.splitlines()[-lines:]
+        return f"--- last {len(tail)} log lines of {self.name} ({self.log_path}) ---\n" + "\n".join(
+            tail
+        )
+
+    # -------------------------------------------------------- admin console
+    def admin(self, lua: str, timeout: float = 10.0) -> str:
+        """Run a Lua chunk through the admin console; return its YAML answer.
+
+        The chunk may span lines and use ``return``; it runs as a function
+        body. The answer is the console's YAML document (``---`` ... ``...``).
+
+        Raises:
+            AdminError: the chunk raised (the YAML answer is an ``error`` map).
+        """
+        line = f"return assert(loadstring({lua_quote(lua)}))()\n"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.admin_socket))
+            self._recv_until(sock, b"\n")  # "Tarantool 2.x (Lua console)"
+            self._recv_until(sock, b"\n")  # "type 'help' for interactive help"
+            sock.sendall(line.encode())
+            answer = self._recv_until(sock, b"\n...\n").decode(errors="replace")
+        if answer.startswith("---\n- error:"):
+            raise AdminError(f"{self.name}: {answer.strip()}")
+        return answer
+
+    def admin_eval(self, lua: str, timeout: float = 10.0) -> list[Any]:
+        """Run a Lua chunk through the admin console; return its results.
+
+        The results go through ``json.encode`` on the server and come back as
+        a hex string (immune to YAML quoting and folding), so they arrive as
+        Python lists/dicts/numbers/strings/None. Values JSON cannot express
+        (cdata, functions) come back as strings or fail on the server side.
+        """
+        wrapped = (
+            "local r = {pcall(assert(loadstring(" + lua_quote(lua) + ")))}\n"
+            "if not r[1] then error(r[2], 0) end\n"
+            "local out = {}\n"
+            "for i = 2, table.maxn(r) do out[i - 1] = r[i] end\n"
+            "local n = table.maxn(r) - 1\n"
+            "local json = require('json').new()\n"
+            "json.cfg{encode_use_tostring = true, encode_sparse_convert = true,"
+            " encode_invalid_numbers = true}\n"
+            "local list = {}\n"
+            "for i = 1, n do list[i] = out[i] == nil and json.NULL or out[i] end\n"
+            "return 'x' .. string.hex(json.encode(list))"
+        )
+        answer = self.admin(wrapped, timeout)
+        for raw_line in answer.splitlines():
+            text = raw_line.strip()
+            if text.startswith("- "):
+                token = text[2:].strip().strip("'\"")
+                if token.startswith("x"):
+                    decoded: list[Any] = json.loads(bytes.fromhex(token[1:]).decode())
+                    return decoded
+        raise AdminError(f"{self.name}: unexpected console answer {answer!r}")
+
+    @staticmethod
+    def _recv_until(sock: socket.socket, terminator: bytes) -> bytes:
+        buf = b""
+        while not buf.endswith(terminator):
+            chunk = sock.recv(4096 if terminator != b"\n" else 1)
+            if not chunk:
+                raise AdminError(f"admin console closed; got so far {buf!r}")
+            buf += chunk
+        return buf
+
+
+class ServerManager:
+    """Owns every process a test (or module) starts; :meth:`close` stops them all."""
+
+    def __init__(self) -> None:
+        self.instances: list[TarantoolInstance] = []
+
+    def start_instance(
+        self,
+        *,
+        script: Path = INSTANCE_LUA,
+        name: str | None = None,
+        wal_mode: str = "write",
+        read_only: bool = False,
+        env: Mapping[str, str] | None = None,
+        start: bool = True,
+        retries: int = 3,
+    ) -> TarantoolInstance:
+        """Create (and by default start) a standalone instance.
+
+        Args:
+            script: The init script (default ``instance.lua``).
+            name: Label in logs; defaults to ``standalone-<n>``.
+            wal_mode: ``box.cfg.wal_mode``.
+            read_only: Start read-only (the schema is created first).
+            env: Extra ``TT_*`` variables for the script.
+            start: If False the instance is only created (call ``start()``).
+            retries: Attempts with a new port if another process took the
+                chosen one in between.
+        """
+        full_env = {"TT_WAL_MODE": wal_mode, "TT_READ_ONLY": "true" if read_only else "false"}
+        full_env.update(env or {})
+        label = name or f"standalone-{len(self.instances) + 1}"
+        for attempt in range(retries):
+            inst = TarantoolInstance(script, name=label, env=full_env)
+            self.instances.append(inst)
+            if not start:
+                return inst
+            try:
+                inst.start()
+            except ServerStartError as exc:
+                port_taken = "Address already in use" in str(exc)
+                if not port_taken or attempt == retries - 1:
+                    raise
+                continue
+            return inst
+        raise AssertionError("unreachable")
+
+    def start_replicaset(self, size: int = 3, *, wal_mode: str = "write") -> Replicaset:
+        """Start ``size`` members of one replicaset (member 1 is the master)."""
+        ports = [find_free_port() for _ in range(size)]
+        while len(set(ports)) < size:
+            ports = [find_free_port() for _ in range(size)]
+        uris = [f"{REPLICATOR_USER}:{REPLICATOR_PASSWORD}@127.0.0.1:{p}" for p in ports]
+        members: list[TarantoolInstance] = []
+        for i, port in enumerate(ports, start=1):
+            inst = TarantoolInstance(
+                REPLICA_LUA,
+                name=f"replica-{i}",
+                port=port,
+                env={
+                    "TT_REPLICATION": ",".join(uris),
+                    "TT_READ_ONLY": "false" if i == 1 else "true",
+                    "TT_WAL_MODE": wal_mode,
+                },
+            )
+            self.instances.append(inst)
+            members.append(inst)
+        # Members wait for each other during bootstrap: spawn all, then wait.
+        for inst in members:
+            inst.spawn()
+        for inst in members:
+            inst.wait_ready()
+        # Later restarts must not wait for dead peers: one connection is enough.
+        for inst in members:
+            inst.env["TT_QUORUM"] = "1"
+            inst.env["TT_CONNECT_TIMEOUT"] = "1"
+        return Replicaset(members)
+
+    def close(self) -> None:
+        """Stop every process (SIGCONT first if frozen) and remove the work dirs."""
+        errors: list[BaseException] = []
+        for inst in self.instances:
+            try:
+                inst.cleanup()
+            except BaseException as exc:  # keep stopping the others
+                errors.append(exc)
+        self.instances.clear()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> ServerManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Replicaset:
+    """A master + replicas started by :meth:`ServerManager.start_replicaset`.
+
+    ``master`` is the member that was last made writable through this object
+    (initially member 1); the others are ``replicas``.
+    """
+
+    def __init__(self, members: Sequence[TarantoolInstance]) -> None:
+        self.instances: list[TarantoolInstance] = list(members)
+        self.master: TarantoolInstance = self.instances[0]
+
+    @property
+    def replicas(self) -> list[TarantoolInstance]:
+        """Every member except the current master."""
+        return [i for i in self.instances if i is not self.master]
+
+    @property
+    def addrs(self) -> list[dict[str, Any]]:
+        """``[{'host': ..., 'port': ...}, ...]`` as ConnectionPool takes them."""
+        return [{"host": i.host, "port": i.port} for i in self.instances]
+
+    def __iter__(self) -> Iterator[TarantoolInstance]:
+        return iter(self.instances)
+
+    def promote(self, inst: TarantoolInstance) -> None:
+        """Make ``inst`` writable (``box.cfg{read_only=false}``) and call it master.
+
+        The previous master is left as it is; demote it too for a clean
+        switch-over, or kill it for a failover.
+        """
+        inst.admin("box.cfg{read_only = false}")
+        self.master = inst
+
+    def demote(self, inst: TarantoolInstance) -> None:
+        """Make ``inst`` read-only."""
+        inst.admin("box.cfg{read_only = true}")
+
+    def switch_master(self, new_master: TarantoolInstance) -> None:
+        """Demote the current master (if running) and promote ``new_master``."""
+        old = self.master
+        if old is not new_master and old.is_running():
+            self.demote(old)
+        self.promote(new_master)
+
+    def kill_master(self) -> TarantoolInstance:
+        """SIGKILL the current master; return it (restart it with ``restart()``)."""
+        old = self.master
+        old.kill()
+        return old
+
+    def wait_replicated(self, timeout: float = 10.0) -> None:
+        """Block until every running replica has applied the master's vclock."""
+        vclock = self.master.admin_eval("return box.info.vclock")[0]
+        deadline = time.monotonic() + timeout
+        for inst in self.replicas:
+            if not inst.is_running():
+                continue
+            while True:
+                theirs = inst.admin_eval("return box.info.vclock")[0]
+                if _vclock_ge(theirs, vclock):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{inst.name} vclock {theirs} behind {vclock}")
+                time.sleep(0.02)
+
+
+def _vclock_ge(theirs: Any, ours: Any) -> bool:
+    """True if vclock ``theirs`` includes every component of ``ours``."""
+
+    def as_map(v: Any) -> dict[int, int]:
+        if isinstance(v, dict):
+            return {int(k): int(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return {i + 1: int(x) for i, x in enumerate(v) if x is not None}
+        return {}
+
+    t, o = as_map(theirs), as_map(ours)
+    # Component 0 counts local (unreplicated) rows: ignore it.
+    return all(t.get(k, 0) >= n for k, n in o.items() if k != 0)

@@ -1,0 +1,157 @@
+-- Shared helpers for the test instances: environment parsing, the test
+-- user and schema, the Lua functions the tests call, the admin console and the
+-- readiness marker.  Loaded by instance.lua and replica.lua with dofile().
+
+local fiber = require('fiber')
+local decimal = require('decimal')
+local uuid = require('uuid')
+local console = require('console')
+local fio = require('fio')
+local log = require('log')
+
+local M = {}
+
+--- Read an environment variable, with a default when unset or empty.
+function M.env(name, default)
+    local value = os.getenv(name)
+    if value == nil or value == '' then
+        return default
+    end
+    return value
+end
+
+--- Read a boolean environment variable ('true'/'1'/'yes' are true).
+function M.env_bool(name, default)
+    local value = os.getenv(name)
+    if value == nil or value == '' then
+        return default
+    end
+    value = value:lower()
+    return value == 'true' or value == '1' or value == 'yes'
+end
+
+--- Open the admin console on a unix socket (path given by TT_ADMIN_SOCKET).
+-- Opened before box.cfg so a hung start-up can still be inspected.
+function M.listen_admin()
+    local path = M.env('TT_ADMIN_SOCKET', nil)
+    if path ~= nil then
+        fio.unlink(path)
+        console.listen('unix/:' .. path)
+    end
+end
+
+--- Create the schema shared by every test instance (run once per data dir,
+-- on a writable instance; replicas receive it through replication).
+function M.create_schema()
+    box.once('trio_tarantool_test_schema_v1', function()
+        box.schema.user.create('test', {password = 'test-password', if_not_exists = true})
+        box.schema.user.grant('test', 'read,write,execute,create,drop,alter', 'universe',
+            nil, {if_not_exists = true})
+        box.schema.user.grant('guest', 'execute', 'universe', nil, {if_not_exists = true})
+
+        local tester = box.schema.space.create('tester', {
+            id = 512,
+            format = {{name = 'id', type = 'unsigned'}, {name = 'name', type = 'string'}},
+        })
+        tester:create_index('primary', {type = 'tree', parts = {'id'}})
+        tester:create_index('name_idx', {type = 'tree', unique = false, parts = {'name'}})
+
+        local multi = box.schema.space.create('multi', {
+            id = 513,
+            format = {
+                {name = 'a', type = 'unsigned'},
+                {name = 'b', type = 'string'},
+                {name = 'value', type = 'any', is_nullable = true},
+            },
+        })
+        multi:create_index('primary', {type = 'tree', parts = {'a', 'b'}})
+
+        -- Many loosely typed fields, for update/upsert operation tests.
+        local wide = box.schema.space.create('wide', {id = 514})
+        wide:create_index('primary', {type = 'tree', parts = {{1, 'unsigned'}}})
+
+        -- Decimal and uuid values stored in fields of those types.
+        local typed = box.schema.space.create('typed', {
+            id = 515,
+            format = {
+                {name = 'id', type = 'unsigned'},
+                {name = 'dec', type = 'decimal', is_nullable = true},
+                {name = 'uid', type = 'uuid', is_nullable = true},
+            },
+        })
+        typed:create_index('primary', {type = 'tree', parts = {'id'}})
+
+        local funcs = {'echo', 'whoami', 'push_n', 'sleep', 'raise_error',
+                       'decimal_uuid', 'ro_set', 'counter_inc', 'counter_get'}
+        for _, name in ipairs(funcs) do
+            box.schema.func.create(name, {if_not_exists = true})
+        end
+    end)
+end
+
+--- Define the global Lua functions the tests call (on every start: globals
+-- do not survive a restart).
+function M.define_functions()
+    -- Returns all its arguments unchanged.
+    rawset(_G, 'echo', function(...) return ... end)
+
+    -- Identifies the instance that answered (pool routing tests).
+    rawset(_G, 'whoami', function()
+        return {box.info.id, box.info.uuid, box.cfg.listen, box.info.ro}
+    end)
+
+    -- Sends n out-of-band messages (box.session.push) then returns 'done'.
+    rawset(_G, 'push_n', function(n)
+        for i = 1, n do
+            box.session.push(i)
+        end
+        return 'done'
+    end)
+
+    -- Sleeps s seconds then returns s (slow requests, cancellation, kills).
+    rawset(_G, 'sleep', function(s)
+        fiber.sleep(s)
+        return s
+    end)
+
+    -- Raises a custom error, so the reply carries an extended error stack.
+    rawset(_G, 'raise_error', function()
+        box.error({type = 'TestError', reason = 'raised on purpose', code = 4242})
+    end)
+
+    -- Returns a decimal and a uuid (MP_EXT values produced by the server).
+    rawset(_G, 'decimal_uuid', function()
+        return decimal.new('123.456'), uuid.fromstr('f6423bdf-b49e-4913-b361-09740c5c76cb')
+    end)
+
+    -- Switches the instance between read-only and writable.
+    rawset(_G, 'ro_set', function(flag)
+        box.cfg{read_only = flag}
+        return box.info.ro
+    end)
+
+    -- A per-process counter, to count how many times a request really ran.
+    local counter = 0
+    rawset(_G, 'counter_inc', function()
+        counter = counter + 1
+        return counter
+    end)
+    rawset(_G, 'counter_get', function() return counter end)
+end
+
+--- Write the readiness marker the Python side polls for (atomically: the
+-- file appears complete or not at all).
+function M.mark_ready()
+    local path = M.env('TT_READY_FILE', nil)
+    if path == nil then
+        return
+    end
+    local tmp = path .. '.tmp'
+    local fh = assert(fio.open(tmp, {'O_WRONLY', 'O_CREAT', 'O_TRUNC'}, tonumber('644', 8)))
+    fh:write(tostring(box.info.uuid) .. '\n')
+    fh:close()
+    assert(fio.rename(tmp, path))
+    log.info('test instance ready: %s', tostring(box.cfg.listen))
+end
+
+return M

@@ -1,0 +1,53 @@
+-- One member of a test replicaset (all members run this script).
+--
+-- Environment (set by tests/real/_servers.py):
+--   TT_LISTEN        this member's listen address (host:port)
+--   TT_REPLICATION   comma-separated replication URIs of every member,
+--                    e.g. replicator:replicator-password@127.0.0.1:40001
+--   TT_READ_ONLY     'true' for replicas, 'false' for the master
+--   TT_QUORUM        replication_connect_quorum (default: every member)
+--   TT_WORK_DIR, TT_WAL_MODE, TT_ADMIN_SOCKET, TT_READY_FILE as in instance.lua
+--
+-- The master creates the schema (users, spaces, functions); a replica is
+-- ready once it has replicated the space 'tester'.
+local fiber = require('fiber')
+local script_dir = debug.getinfo(1, 'S').source:sub(2):match('(.*/)') or './'
+local common = dofile(script_dir .. 'common.lua')
+
+common.listen_admin()
+common.define_functions()
+
+local replication = {}
+for uri in common.env('TT_REPLICATION', ''):gmatch('[^,]+') do
+    table.insert(replication, uri)
+end
+local read_only = common.env_bool('TT_READ_ONLY', true)
+
+box.cfg{
+    listen = common.env('TT_LISTEN', '127.0.0.1:3301'),
+    work_dir = common.env('TT_WORK_DIR', nil),
+    memtx_memory = 64 * 1024 * 1024,
+    wal_mode = common.env('TT_WAL_MODE', 'write'),
+    replication = replication,
+    read_only = read_only,
+    replication_connect_quorum = tonumber(common.env('TT_QUORUM', tostring(#replication))),
+    replication_connect_timeout = tonumber(common.env('TT_CONNECT_TIMEOUT', '10')),
+    replication_timeout = 0.5,
+    replication_sync_timeout = 5,
+    checkpoint_interval = 0,
+}
+
+if not box.info.ro then
+    box.once('trio_tarantool_replicator_v1', function()
+        box.schema.user.create('replicator', {password = 'replicator-password',
+                                              if_not_exists = true})
+        box.schema.user.grant('replicator', 'replication', nil, nil, {if_not_exists = true})
+    end)
+    common.create_schema()
+end
+
+-- A replica serves the tests only once it has the schema.
+while box.space.tester == nil or box.space._func.index.name:get('whoami') == nil do
+    fiber.sleep(0.05)
+end
+common.mark_ready()

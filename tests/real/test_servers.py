@@ -1,0 +1,177 @@
+"""Self-tests of the process infrastructure in ``_servers.py`` (no client library used)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from tests.real._servers import (
+    AdminError,
+    Replicaset,
+    ServerManager,
+    ServerStartError,
+    TarantoolInstance,
+    read_greeting,
+)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still "exists" for kill(0): check its state.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_greeting_and_schema(tarantool: TarantoolInstance) -> None:
+    greeting = read_greeting(tarantool.host, tarantool.port)
+    assert len(greeting) == 128
+    first_line = greeting[:64].decode()
+    assert first_line.startswith("Tarantool 2.")
+    assert "(Binary)" in first_line
+    ro, tester_id, funcs = tarantool.admin_eval(
+        "local f = {} for _, t in box.space._func:pairs() do f[#f + 1] = t.name end "
+        "return box.info.ro, box.space.tester.id, f"
+    )
+    assert ro is False
+    assert tester_id == 512
+    assert {"echo", "whoami", "push_n", "sleep", "raise_error", "decimal_uuid", "ro_set"} <= set(
+        funcs
+    )
+
+
+def test_admin_console_errors_and_values(tarantool: TarantoolInstance) -> None:
+    assert tarantool.admin_eval("return 1, nil, 'two', {3}") == [1, None, "two", [3]]
+    assert tarantool.admin_eval("return echo(1, 'a')") == [1, "a"]
+    with pytest.raises(AdminError, match="boom"):
+        tarantool.admin("error('boom')")
+    yaml = tarantool.admin("return 'multi'\n")
+    assert yaml.startswith("---\n") and "multi" in yaml
+
+
+def test_stop_kill_and_cleanup(server_manager: ServerManager) -> None:
+    inst = server_manager.start_instance()
+    pid = inst.pid
+    assert pid is not None and _pid_alive(pid)
+    inst.stop()
+    assert not _pid_alive(pid)
+    assert not _port_open(inst.host, inst.port)
+    inst.start()
+    pid2 = inst.pid
+    assert pid2 is not None and pid2 != pid
+    inst.kill()
+    assert not _pid_alive(pid2)
+    work_dir = inst.work_dir
+    server_manager.close()
+    assert not work_dir.exists()
+
+
+def test_restart_keeps_data_and_port(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    inst = tarantool_factory()
+    port = inst.port
+    inst.admin("box.space.tester:insert{1, 'kept'}")
+    inst.restart(graceful=False)
+    assert inst.port == port
+    assert inst.admin_eval("return box.space.tester:get(1)") == [[1, "kept"]]
+
+
+def test_freeze_and_thaw(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    inst = tarantool_factory()
+    inst.freeze()
+    with socket.create_connection((inst.host, inst.port), timeout=2) as sock:
+        # The kernel accepts the connection but the frozen process sends nothing.
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(128)
+        inst.thaw()
+        sock.settimeout(5)
+        data = b""
+        while len(data) < 128:
+            chunk = sock.recv(128 - len(data))
+            assert chunk
+            data += chunk
+        assert data.startswith(b"Tarantool")
+
+
+def test_frozen_instance_is_stopped_by_manager(server_manager: ServerManager) -> None:
+    inst = server_manager.start_instance()
+    pid = inst.pid
+    assert pid is not None
+    inst.freeze()
+    server_manager.close()
+    assert not _pid_alive(pid)
+
+
+def test_read_only_start(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    inst = tarantool_factory(read_only=True, wal_mode="none")
+    assert inst.admin_eval("return box.info.ro, box.cfg.wal_mode") == [True, "none"]
+    with pytest.raises(AdminError, match="read-only"):
+        inst.admin("box.space.tester:insert{1, 'x'}")
+
+
+def test_start_failure_shows_log(server_manager: ServerManager) -> None:
+    inst = server_manager.start_instance(env={"TT_WAL_MODE": "bogus"}, start=False)
+    with pytest.raises(ServerStartError, match="wal_mode"):
+        inst.start(timeout=10)
+    assert not inst.is_running()
+
+
+def test_processes_gone_after_test_failure() -> None:
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="simulated test failure"), ServerManager() as manager:
+        for _ in range(2):
+            pid = manager.start_instance().pid
+            assert pid is not None
+            pids.append(pid)
+        raise RuntimeError("simulated test failure")
+    assert pids and not any(_pid_alive(p) for p in pids)
+
+
+def test_replicaset_roles_and_replication(replicaset: Replicaset) -> None:
+    master, r2, r3 = replicaset.instances
+    assert replicaset.master is master
+    for inst, expect_ro in ((master, False), (r2, True), (r3, True)):
+        ro, has_tester, listen = inst.admin_eval(
+            "return box.info.ro, box.space.tester ~= nil, box.cfg.listen"
+        )
+        assert (ro, has_tester, listen) == (expect_ro, True, inst.listen)
+    master.admin("box.space.tester:insert{7, 'replicated'}")
+    replicaset.wait_replicated()
+    for inst in replicaset.replicas:
+        assert inst.admin_eval("return box.space.tester:get(7)") == [[7, "replicated"]]
+    ids = sorted(inst.admin_eval("return box.info.id")[0] for inst in replicaset)
+    assert ids == [1, 2, 3]
+
+
+def test_replicaset_failover_and_restart(replicaset: Replicaset) -> None:
+    old = replicaset.kill_master()
+    assert not old.is_running()
+    new = replicaset.replicas[0]
+    replicaset.promote(new)
+    assert replicaset.master is new
+    assert new.admin_eval("return box.info.ro") == [False]
+    new.admin("box.space.tester:insert{8, 'after failover'}")
+    # The old master comes back read-only (its env says so) and catches up.
+    old.env["TT_READ_ONLY"] = "true"
+    old.restart()
+    replicaset.wait_replicated()
+    assert old.admin_eval("return box.info.ro, box.space.tester:get(8)") == [
+        True,
+        [8, "after failover"],
+    ]
