@@ -146,6 +146,20 @@ def read_greeting(host: str, port: int, timeout: float = 2.0) -> bytes:
         return buf
 
 
+def read_unix_greeting(path: str | os.PathLike[str], timeout: float = 2.0) -> bytes:
+    """Like :func:`read_greeting`, over a unix socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(os.fspath(path))
+        buf = b""
+        while len(buf) < GREETING_SIZE:
+            chunk = sock.recv(GREETING_SIZE - len(buf))
+            if not chunk:
+                raise ConnectionError(f"{path} closed before the full greeting")
+            buf += chunk
+        return buf
+
+
 def lua_quote(text: str) -> str:
     """``text`` as a one-line Lua string literal (the console reads lines)."""
     out = ['"']
@@ -188,8 +202,10 @@ class TarantoolInstance:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         work_dir: Path | None = None,
+        unix_listen: bool = False,
     ) -> None:
         self.name = name
+        self.unix_listen = unix_listen
         self.script = Path(script)
         self.host = "127.0.0.1"
         self.port = port if port is not None else find_free_port(self.host)
@@ -206,8 +222,15 @@ class TarantoolInstance:
     # ----------------------------------------------------------------- paths
     @property
     def listen(self) -> str:
-        """The value of ``box.cfg.listen`` (``host:port``)."""
+        """The value of ``box.cfg.listen``: ``host:port``, or the unix socket path."""
+        if self.unix_listen:
+            return str(self.unix_socket)
         return f"{self.host}:{self.port}"
+
+    @property
+    def unix_socket(self) -> Path:
+        """The IPROTO unix socket (used only when created with ``unix_listen=True``)."""
+        return self.work_dir / "iproto.sock"
 
     @property
     def admin_socket(self) -> Path:
@@ -286,7 +309,10 @@ class TarantoolInstance:
                 )
             if self.ready_file.exists():
                 try:
-                    greeting = read_greeting(self.host, self.port)
+                    if self.unix_listen:
+                        greeting = read_unix_greeting(self.unix_socket)
+                    else:
+                        greeting = read_greeting(self.host, self.port)
                 except OSError:
                     pass
                 else:
@@ -468,6 +494,7 @@ class ServerManager:
         env: Mapping[str, str] | None = None,
         start: bool = True,
         retries: int = 3,
+        unix_listen: bool = False,
     ) -> TarantoolInstance:
         """Create (and by default start) a standalone instance.
 
@@ -480,12 +507,14 @@ class ServerManager:
             start: If False the instance is only created (call ``start()``).
             retries: Attempts with a new port if another process took the
                 chosen one in between.
+            unix_listen: Listen for IPROTO on ``<work_dir>/iproto.sock``
+                instead of a TCP port (``inst.unix_socket``).
         """
         full_env = {"TT_WAL_MODE": wal_mode, "TT_READ_ONLY": "true" if read_only else "false"}
         full_env.update(env or {})
         label = name or f"standalone-{len(self.instances) + 1}"
         for attempt in range(retries):
-            inst = TarantoolInstance(script, name=label, env=full_env)
+            inst = TarantoolInstance(script, name=label, env=full_env, unix_listen=unix_listen)
             self.instances.append(inst)
             if not start:
                 return inst

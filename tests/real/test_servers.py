@@ -15,6 +15,7 @@ from tests.real._servers import (
     ServerStartError,
     TarantoolInstance,
     read_greeting,
+    read_unix_greeting,
 )
 
 
@@ -175,3 +176,9 @@ def test_replicaset_failover_and_restart(replicaset: Replicaset) -> None:
         True,
         [8, "after failover"],
     ]
+
+
+def test_unix_socket_listen(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    inst = tarantool_factory(unix_listen=True)
+    assert read_unix_greeting(inst.unix_socket).startswith(b"Tarantool")
+    assert inst.admin_eval("return box.cfg.listen") == [str(inst.unix_socket)]
