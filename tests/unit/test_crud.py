@@ -1,0 +1,215 @@
+"""Tests of crud request/response shaping (``trio_tarantool._crud``) with fake responses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from trio_tarantool._crud import CRUD_HINT, CrudError, CrudMixin, CrudResult, unflatten_rows
+from trio_tarantool._errors import (
+    CrudModuleError,
+    CrudModuleManyError,
+    DatabaseError,
+    ErrorCode,
+    NetworkError,
+)
+from trio_tarantool._strategy import Mode
+
+
+@dataclass
+class FakeResponse:
+    data: list[Any]
+
+
+@dataclass
+class FakeCrud(CrudMixin):
+    """Answers every crud call with the next scripted reply and records the call."""
+
+    replies: list[Any] = field(default_factory=list)
+    calls: list[tuple[str, tuple[Any, ...], Mode | None]] = field(default_factory=list)
+
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> FakeResponse:
+        self.calls.append((func_name, args, mode))
+        reply = self.replies.pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        return FakeResponse(reply)
+
+
+META = [{"name": "id", "type": "unsigned"}, {"name": "name", "type": "string"}]
+RESULT = {"metadata": META, "rows": [[1, "a"]]}
+ERR = {"class_name": "InsertError", "err": "Duplicate key exists", "str": "InsertError: Duplicate key exists"}
+
+# (method, args, kwargs, expected function, expected call args)
+REQUESTS: list[tuple[str, tuple[Any, ...], dict[str, Any], str, tuple[Any, ...]]] = [
+    ("crud_insert", ("s", [1, "a"]), {}, "crud.insert", ("s", [1, "a"], {})),
+    ("crud_insert_object", ("s", {"id": 1}), {"opts": {"timeout": 1}}, "crud.insert_object", ("s", {"id": 1}, {"timeout": 1})),
+    ("crud_get", ("s", 1), {}, "crud.get", ("s", 1, {})),
+    ("crud_update", ("s", 1), {}, "crud.update", ("s", 1, [], {})),
+    ("crud_update", ("s", 1, [["=", "name", "b"]]), {}, "crud.update", ("s", 1, [["=", "name", "b"]], {})),
+    ("crud_delete", ("s", 1), {}, "crud.delete", ("s", 1, {})),
+    ("crud_replace", ("s", (1, "a")), {}, "crud.replace", ("s", (1, "a"), {})),
+    ("crud_replace_object", ("s", {"id": 1}), {}, "crud.replace_object", ("s", {"id": 1}, {})),
+    ("crud_upsert", ("s", [1, "a"], [["+", 1, 1]]), {}, "crud.upsert", ("s", [1, "a"], [["+", 1, 1]], {})),
+    ("crud_upsert_object", ("s", {"id": 1}), {}, "crud.upsert_object", ("s", {"id": 1}, [], {})),
+    ("crud_select", ("s",), {}, "crud.select", ("s", [], {})),
+    ("crud_select", ("s", [[">=", "id", 1]], {"first": 2}), {}, "crud.select", ("s", [[">=", "id", 1]], {"first": 2})),
+    ("crud_min", ("s", "primary"), {}, "crud.min", ("s", "primary", {})),
+    ("crud_max", ("s", "primary"), {}, "crud.max", ("s", "primary", {})),
+]
+
+MANY: list[tuple[str, str]] = [
+    ("crud_insert_many", "crud.insert_many"),
+    ("crud_insert_object_many", "crud.insert_object_many"),
+    ("crud_replace_many", "crud.replace_many"),
+    ("crud_replace_object_many", "crud.replace_object_many"),
+    ("crud_upsert_many", "crud.upsert_many"),
+    ("crud_upsert_object_many", "crud.upsert_object_many"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs", "func", "call_args"), REQUESTS)
+async def test_single_success(method: str, args: tuple[Any, ...], kwargs: dict[str, Any], func: str, call_args: tuple[Any, ...]) -> None:
+    crud = FakeCrud(replies=[[RESULT, None]])
+    result = await getattr(crud, method)(*args, **kwargs, mode=Mode.RO)
+    assert crud.calls == [(func, call_args, Mode.RO)]
+    assert isinstance(result, CrudResult)
+    assert result.rows == [[1, "a"]]
+    assert result.metadata == META
+    assert result == CrudResult(RESULT)
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs", "func", "call_args"), REQUESTS)
+async def test_single_error(method: str, args: tuple[Any, ...], kwargs: dict[str, Any], func: str, call_args: tuple[Any, ...]) -> None:
+    crud = FakeCrud(replies=[[None, ERR]])
+    with pytest.raises(CrudModuleError) as info:
+        await getattr(crud, method)(*args, **kwargs)
+    err = info.value.extra_info_error
+    assert isinstance(err, CrudError)
+    assert err.class_name == "InsertError"
+    assert err.err == "Duplicate key exists"
+    assert "Duplicate key exists" in str(info.value)
+    assert crud.calls[0][2] == Mode.ANY  # the default mode
+
+
+@pytest.mark.parametrize(("method", "func"), MANY)
+async def test_many_success_partial_and_total_failure(method: str, func: str) -> None:
+    crud = FakeCrud(replies=[[RESULT, None], [RESULT, [ERR, ERR]], [None, [ERR]]])
+    result = await getattr(crud, method)("s", [[1, "a"]])
+    assert result == CrudResult(RESULT)
+    assert crud.calls[0] == (func, ("s", [[1, "a"]], {}), Mode.ANY)
+
+    with pytest.raises(CrudModuleManyError) as info:
+        await getattr(crud, method)("s", [[1, "a"], [2, "b"], [3, "c"]])
+    assert info.value.success_list == CrudResult(RESULT)
+    assert [e.err for e in info.value.errors_list] == ["Duplicate key exists"] * 2
+
+    with pytest.raises(CrudModuleManyError) as info:
+        await getattr(crud, method)("s", [[1, "a"]])
+    assert info.value.success_list is None
+    assert len(info.value.errors_list) == 1
+
+
+async def test_plain_valued_functions() -> None:
+    crud = FakeCrud(replies=[[3, None], [7], [True], [{"s1": {"status": "running"}}]])
+    assert await crud.crud_count("s", [["==", "id", 1]]) == 3
+    assert await crud.crud_len("s") == 7
+    assert await crud.crud_truncate("s") is True
+    assert await crud.crud_storage_info() == {"s1": {"status": "running"}}
+    assert [c[0:2] for c in crud.calls] == [
+        ("crud.count", ("s", [["==", "id", 1]], {})),
+        ("crud.len", ("s", {})),
+        ("crud.truncate", ("s", {})),
+        ("crud.storage_info", ({},)),
+    ]
+
+
+@pytest.mark.parametrize("method", ["crud_count", "crud_len", "crud_truncate"])
+async def test_plain_valued_errors(method: str) -> None:
+    crud = FakeCrud(replies=[[None, ERR]])
+    with pytest.raises(CrudModuleError, match="Duplicate key"):
+        await getattr(crud, method)("s")
+
+
+async def test_storage_info_error() -> None:
+    crud = FakeCrud(replies=[[None, ERR]])
+    with pytest.raises(CrudModuleError):
+        await crud.crud_storage_info()
+
+
+async def test_stats() -> None:
+    crud = FakeCrud(replies=[[{"insert": {"ok": {"count": 1}}}], [{}]])
+    stats = await crud.crud_stats("s", mode=Mode.PREFER_RO)
+    assert isinstance(stats, CrudResult)
+    assert stats.insert == {"ok": {"count": 1}}  # type: ignore[attr-defined]
+    assert crud.calls[0] == ("crud.stats", ("s",), Mode.PREFER_RO)
+    assert await crud.crud_stats() is None
+    assert crud.calls[1] == ("crud.stats", (None,), Mode.ANY)
+
+
+async def test_bytes_keys_are_decoded() -> None:
+    crud = FakeCrud(replies=[[{b"rows": [[1]], b"metadata": []}, None]])
+    result = await crud.crud_get("s", 1)
+    assert result.rows == [[1]]
+    assert result.fields == {"rows": [[1]], "metadata": []}
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (ErrorCode.ER_NO_SUCH_PROC, "Procedure 'crud.insert' is not defined"),
+        (ErrorCode.ER_ACCESS_DENIED, "Execute access to function 'crud.insert' is denied for user 'guest'"),
+    ],
+)
+async def test_hint_for_missing_module_or_rights(code: int, message: str) -> None:
+    crud = FakeCrud(replies=[DatabaseError(code, message)])
+    with pytest.raises(DatabaseError) as info:
+        await crud.crud_insert("s", [1])
+    assert info.value.code == code
+    assert info.value.message == message + CRUD_HINT
+    assert "crud module" in str(info.value)
+    assert isinstance(info.value.__cause__, DatabaseError)
+
+
+async def test_other_errors_pass_unchanged() -> None:
+    original = DatabaseError(ErrorCode.ER_PROC_LUA, "boom")
+    network = NetworkError("lost", may_have_executed=False)
+    crud = FakeCrud(replies=[original, network])
+    with pytest.raises(DatabaseError) as info:
+        await crud.crud_get("s", 1)
+    assert info.value is original
+    with pytest.raises(NetworkError) as info2:
+        await crud.crud_get("s", 1)
+    assert info2.value is network
+
+
+async def test_argument_types_are_checked_before_sending() -> None:
+    crud = FakeCrud()
+    with pytest.raises(TypeError, match="space_name"):
+        await crud.crud_insert(1, [1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="values"):
+        await crud.crud_insert_object("s", [1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="opts"):
+        await crud.crud_get("s", 1, opts=[1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="conditions"):
+        await crud.crud_select("s", "id > 1")  # type: ignore[arg-type]
+    assert crud.calls == []
+
+
+async def test_non_map_result_is_reported() -> None:
+    crud = FakeCrud(replies=[[42, None]])
+    with pytest.raises(TypeError, match="map was expected"):
+        await crud.crud_get("s", 1)
+
+
+def test_unflatten_rows_is_local() -> None:
+    crud = FakeCrud()
+    rows = [[1, "a"], [2, "b", ]]
+    assert crud.crud_unflatten_rows(rows, META, mode=Mode.RW) == [
+        {"id": 1, "name": "a"}, {"id": 2, "name": "b"},
+    ]
+    assert crud.calls == []
+    with pytest.raises(ValueError, match=r"rows\[0\] has 3 fields"):
+        unflatten_rows([[1, 2, 3]], META)

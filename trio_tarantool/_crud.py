@@ -1,0 +1,366 @@
+"""Request and response shaping for the `crud <https://github.com/tarantool/crud>`_ module.
+
+The crud module is plain Lua on the server: every ``crud_*`` method here is a
+CALL of ``crud.<name>`` with positional arguments, and the module answers with
+Lua multi-returns, which IPROTO delivers as the response's data list:
+
+* most functions return ``result, nil`` on success and ``nil, err`` on failure,
+  where ``result`` is a map (``metadata``, ``rows``, ...) and ``err`` a map
+  (``class_name``, ``err``, ``str``, ``file``, ``line``, ``stack``...);
+* the ``*_many`` functions return ``result, errors``: both may be set at once
+  when some tuples went through and some did not;
+* ``truncate``, ``len`` and ``storage_info`` return just the value on success
+  (no trailing ``nil``) and ``nil, err`` on failure; ``count`` returns
+  ``count, nil``; ``stats`` returns a single map.
+
+:class:`CrudMixin` turns those into :class:`CrudResult` objects or raises
+:class:`~trio_tarantool.CrudModuleError` /
+:class:`~trio_tarantool.CrudModuleManyError`.  Its only dependency is an
+abstract :meth:`CrudMixin._crud_call`, so the single connection and the pool
+share every line of it; the pool routes by ``mode``, a single connection
+ignores it.
+
+A server without the module (or a user without the right to call it) answers
+"Procedure 'crud.x' is not defined" or "Execute access ... denied"; those
+errors get a hint appended that says what is probably missing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from ._errors import CrudModuleError, CrudModuleManyError, DatabaseError, ErrorCode
+from ._strategy import Mode
+
+__all__ = ["CrudError", "CrudMixin", "CrudResult", "unflatten_rows"]
+
+#: Appended to ER_NO_SUCH_PROC / ER_ACCESS_DENIED from a crud.* call.
+CRUD_HINT = (
+    ". Hint: the server must have the crud module loaded and its router role "
+    "enabled (require('crud').init_router() or crud.cfg), and the user needs "
+    "'execute' rights on the crud functions (or on 'universe')"
+)
+
+_HINT_CODES = frozenset({ErrorCode.ER_NO_SUCH_PROC, ErrorCode.ER_ACCESS_DENIED})
+
+
+class _HasData(Protocol):
+    """What :class:`CrudMixin` needs from a CALL response: the returned values."""
+
+    @property
+    def data(self) -> list[Any]: ...
+
+
+def _key(name: Any) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+class _CrudRecord:
+    """A crud map (result or error) whose keys are also attributes.
+
+    The crud module adds fields between versions; keeping every key (not a
+    fixed set) means nothing the server sent is lost.  ``fields`` holds the whole
+    map with ``str`` keys.
+    """
+
+    def __init__(self, response: Mapping[Any, Any]) -> None:
+        if not isinstance(response, Mapping):
+            raise TypeError(
+                f"crud returned {type(response).__name__} where a map was expected: {response!r}"
+            )
+        self.fields: dict[str, Any] = {_key(k): v for k, v in response.items()}
+        for name, value in self.fields.items():
+            if name.isidentifier() and name != "fields":
+                setattr(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            assert isinstance(other, _CrudRecord)
+            return self.fields == other.fields
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.fields!r})"
+
+
+class CrudResult(_CrudRecord):
+    """A successful crud answer: usually ``metadata`` (field formats) and ``rows``."""
+
+    rows: list[Any]
+    metadata: list[dict[str, Any]]
+
+
+class CrudError(_CrudRecord):
+    """An error the crud module returned: ``class_name``, ``err``, ``str``, ``stack``..."""
+
+    class_name: str
+    err: str
+
+    def __str__(self) -> str:
+        text = self.fields.get("str") or self.fields.get("err")
+        return str(text) if text is not None else repr(self)
+
+
+def unflatten_rows(rows: Sequence[Sequence[Any]], metadata: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Turn crud rows (lists) into dicts keyed by the field names of ``metadata``.
+
+    This is done locally, like the reference connector does: the metadata that
+    came with the rows already names every field.
+
+    Raises:
+        ValueError: A row has more fields than ``metadata`` describes.
+    """
+    names = [_key(m["name"]) for m in metadata]
+    result = []
+    for number, row in enumerate(rows):
+        if len(row) > len(names):
+            raise ValueError(
+                f"rows[{number}] has {len(row)} fields but metadata names only {len(names)}"
+            )
+        result.append(dict(zip(names, row, strict=False)))
+    return result
+
+
+def _check(name: str, value: Any, types: type | tuple[type, ...], what: str) -> None:
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+def _value(data: list[Any], index: int) -> Any:
+    return data[index] if len(data) > index else None
+
+
+def _single(data: list[Any]) -> CrudResult:
+    """Shape ``result, err`` into a CrudResult or raise CrudModuleError."""
+    err = _value(data, 1)
+    if err is not None:
+        raise CrudModuleError(None, CrudError(err))
+    return CrudResult(_value(data, 0))
+
+
+def _many(data: list[Any]) -> CrudResult | None:
+    """Shape ``result, errors`` of a *_many call; partial success raises with both."""
+    first = _value(data, 0)
+    result = CrudResult(first) if first is not None else None
+    errors = _value(data, 1)
+    if errors is not None:
+        if isinstance(errors, Mapping):  # a single error for the whole batch
+            errors = [errors]
+        raise CrudModuleManyError(result, [CrudError(e) for e in errors])
+    return result
+
+
+def _plain(data: list[Any]) -> Any:
+    """Shape ``value`` / ``nil, err`` (truncate, len, storage_info, count)."""
+    err = _value(data, 1)
+    if err is not None:
+        raise CrudModuleError(None, CrudError(err))
+    return _value(data, 0)
+
+
+class CrudMixin(abc.ABC):
+    """The 23 ``crud_*`` methods on top of one abstract CALL primitive.
+
+    Mixed into the single connection (which ignores ``mode``) and into the pool
+    (which routes by ``mode``; ``Mode.ANY`` by default as in the reference).
+    """
+
+    @abc.abstractmethod
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> _HasData:
+        """CALL ``func_name`` with ``args`` and return the response.
+
+        ``mode`` is the request mode for a pool, None where it does not apply.
+        """
+
+    async def _crud(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> list[Any]:
+        try:
+            response = await self._crud_call(func_name, args, mode)
+        except CrudModuleError:
+            raise
+        except DatabaseError as exc:
+            if exc.code in _HINT_CODES and CRUD_HINT not in exc.message:
+                raise DatabaseError(exc.code, exc.message + CRUD_HINT, exc.extra_info) from exc
+            raise
+        return list(response.data)
+
+    # -- single-tuple DML ----------------------------------------------------
+    async def crud_insert(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Insert a tuple through ``crud.insert``."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        return _single(await self._crud("crud.insert", (space_name, values, _opts(opts)), mode))
+
+    async def crud_insert_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Insert an object (field name -> value) through ``crud.insert_object``."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, Mapping, "a dict")
+        return _single(await self._crud("crud.insert_object", (space_name, values, _opts(opts)), mode))
+
+    async def crud_get(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Get the tuple with primary key ``key`` through ``crud.get``."""
+        _check("space_name", space_name, str, "a str")
+        return _single(await self._crud("crud.get", (space_name, key, _opts(opts)), mode))
+
+    async def crud_update(self, space_name: str, key: Any, operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Update the tuple with primary key ``key`` through ``crud.update``."""
+        _check("space_name", space_name, str, "a str")
+        ops = _ops(operations)
+        return _single(await self._crud("crud.update", (space_name, key, ops, _opts(opts)), mode))
+
+    async def crud_delete(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Delete the tuple with primary key ``key`` through ``crud.delete``."""
+        _check("space_name", space_name, str, "a str")
+        return _single(await self._crud("crud.delete", (space_name, key, _opts(opts)), mode))
+
+    async def crud_replace(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Insert or replace a tuple through ``crud.replace``."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        return _single(await self._crud("crud.replace", (space_name, values, _opts(opts)), mode))
+
+    async def crud_replace_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Insert or replace an object through ``crud.replace_object``."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, Mapping, "a dict")
+        return _single(await self._crud("crud.replace_object", (space_name, values, _opts(opts)), mode))
+
+    async def crud_upsert(self, space_name: str, values: Sequence[Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Insert ``values`` or apply ``operations`` to the existing tuple (``crud.upsert``)."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        ops = _ops(operations)
+        return _single(await self._crud("crud.upsert", (space_name, values, ops, _opts(opts)), mode))
+
+    async def crud_upsert_object(self, space_name: str, values: Mapping[str, Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Upsert an object through ``crud.upsert_object``."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, Mapping, "a dict")
+        ops = _ops(operations)
+        return _single(await self._crud("crud.upsert_object", (space_name, values, ops, _opts(opts)), mode))
+
+    # -- batches -------------------------------------------------------------
+    async def crud_insert_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Insert a batch of tuples (``crud.insert_many``).
+
+        Raises:
+            CrudModuleManyError: Some tuples failed; ``success_list`` holds the rest.
+        """
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        return _many(await self._crud("crud.insert_many", (space_name, values, _opts(opts)), mode))
+
+    async def crud_insert_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Insert a batch of objects (``crud.insert_object_many``)."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        return _many(await self._crud("crud.insert_object_many", (space_name, values, _opts(opts)), mode))
+
+    async def crud_replace_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Insert or replace a batch of tuples (``crud.replace_many``)."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        return _many(await self._crud("crud.replace_many", (space_name, values, _opts(opts)), mode))
+
+    async def crud_replace_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Insert or replace a batch of objects (``crud.replace_object_many``)."""
+        _check("space_name", space_name, str, "a str")
+        _check("values", values, (list, tuple), "a list or tuple")
+        return _many(await self._crud("crud.replace_object_many", (space_name, values, _opts(opts)), mode))
+
+    async def crud_upsert_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Upsert a batch of ``[tuple, operations]`` pairs (``crud.upsert_many``)."""
+        _check("space_name", space_name, str, "a str")
+        _check("values_operation", values_operation, (list, tuple), "a list or tuple")
+        return _many(await self._crud("crud.upsert_many", (space_name, values_operation, _opts(opts)), mode))
+
+    async def crud_upsert_object_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Upsert a batch of ``[object, operations]`` pairs (``crud.upsert_object_many``)."""
+        _check("space_name", space_name, str, "a str")
+        _check("values_operation", values_operation, (list, tuple), "a list or tuple")
+        return _many(await self._crud("crud.upsert_object_many", (space_name, values_operation, _opts(opts)), mode))
+
+    # -- reads -----------------------------------------------------------------
+    async def crud_select(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """Select tuples matching ``conditions`` (``crud.select``)."""
+        _check("space_name", space_name, str, "a str")
+        conds = _conditions(conditions)
+        return _single(await self._crud("crud.select", (space_name, conds, _opts(opts)), mode))
+
+    async def crud_min(self, space_name: str, index_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """The tuple with the smallest key of ``index_name`` (``crud.min``)."""
+        _check("space_name", space_name, str, "a str")
+        return _single(await self._crud("crud.min", (space_name, index_name, _opts(opts)), mode))
+
+    async def crud_max(self, space_name: str, index_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        """The tuple with the largest key of ``index_name`` (``crud.max``)."""
+        _check("space_name", space_name, str, "a str")
+        return _single(await self._crud("crud.max", (space_name, index_name, _opts(opts)), mode))
+
+    async def crud_count(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
+        """How many tuples match ``conditions`` (``crud.count``); a plain int."""
+        _check("space_name", space_name, str, "a str")
+        conds = _conditions(conditions)
+        return int(_plain(await self._crud("crud.count", (space_name, conds, _opts(opts)), mode)))
+
+    async def crud_len(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
+        """The number of tuples in the space (``crud.len``); a plain int."""
+        _check("space_name", space_name, str, "a str")
+        return int(_plain(await self._crud("crud.len", (space_name, _opts(opts)), mode)))
+
+    # -- administration ------------------------------------------------------
+    async def crud_truncate(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> bool:
+        """Remove every tuple of the space (``crud.truncate``); True on success."""
+        _check("space_name", space_name, str, "a str")
+        return bool(_plain(await self._crud("crud.truncate", (space_name, _opts(opts)), mode)))
+
+    async def crud_storage_info(self, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> dict[Any, Any]:
+        """Status of every storage the router sees (``crud.storage_info``): a dict."""
+        value = _plain(await self._crud("crud.storage_info", (_opts(opts),), mode))
+        if not isinstance(value, dict):
+            raise TypeError(f"crud.storage_info returned {type(value).__name__}, expected a map")
+        return value
+
+    async def crud_stats(self, space_name: str | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        """Operation statistics (``crud.stats``), for one space or all; None when empty."""
+        if space_name is not None:
+            _check("space_name", space_name, str, "a str or None")
+        data = await self._crud("crud.stats", (space_name,), mode)
+        stats = _value(data, 0)
+        if not stats:
+            return None
+        return CrudResult(stats)
+
+    def crud_unflatten_rows(self, rows: Sequence[Sequence[Any]], metadata: Sequence[Mapping[str, Any]], *, mode: Mode = Mode.ANY) -> list[dict[str, Any]]:
+        """Turn crud ``rows`` into dicts by ``metadata`` names; local, no request.
+
+        ``mode`` is accepted for API compatibility with the reference pool and
+        ignored: nothing is sent to a server.
+        """
+        _check("rows", rows, (list, tuple), "a list or tuple")
+        _check("metadata", metadata, (list, tuple), "a list or tuple")
+        return unflatten_rows(rows, metadata)
+
+
+def _opts(opts: dict[str, Any] | None) -> dict[str, Any]:
+    if opts is None:
+        return {}
+    _check("opts", opts, dict, "a dict")
+    return opts
+
+
+def _ops(operations: Sequence[Any] | None) -> Sequence[Any]:
+    if operations is None:
+        return []
+    _check("operations", operations, (list, tuple), "a list or tuple")
+    return operations
+
+
+def _conditions(conditions: Sequence[Any] | None) -> Sequence[Any]:
+    if conditions is None:
+        return []
+    _check("conditions", conditions, (list, tuple), "a list or tuple")
+    return conditions
