@@ -1,0 +1,45 @@
+"""trio_tarantool: a trio-native Tarantool client and connection pool.
+
+Everything public is re-exported here; the modules behind it are private.
+"""
+
+from ._connection import Connection as Connection
+from ._connection import PreparedStatement as PreparedStatement
+from ._connection import connect as connect
+from ._errors import BoxError as BoxError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import ConnectionClosedError as ConnectionClosedError
+from ._errors import CrudModuleError as CrudModuleError
+from ._errors import CrudModuleManyError as CrudModuleManyError
+from ._errors import DatabaseError as DatabaseError
+from ._errors import Error as Error
+from ._errors import ErrorCode as ErrorCode
+from ._errors import NetworkError as NetworkError
+from ._errors import NotSupportedError as NotSupportedError
+from ._errors import PoolTolopogyError as PoolTolopogyError
+from ._errors import PoolTopologyError as PoolTopologyError
+from ._errors import ProtocolError as ProtocolError
+from ._errors import SchemaError as SchemaError
+from ._errors import TarantoolTimeoutError as TarantoolTimeoutError
+from ._iproto import Adjust as Adjust
+from ._iproto import Datetime as Datetime
+from ._iproto import Interval as Interval
+from ._iproto._constants import Iterator as Iterator
+from ._response import Response as Response
+from ._schema import Schema as Schema
+
+__version__ = "0.1.0"
+
+
+def _fix_module_names() -> None:
+    """Make reprs, tracebacks and docs say ``trio_tarantool.X``."""
+    for name, obj in list(globals().items()):
+        if not name.startswith("_") and getattr(obj, "__module__", "").startswith("trio_tarantool."):
+            try:
+                obj.__module__ = __name__
+            except (AttributeError, TypeError):
+                pass
+
+
+_fix_module_names()
+del _fix_module_names

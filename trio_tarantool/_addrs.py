@@ -1,0 +1,174 @@
+"""Validation of the pool's ``addrs`` argument.
+
+The pool takes a list of dicts in the reference connector's format::
+
+    {"host": "127.0.0.1" or None, "port": 3301 or "3301" or "/path/to.sock",
+     "transport": ..., "ssl_*": ..., "auth_type": ...}   # optional keys
+
+Everything is checked up front, before any connection is attempted, so a typo
+fails at once with a message naming the entry and the problem
+(``addrs[2]: port 70000 is outside 1..65535``) instead of surfacing later as
+an instance that never becomes healthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ConfigurationError
+
+__all__ = ["Address", "validate_addrs"]
+
+#: Optional string-valued keys of an address, as in the reference connector.
+OPTIONAL_KEYS: tuple[str, ...] = (
+    "transport",
+    "ssl_key_file",
+    "ssl_cert_file",
+    "ssl_ca_file",
+    "ssl_ciphers",
+    "ssl_password",
+    "ssl_password_file",
+    "auth_type",
+)
+#: Every key an address may have.
+KNOWN_KEYS: frozenset[str] = frozenset(("host", "port", *OPTIONAL_KEYS))
+#: Transports the connection understands: plain TCP/unix ('' is the same as None).
+SUPPORTED_TRANSPORTS: frozenset[str] = frozenset({"", "none"})
+#: Authentication methods the connection implements.
+SUPPORTED_AUTH_TYPES: frozenset[str] = frozenset({"chap-sha1"})
+
+
+@dataclass(frozen=True)
+class Address:
+    """One validated pool address.
+
+    Attributes:
+        host: Host name or IP, or None for a unix socket path in ``port``.
+        port: TCP port number, or a unix socket path when ``host`` is None.
+        options: The optional keys that were given (``auth_type``, ...).
+    """
+
+    host: str | None
+    port: int | str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``host:port`` (or the socket path): how logs and ``repr`` name the instance."""
+        if self.host is None:
+            return str(self.port)
+        if ":" in self.host:  # IPv6 literal
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The address in the reference format (``host``, ``port`` + given options)."""
+        return {"host": self.host, "port": self.port, **self.options}
+
+
+def _check_port(where: str, host: str | None, port: Any) -> int | str:
+    if isinstance(port, bool) or not isinstance(port, int | str):
+        raise ConfigurationError(
+            f"{where}: port must be an int or a str, got {type(port).__name__} {port!r}"
+        )
+    if isinstance(port, str):
+        if port.strip() == "":
+            raise ConfigurationError(f"{where}: port is an empty string")
+        if port.isdigit():
+            port = int(port)
+        elif host is None:
+            return port  # a unix socket path
+        else:
+            raise ConfigurationError(
+                f"{where}: port {port!r} is neither a number nor usable as a unix socket "
+                f"path (a path needs host None)"
+            )
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"{where}: port {port} is outside 1..65535")
+    if host is None:
+        raise ConfigurationError(
+            f"{where}: host is None but port {port} is a number; give a host for TCP "
+            f"or a socket path as port for a unix socket"
+        )
+    return port
+
+
+def _check_one(index: int, entry: Any) -> Address:
+    where = f"addrs[{index}]"
+    if not isinstance(entry, Mapping):
+        raise ConfigurationError(
+            f"{where}: must be a dict with 'host' and 'port', got {type(entry).__name__}"
+        )
+    unknown = sorted(str(k) for k in entry if k not in KNOWN_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known keys are {', '.join(sorted(KNOWN_KEYS))}"
+        )
+    for required in ("host", "port"):
+        if required not in entry:
+            raise ConfigurationError(f"{where}: missing mandatory key {required!r}")
+    host = entry["host"]
+    if host is not None and not isinstance(host, str):
+        raise ConfigurationError(
+            f"{where}: host must be a str or None, got {type(host).__name__} {host!r}"
+        )
+    if isinstance(host, str) and host.strip() == "":
+        raise ConfigurationError(f"{where}: host is an empty string")
+    port = _check_port(where, host, entry["port"])
+    options: dict[str, str] = {}
+    for name in OPTIONAL_KEYS:
+        if name not in entry or entry[name] is None:
+            continue
+        value = entry[name]
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"{where}: {name} must be a str, got {type(value).__name__} {value!r}"
+            )
+        options[name] = value
+    transport = options.get("transport")
+    if transport is not None and transport.lower() not in SUPPORTED_TRANSPORTS:
+        raise ConfigurationError(
+            f"{where}: transport {transport!r} is not supported (only plain connections; "
+            f"SSL is a Tarantool Enterprise feature)"
+        )
+    if any(name.startswith("ssl_") for name in options):
+        raise ConfigurationError(
+            f"{where}: ssl_* options need transport 'ssl', which is not supported"
+        )
+    auth_type = options.get("auth_type")
+    if auth_type is not None and auth_type not in SUPPORTED_AUTH_TYPES:
+        raise ConfigurationError(
+            f"{where}: auth_type {auth_type!r} is not supported "
+            f"(supported: {', '.join(sorted(SUPPORTED_AUTH_TYPES))})"
+        )
+    return Address(host, port, options)
+
+
+def validate_addrs(addrs: Any) -> list[Address]:
+    """Check the pool's ``addrs`` argument and return it as :class:`Address` records.
+
+    Raises:
+        ConfigurationError: ``addrs`` is not a non-empty list of valid, distinct
+            addresses; the message names the offending entry.
+    """
+    if isinstance(addrs, str | bytes | Mapping) or not isinstance(addrs, Sequence):
+        raise ConfigurationError(
+            f"addrs must be a non-empty list of dicts, got {type(addrs).__name__}"
+        )
+    if len(addrs) == 0:
+        raise ConfigurationError("addrs must be a non-empty list of dicts, got an empty list")
+    result: list[Address] = []
+    seen: dict[tuple[str | None, int | str], int] = {}
+    for index, entry in enumerate(addrs):
+        address = _check_one(index, entry)
+        ident = (address.host.lower() if address.host else None, address.port)
+        if ident in seen:
+            raise ConfigurationError(
+                f"addrs[{index}]: {address.key} duplicates addrs[{seen[ident]}]"
+            )
+        seen[ident] = index
+        result.append(address)
+    return result

@@ -1,0 +1,763 @@
+"""One Tarantool connection on a trio stream.
+
+Theory of operation
+-------------------
+A :class:`Connection` multiplexes any number of concurrent requests over one
+socket. Each request gets a fresh ``sync`` id, its packet goes to the *outbox*
+and the calling task parks in the *waiter table* under that id. A writer task
+takes the whole outbox at once and sends it with one ``send_all`` (so requests
+from many tasks are coalesced into few syscalls); a reader task feeds the
+sans-I/O :class:`~trio_tarantool._iproto.Decoder` and wakes the waiter whose
+``sync`` each reply carries.
+
+Invariants:
+
+* A request's packet is either in the outbox, or was taken by the writer
+  (``written``), never both; only a written request may have executed.
+* Cancelling a waiting caller removes it from the table (and its packet from
+  the outbox if not yet written); its late reply, if any, is dropped by sync.
+  The stream is only ever written by the writer task, so a cancelled caller can
+  never leave half a packet on the wire.
+* When the socket fails, every waiter fails with :class:`NetworkError` saying
+  whether its request may have executed; the next request reconnects
+  (``reconnect_max_attempts`` tries, ``reconnect_delay`` apart).
+* At most ``max_in_flight`` requests wait at once; further callers queue
+  (backpressure instead of unbounded memory).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import outcome
+import trio
+
+from . import _iproto
+from ._errors import (
+    ConfigurationError,
+    ConnectionClosedError,
+    Error,
+    ErrorCode,
+    NetworkError,
+    NotSupportedError,
+    ProtocolError,
+    SchemaError,
+    TarantoolTimeoutError,
+)
+from ._iproto import constants as C
+from ._iproto import _requests as R
+from ._response import Response, database_error
+from ._schema import Schema
+
+PushCallback = Callable[[Any, Any], Any]
+
+_RECV_SIZE = 256 * 1024
+_SCHEMA_RETRIES = 3
+_AUTH_TYPES = ("chap-sha1", "pap-sha256")
+
+
+class _Waiter:
+    """A caller parked until the reply with its sync arrives."""
+
+    __slots__ = ("done", "on_push", "on_push_ctx", "packet", "push_error", "task", "written")
+
+    def __init__(self, packet: bytes, on_push: PushCallback | None, on_push_ctx: Any) -> None:
+        self.packet = packet
+        self.task = trio.lowlevel.current_task()
+        self.written = False
+        self.done = False
+        self.on_push = on_push
+        self.on_push_ctx = on_push_ctx
+        self.push_error: BaseException | None = None
+
+
+class _Link:
+    """One live socket with its reader and writer tasks and its outbox."""
+
+    __slots__ = ("outbox", "scopes", "stream", "writer_parked", "writer_task")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.scopes = (trio.CancelScope(), trio.CancelScope())
+        self.outbox: list[_Waiter] = []
+        self.writer_task: trio.lowlevel.Task | None = None
+        self.writer_parked = False
+
+    def kick(self) -> None:
+        """Wake the writer if it waits for work."""
+        if self.writer_parked and self.writer_task is not None:
+            self.writer_parked = False
+            trio.lowlevel.reschedule(self.writer_task)
+
+
+def _iterator_value(iterator: Any) -> int:
+    if iterator is None:
+        return C.Iterator.EQ
+    if isinstance(iterator, str):
+        try:
+            return C.Iterator[iterator.upper()]
+        except KeyError:
+            names = ", ".join(i.name for i in C.Iterator)
+            raise ValueError(f"unknown iterator {iterator!r}: expected one of {names}") from None
+    if isinstance(iterator, int) and not isinstance(iterator, bool):
+        try:
+            return C.Iterator(iterator)
+        except ValueError:
+            raise ValueError(f"unknown iterator number {iterator}") from None
+    raise TypeError(f"iterator must be a name, an Iterator or an int, got {type(iterator).__name__}")
+
+
+def _check_timeout(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return float(value)
+
+
+class PreparedStatement:
+    """An SQL statement prepared on the server (PREPARE), run by id."""
+
+    def __init__(self, conn: Connection, response: Response) -> None:
+        self._conn = conn
+        self.response = response
+        stmt_id = response.stmt_id
+        if stmt_id is None:
+            raise ProtocolError("PREPARE reply has no statement id")
+        self.stmt_id: int = stmt_id
+
+    @property
+    def params(self) -> list[dict[str, Any]]:
+        """The statement's parameters (name and type)."""
+        return self.response.bind_metadata
+
+    @property
+    def params_count(self) -> int:
+        return self.response.bind_count
+
+    @property
+    def columns(self) -> list[dict[str, Any]]:
+        """Result columns, for a SELECT statement."""
+        return self.response.metadata
+
+    async def execute(self, params: Any = None) -> Response:
+        """Run the statement with these parameters."""
+        return await self._conn.execute(self.stmt_id, params)
+
+    async def unprepare(self) -> None:
+        """Release the statement on the server."""
+        await self._conn._call_request(C.PREPARE, R.prepare_body(self.stmt_id))
+
+    def __repr__(self) -> str:
+        return f"<PreparedStatement id={self.stmt_id} params={self.params_count}>"
+
+
+class Connection:
+    """A connection to one Tarantool instance, shared by any number of tasks.
+
+    Create it with :func:`connect`; its methods mirror the box API. Spaces and
+    indexes are accepted by name or by id.
+    """
+
+    def __init__(
+        self,
+        host: str | None,
+        port: int | str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        socket_timeout: float | None = None,
+        connection_timeout: float | None = None,
+        reconnect_max_attempts: int = 10,
+        reconnect_delay: float = 0.1,
+        encoding: str | None = "utf-8",
+        call_16: bool = False,
+        fetch_schema: bool = True,
+        auth_type: str | None = None,
+        max_in_flight: int = 4096,
+    ) -> None:
+        if host is None:
+            if not isinstance(port, str) or not port:
+                raise ConfigurationError(f"with host=None, port must be a unix socket path, got {port!r}")
+        else:
+            if not isinstance(host, str) or not host:
+                raise ConfigurationError(f"host must be a non-empty string or None, got {host!r}")
+            if isinstance(port, str) and port.isdigit():
+                port = int(port)
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ConfigurationError(f"port {port!r} is not a TCP port in 1..65535")
+        if encoding not in ("utf-8", "utf8", None):
+            raise ConfigurationError(f"encoding must be 'utf-8' or None (bytes), got {encoding!r}")
+        if password is not None and user is None:
+            raise ConfigurationError("a password was given without a user")
+        if auth_type is not None and auth_type not in _AUTH_TYPES:
+            raise ConfigurationError(f"auth_type must be one of {_AUTH_TYPES}, got {auth_type!r}")
+        if isinstance(reconnect_max_attempts, bool) or not isinstance(reconnect_max_attempts, int) \
+                or reconnect_max_attempts < 0:
+            raise ConfigurationError(f"reconnect_max_attempts must be an int >= 0, got {reconnect_max_attempts!r}")
+        if isinstance(reconnect_delay, bool) or not isinstance(reconnect_delay, int | float) or reconnect_delay < 0:
+            raise ConfigurationError(f"reconnect_delay must be a number >= 0, got {reconnect_delay!r}")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise ConfigurationError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.socket_timeout = _check_timeout("socket_timeout", socket_timeout)
+        self.connection_timeout = _check_timeout("connection_timeout", connection_timeout)
+        self.reconnect_max_attempts = reconnect_max_attempts
+        self.reconnect_delay = float(reconnect_delay)
+        self.encoding = None if encoding is None else "utf-8"
+        self.call_16 = bool(call_16)
+        self.fetch_schema = bool(fetch_schema)
+        self.auth_type = auth_type
+        self.max_in_flight = max_in_flight
+
+        self.greeting: _iproto.Greeting | None = None
+        #: IPROTO protocol version (0 for servers before 2.10, which lack IPROTO_ID).
+        self.protocol_version = 0
+        self.features: frozenset[int] = frozenset()
+        self.schema: Schema | None = None
+        self.schema_version = 0
+
+        self._nursery: trio.Nursery | None = None
+        self._encoder = _iproto.Encoder()
+        self._sync = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._link: _Link | None = None
+        self._closed = False
+        self._connect_lock = trio.Lock()
+        self._schema_lock = trio.Lock()
+        self._lost = trio.Event()
+        self._lost.set()
+        self._last_error: BaseException | None = None
+        self._capacity = trio.lowlevel.ParkingLot()
+        self.statistics_sent = 0
+
+    # -- public state ---------------------------------------------------------------
+    def is_closed(self) -> bool:
+        """True once :meth:`close` was called (or the owning context exited)."""
+        return self._closed
+
+    def is_connected(self) -> bool:
+        """True while a socket is up (it may still drop at any moment)."""
+        return self._link is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent or queued and not yet answered."""
+        return len(self._waiters)
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """Why the last socket was lost (None if it never was)."""
+        return self._last_error
+
+    async def wait_disconnected(self) -> None:
+        """Return when the current socket is lost (at once if there is none)."""
+        await self._lost.wait()
+
+    def __repr__(self) -> str:
+        where = self.port if self.host is None else f"{self.host}:{self.port}"
+        state = "closed" if self._closed else ("connected" if self._link is not None else "disconnected")
+        return f"<trio_tarantool.Connection {where} {state} in_flight={len(self._waiters)}>"
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def _open(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        await self._establish()
+
+    def close(self) -> None:
+        """Close now: pending requests fail with ConnectionClosedError; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_link(self._link, ConnectionClosedError("connection closed by the application"))
+
+    async def aclose(self) -> None:
+        """Close, as :meth:`close`; a checkpoint like every async method."""
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    async def _establish(self) -> None:
+        """Open a socket, read the greeting, say ID, authenticate, start the tasks."""
+        assert self._nursery is not None
+        where = f"{self.host}:{self.port}" if self.host is not None else str(self.port)
+        try:
+            with trio.fail_after(self.connection_timeout) if self.connection_timeout else _no_scope():
+                stream = await self._open_stream()
+                try:
+                    await self._handshake(stream)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+        except trio.TooSlowError:
+            raise TarantoolTimeoutError(
+                f"connecting to {where} took longer than connection_timeout={self.connection_timeout}s",
+                may_have_executed=False,
+            ) from None
+        except OSError as exc:
+            raise NetworkError(f"cannot connect to {where}: {exc}", may_have_executed=False) from exc
+        except _iproto.GreetingError as exc:
+            raise ProtocolError(f"{where}: {exc}", may_have_executed=False) from exc
+        except trio.BrokenResourceError as exc:
+            raise NetworkError(f"connection to {where} lost during the handshake: {exc}",
+                               may_have_executed=False) from exc
+        link = _Link(stream)
+        self._link = link
+        self._lost = trio.Event()
+        self.schema = None  # the server may have been restarted with another schema
+        self._nursery.start_soon(self._reader, link, _iproto.Decoder(raw=self.encoding is None))
+        self._nursery.start_soon(self._writer, link)
+
+    async def _open_stream(self) -> trio.abc.Stream:
+        if self.host is None:
+            return await trio.open_unix_socket(str(self.port))
+        return await trio.open_tcp_stream(self.host, int(self.port))
+
+    async def _handshake(self, stream: trio.abc.Stream) -> None:
+        greeting = bytearray()
+        while len(greeting) < C.GREETING_SIZE:
+            chunk = await stream.receive_some(C.GREETING_SIZE - len(greeting))
+            if not chunk:
+                raise NetworkError("server closed the connection before its greeting",
+                                   may_have_executed=False)
+            greeting += chunk
+        self.greeting = _iproto.parse_greeting(bytes(greeting))
+        packets = [self._encoder.frame(C.ID, 1, R.id_body())]
+        if self.user is not None:
+            auth_type = self.auth_type or "chap-sha1"
+            body = R.auth_body(self.user, self.password or "", self.greeting.salt, auth_type)
+            packets.append(self._encoder.frame(C.AUTH, 2, body))
+        await stream.send_all(b"".join(packets))
+        decoder = _iproto.Decoder(raw=self.encoding is None)
+        pending = len(packets)
+        while pending:
+            reply = decoder.next_reply()
+            if reply is None:
+                chunk = await stream.receive_some(_RECV_SIZE)
+                if not chunk:
+                    raise NetworkError("server closed the connection during the handshake",
+                                       may_have_executed=False)
+                decoder.feed(chunk)
+                continue
+            pending -= 1
+            if reply.sync == 1:
+                self._on_id_reply(reply)
+            elif reply.sync == 2 and reply.is_error:
+                raise database_error(reply)
+        if decoder.buffered:
+            raise ProtocolError("server sent unsolicited data during the handshake", may_have_executed=False)
+
+    def _on_id_reply(self, reply: _iproto.Reply) -> None:
+        if reply.is_error:
+            # Servers before 2.10 do not know IPROTO_ID: protocol version 0.
+            self.protocol_version, self.features = 0, frozenset()
+            return
+        version = reply.body.get(C.VERSION, 0)
+        features = reply.body.get(C.FEATURES, [])
+        self.protocol_version = version if isinstance(version, int) else 0
+        self.features = frozenset(f for f in features if isinstance(f, int))
+
+    def _drop_link(self, link: _Link | None, error: NetworkError) -> None:
+        """Forget ``link`` (if still current) and fail everything waiting on it."""
+        if link is None or link is not self._link:
+            return
+        self._last_error = error
+        self._link = None
+        for scope in link.scopes:
+            scope.cancel()
+        waiters = list(self._waiters.values())
+        self._waiters.clear()
+        link.outbox.clear()
+        for waiter in waiters:
+            exc = type(error)(error.message, may_have_executed=waiter.written)
+            self._wake(waiter, outcome.Error(exc))
+        self._capacity.unpark_all()
+        self._lost.set()
+
+    async def _ensure_connected(self) -> None:
+        if self._closed:
+            raise ConnectionClosedError("connection is closed", may_have_executed=False)
+        async with self._connect_lock:
+            if self._link is not None:
+                return
+            if self._closed:
+                raise ConnectionClosedError("connection is closed", may_have_executed=False)
+            attempts = self.reconnect_max_attempts + 1
+            last: Error | None = None
+            for attempt in range(attempts):
+                if attempt:
+                    await trio.sleep(self.reconnect_delay)
+                try:
+                    await self._establish()
+                    return
+                except NetworkError as exc:
+                    last = exc
+            assert last is not None
+            raise NetworkError(f"{last.message} (after {attempts} attempt(s))", may_have_executed=False) from last
+
+    # -- the two I/O tasks --------------------------------------------------------------
+    async def _reader(self, link: _Link, decoder: _iproto.Decoder) -> None:
+        waiters = self._waiters
+        stream = link.stream
+        error: NetworkError | None = None
+        with link.scopes[0]:
+            try:
+                while True:
+                    data = await stream.receive_some(_RECV_SIZE)
+                    if not data:
+                        error = NetworkError("server closed the connection")
+                        break
+                    decoder.feed(data)
+                    while (reply := decoder.next_reply()) is not None:
+                        code = reply.code
+                        if code == C.CHUNK:
+                            self._on_push(reply)
+                            continue
+                        waiter = waiters.pop(reply.sync, None)
+                        if waiter is None:
+                            continue  # its caller gave up (cancelled or timed out)
+                        if reply.schema_version != self.schema_version and reply.schema_version:
+                            self._on_schema_version(reply.schema_version)
+                        self._wake(waiter, outcome.Value(reply))
+            except ProtocolError as exc:
+                error = exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                error = NetworkError(f"connection lost: {exc}")
+        if error is not None:
+            self._drop_link(link, error)
+        await trio.aclose_forcefully(stream)
+
+    async def _writer(self, link: _Link) -> None:
+        link.writer_task = trio.lowlevel.current_task()
+        stream = link.stream
+        error: NetworkError | None = None
+        with link.scopes[1]:
+            try:
+                while True:
+                    if not link.outbox:
+                        link.writer_parked = True
+                        await trio.lowlevel.wait_task_rescheduled(_abort_ok)
+                        continue
+                    batch = link.outbox
+                    link.outbox = []
+                    for waiter in batch:
+                        waiter.written = True
+                    data = b"".join([w.packet for w in batch])
+                    self.statistics_sent += len(batch)
+                    await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                error = NetworkError(f"connection lost while sending: {exc}")
+            finally:
+                link.writer_parked = False
+                link.writer_task = None
+        if error is not None:
+            self._drop_link(link, error)
+
+    def _on_push(self, reply: _iproto.Reply) -> None:
+        waiter = self._waiters.get(reply.sync)
+        if waiter is None or waiter.on_push is None:
+            return
+        data = reply.body.get(C.DATA)
+        message = data[0] if isinstance(data, list) and len(data) == 1 else data
+        try:
+            waiter.on_push(message, waiter.on_push_ctx)
+        except Exception as exc:  # reported to the caller once its reply arrives
+            if waiter.push_error is None:
+                waiter.push_error = exc
+
+    def _on_schema_version(self, version: int) -> None:
+        self.schema_version = version
+        if self.schema is not None and self.schema.version != version:
+            self.schema = None
+
+    @staticmethod
+    def _wake(waiter: _Waiter, result: outcome.Outcome[Any]) -> None:
+        if not waiter.done:
+            waiter.done = True
+            trio.lowlevel.reschedule(waiter.task, result)
+
+    # -- the request path ---------------------------------------------------------------------
+    async def _send(self, request_type: int, body: Mapping[int, Any] | None,
+                    schema_version: int | None = None, on_push: PushCallback | None = None,
+                    on_push_ctx: Any = None) -> _iproto.Reply:
+        """Send one request and wait for its reply (which may be an error reply)."""
+        link = self._link
+        if link is None:
+            await self._ensure_connected()
+            link = self._link
+        while len(self._waiters) >= self.max_in_flight:
+            await self._capacity.park()
+            if self._link is None:
+                await self._ensure_connected()
+            link = self._link
+        assert link is not None
+        sync = next(self._sync)
+        waiter = _Waiter(self._encoder.frame(request_type, sync, body, schema_version), on_push, on_push_ctx)
+        self._waiters[sync] = waiter
+        link.outbox.append(waiter)
+        if link.writer_parked:
+            link.kick()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            waiter.done = True
+            if self._waiters.pop(sync, None) is not None and not waiter.written:
+                try:
+                    link.outbox.remove(waiter)
+                except ValueError:
+                    pass
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        try:
+            if self.socket_timeout is None:
+                reply: _iproto.Reply = await trio.lowlevel.wait_task_rescheduled(abort)
+            else:
+                with trio.fail_after(self.socket_timeout):
+                    reply = await trio.lowlevel.wait_task_rescheduled(abort)
+        except trio.TooSlowError:
+            raise TarantoolTimeoutError(
+                f"no reply within socket_timeout={self.socket_timeout}s", may_have_executed=waiter.written
+            ) from None
+        finally:
+            if self._capacity:
+                self._capacity.unpark()
+        if waiter.push_error is not None:
+            raise waiter.push_error
+        return reply
+
+    async def _call_request(self, request_type: int, body: Mapping[int, Any] | None,
+                            schema_version: int | None = None, on_push: PushCallback | None = None,
+                            on_push_ctx: Any = None) -> Response:
+        reply = await self._send(request_type, body, schema_version, on_push, on_push_ctx)
+        if reply.code & C.TYPE_ERROR:
+            raise database_error(reply)
+        return Response(reply)
+
+    async def _named_request(self, build: Callable[[int, int], dict[int, Any]], request_type: int,
+                             space: str | int, index: str | int | None,
+                             on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
+        """A request addressed by space/index name or id.
+
+        With names, the request carries the schema version the names were
+        resolved at; a server whose schema moved on refuses it (not executed)
+        and it is resolved again and re-sent.
+        """
+        if type(space) is int and (index is None or type(index) is int):
+            reply = await self._send(request_type, build(space, index or 0), None, on_push, on_push_ctx)
+        else:
+            for _ in range(_SCHEMA_RETRIES):
+                space_id, index_id, version = await self._resolve(space, index)
+                reply = await self._send(request_type, build(space_id, index_id), version, on_push, on_push_ctx)
+                if reply.code != C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION:
+                    break
+                self._on_schema_version(reply.schema_version)
+                self.schema = None
+        if reply.code & C.TYPE_ERROR:
+            raise database_error(reply)
+        return Response(reply)
+
+    # -- schema ----------------------------------------------------------------------------
+    async def _resolve(self, space: str | int, index: str | int | None) -> tuple[int, int, int]:
+        if not self.fetch_schema:
+            raise NotSupportedError(
+                f"space {space!r}/index {index!r} given by name, but this connection was opened "
+                "with fetch_schema=False: use numeric ids"
+            )
+        for attempt in range(2):
+            schema = self.schema if self.schema is not None else await self.reload_schema()
+            try:
+                space_id = space if isinstance(space, int) else schema.require_space(space)
+                if index is None:
+                    index_id = 0
+                elif isinstance(index, int):
+                    index_id = index
+                else:
+                    index_id = schema.require_index(space_id, index)
+                return space_id, index_id, schema.version
+            except SchemaError:
+                if attempt:
+                    raise
+                self.schema = None  # perhaps created since our last load
+        raise AssertionError("unreachable")
+
+    async def reload_schema(self) -> Schema:
+        """Fetch space and index names now (done automatically when needed)."""
+        async with self._schema_lock:
+            if self.schema is not None:
+                return self.schema
+            for _ in range(_SCHEMA_RETRIES):
+                spaces = await self._send(C.SELECT, R.select_body(C.VSPACE_ID, 0, [], 0, 0xFFFFFFFF, C.Iterator.ALL))
+                indexes = await self._send(C.SELECT, R.select_body(C.VINDEX_ID, 0, [], 0, 0xFFFFFFFF, C.Iterator.ALL))
+                for reply in (spaces, indexes):
+                    if reply.is_error:
+                        raise database_error(reply)
+                if spaces.schema_version == indexes.schema_version:
+                    schema = Schema(spaces.schema_version, spaces.body.get(C.DATA, []), indexes.body.get(C.DATA, []))
+                    self.schema = schema
+                    self.schema_version = schema.version
+                    return schema
+            raise SchemaError("the schema kept changing while it was being loaded")
+
+    def flush_schema(self) -> None:
+        """Forget cached names; they are fetched again on next use."""
+        self.schema = None
+
+    # -- box API -------------------------------------------------------------------------
+    async def ping(self, notime: bool = False) -> float | str:
+        """Round trip to the server: the time it took in seconds, or "Success" with notime."""
+        start = trio.current_time()
+        await self._call_request(C.PING, None)
+        return "Success" if notime else trio.current_time() - start
+
+    async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
+                     limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
+                     on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
+        """Tuples of a space by index key; no key (or []) selects all."""
+        if iterator is None and (key is None or (isinstance(key, list | tuple) and not key)):
+            it: int = C.Iterator.ALL
+        else:
+            it = _iterator_value(iterator)
+
+        def build(space_id: int, index_id: int) -> dict[int, Any]:
+            return R.select_body(space_id, index_id, key, offset, limit, it)
+
+        return await self._named_request(build, C.SELECT, space_name, index, on_push, on_push_ctx)
+
+    async def insert(self, space_name: str | int, values: Sequence[Any], *,
+                     on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
+        """Insert a tuple; fails with ER_TUPLE_FOUND if its key exists."""
+        return await self._named_request(lambda s, _: R.tuple_body(s, values), C.INSERT,
+                                         space_name, None, on_push, on_push_ctx)
+
+    async def replace(self, space_name: str | int, values: Sequence[Any], *,
+                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
+        """Insert a tuple, or replace the one with the same primary key."""
+        return await self._named_request(lambda s, _: R.tuple_body(s, values), C.REPLACE,
+                                         space_name, None, on_push, on_push_ctx)
+
+    async def update(self, space_name: str | int, key: Any, op_list: Sequence[Any], *,
+                     index: str | int = 0, on_push: PushCallback | None = None,
+                     on_push_ctx: Any = None) -> Response:
+        """Apply update operations (``[op, field, arg...]``) to the tuple with ``key``."""
+        return await self._named_request(lambda s, i: R.update_body(s, i, key, op_list), C.UPDATE,
+                                         space_name, index, on_push, on_push_ctx)
+
+    async def upsert(self, space_name: str | int, tuple_value: Sequence[Any], op_list: Sequence[Any], *,
+                     index: str | int = 0, on_push: PushCallback | None = None,
+                     on_push_ctx: Any = None) -> Response:
+        """Insert ``tuple_value``, or apply ``op_list`` to the existing tuple."""
+        return await self._named_request(lambda s, i: R.upsert_body(s, i, tuple_value, op_list), C.UPSERT,
+                                         space_name, index, on_push, on_push_ctx)
+
+    async def delete(self, space_name: str | int, key: Any, *, index: str | int = 0,
+                     on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
+        """Delete the tuple with ``key``; the reply holds the deleted tuple."""
+        return await self._named_request(lambda s, i: R.delete_body(s, i, key), C.DELETE,
+                                         space_name, index, on_push, on_push_ctx)
+
+    async def call(self, func_name: str, *args: Any, on_push: PushCallback | None = None,
+                   on_push_ctx: Any = None) -> Response:
+        """Call a stored function; ``data`` holds what it returned."""
+        if not isinstance(func_name, str) or not func_name:
+            raise TypeError(f"func_name must be a non-empty string, got {func_name!r}")
+        if len(args) == 1 and isinstance(args[0], list | tuple):
+            args = tuple(args[0])
+        code = C.CALL_16 if self.call_16 else C.CALL
+        return await self._call_request(code, R.call_body(func_name, args), None, on_push, on_push_ctx)
+
+    async def eval(self, expr: str, *args: Any, on_push: PushCallback | None = None,
+                   on_push_ctx: Any = None) -> Response:
+        """Evaluate a Lua chunk with ``...`` bound to ``args``."""
+        if not isinstance(expr, str):
+            raise TypeError(f"expr must be a string, got {type(expr).__name__}")
+        if len(args) == 1 and isinstance(args[0], list | tuple):
+            args = tuple(args[0])
+        return await self._call_request(C.EVAL, R.eval_body(expr, args), None, on_push, on_push_ctx)
+
+    async def execute(self, query: str | int, params: Any = None) -> Response:
+        """Run SQL: text, or the id of a prepared statement; params positional or named."""
+        if not isinstance(query, str | int) or isinstance(query, bool):
+            raise TypeError(f"query must be SQL text or a statement id, got {type(query).__name__}")
+        try:
+            body = R.execute_body(query, params)
+        except TypeError as exc:
+            raise TypeError(str(exc)) from None
+        return await self._call_request(C.EXECUTE, body)
+
+    async def prepare(self, query: str) -> PreparedStatement:
+        """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be SQL text, got {type(query).__name__}")
+        return PreparedStatement(self, await self._call_request(C.PREPARE, R.prepare_body(query)))
+
+
+class _no_scope:
+    """A do-nothing context manager (when no timeout applies)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _abort_ok(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
+
+
+@asynccontextmanager
+async def connect(
+    host: str | None,
+    port: int | str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    socket_timeout: float | None = None,
+    connection_timeout: float | None = None,
+    reconnect_max_attempts: int = 10,
+    reconnect_delay: float = 0.1,
+    encoding: str | None = "utf-8",
+    call_16: bool = False,
+    fetch_schema: bool = True,
+    auth_type: str | None = None,
+    max_in_flight: int = 4096,
+) -> AsyncIterator[Connection]:
+    """Open a connection; it is closed, and its tasks gone, when the block exits.
+
+    ``host=None`` with a path as ``port`` connects over a unix socket. Raises
+    :class:`NetworkError` if the server cannot be reached, :class:`DatabaseError`
+    if authentication fails, :class:`TarantoolTimeoutError` past
+    ``connection_timeout``.
+    """
+    conn = Connection(
+        host, port, user=user, password=password, socket_timeout=socket_timeout,
+        connection_timeout=connection_timeout, reconnect_max_attempts=reconnect_max_attempts,
+        reconnect_delay=reconnect_delay, encoding=encoding, call_16=call_16,
+        fetch_schema=fetch_schema, auth_type=auth_type, max_in_flight=max_in_flight,
+    )
+    # Errors are caught inside the nursery and re-raised outside it, so callers
+    # see the exception itself rather than an ExceptionGroup around it.
+    error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        try:
+            await conn._open(nursery)
+        except BaseException as exc:
+            error = exc
+            conn.close()
+        else:
+            try:
+                yield conn
+            except BaseException as exc:
+                error = exc
+            finally:
+                conn.close()
+    if error is not None:
+        raise error
+
+
+__all__ = ["Connection", "PreparedStatement", "connect"]

@@ -1,0 +1,325 @@
+"""msgpack extension types: Decimal, UUID, error, datetime and interval.
+
+Encoding follows Tarantool's "MessagePack extensions" documentation. Python
+values map as follows:
+
+* ``decimal.Decimal`` <-> ext 1 (scale + packed BCD, sign in the last nibble);
+* ``uuid.UUID`` <-> ext 2 (16 raw bytes);
+* ext 3 -> :class:`~trio_tarantool.BoxError` (decode only: clients never send errors);
+* :class:`Datetime` <-> ext 4 (seconds, nanoseconds, tz offset, tz index);
+* :class:`Interval` <-> ext 6 (a count, then field id / value pairs).
+
+Plain ``datetime.datetime`` values are encoded too (as :class:`Datetime`), so
+applications need not wrap them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import enum
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .._errors import BoxError
+from . import _constants as C
+
+_DECIMAL_POSITIVE_SIGNS = frozenset({0x0A, 0x0C, 0x0E, 0x0F})
+_DECIMAL_NEGATIVE_SIGNS = frozenset({0x0B, 0x0D})
+#: Tarantool's decimal type holds at most 38 significant digits.
+DECIMAL_MAX_DIGITS = 38
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+class ExtDecodeError(ValueError):
+    """An extension value's payload is malformed."""
+
+
+# -- decimal --------------------------------------------------------------------
+
+
+def encode_decimal(value: decimal.Decimal) -> bytes:
+    """Payload of ext 1 for a finite decimal with at most 38 digits."""
+    if not value.is_finite():
+        raise ValueError(f"Tarantool decimals must be finite, got {value}")
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent > 0:
+        digits = digits + (0,) * exponent
+        exponent = 0
+    if len(digits) > DECIMAL_MAX_DIGITS:
+        raise ValueError(
+            f"Tarantool decimals hold at most {DECIMAL_MAX_DIGITS} digits, {value} has {len(digits)}"
+        )
+    scale = -exponent
+    nibbles = [*digits, 0x0D if sign else 0x0C]
+    if len(nibbles) % 2:
+        nibbles.insert(0, 0)
+    bcd = bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, len(nibbles), 2))
+    return msgpack.packb(scale) + bcd
+
+
+def decode_decimal(data: bytes) -> decimal.Decimal:
+    """A Decimal from the payload of ext 1."""
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(data)
+    try:
+        scale = unpacker.unpack()
+    except Exception as exc:
+        raise ExtDecodeError("decimal: bad scale") from exc
+    if not isinstance(scale, int):
+        raise ExtDecodeError(f"decimal: scale must be an integer, got {scale!r}")
+    bcd = data[unpacker.tell():]
+    if not bcd:
+        raise ExtDecodeError("decimal: no digits")
+    nibbles: list[int] = []
+    for byte in bcd:
+        nibbles.append(byte >> 4)
+        nibbles.append(byte & 0x0F)
+    sign_nibble = nibbles.pop()
+    if sign_nibble in _DECIMAL_NEGATIVE_SIGNS:
+        sign = 1
+    elif sign_nibble in _DECIMAL_POSITIVE_SIGNS:
+        sign = 0
+    else:
+        raise ExtDecodeError(f"decimal: bad sign nibble {sign_nibble:#x}")
+    if any(n > 9 for n in nibbles):
+        raise ExtDecodeError("decimal: digit nibble above 9")
+    return decimal.Decimal((sign, tuple(nibbles) or (0,), -scale))
+
+
+# -- uuid -----------------------------------------------------------------------
+
+
+def decode_uuid(data: bytes) -> uuid.UUID:
+    """A UUID from the payload of ext 2."""
+    if len(data) != 16:
+        raise ExtDecodeError(f"uuid: payload is {len(data)} bytes, expected 16")
+    return uuid.UUID(bytes=bytes(data))
+
+
+# -- error ----------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def decode_error_stack(stack_map: Any) -> BoxError | None:
+    """The head of the chained :class:`BoxError` list from an MP_ERROR map."""
+    if not isinstance(stack_map, dict):
+        raise ExtDecodeError("error: the error payload must be a map")
+    stack = stack_map.get(C.MP_ERROR_STACK)
+    if not isinstance(stack, list | tuple):
+        raise ExtDecodeError("error: MP_ERROR_STACK must be an array")
+    entries: list[BoxError] = []
+    for item in stack:
+        if not isinstance(item, dict):
+            raise ExtDecodeError("error: a stack entry must be a map")
+        fields = item.get(C.MP_ERROR_FIELDS) or {}
+        entries.append(
+            BoxError(
+                type=_text(item.get(C.MP_ERROR_TYPE)),
+                file=_text(item.get(C.MP_ERROR_FILE)),
+                line=int(item.get(C.MP_ERROR_LINE) or 0),
+                message=_text(item.get(C.MP_ERROR_MESSAGE)),
+                errno=int(item.get(C.MP_ERROR_ERRNO) or 0),
+                errcode=int(item.get(C.MP_ERROR_ERRCODE) or 0),
+                fields={_text(k): v for k, v in dict(fields).items()},
+            )
+        )
+    return BoxError.from_stack(entries)
+
+
+def encode_error(error: BoxError) -> bytes:
+    """Payload of ext 3 (used by the simulator, which plays the server)."""
+    stack = []
+    entry: BoxError | None = error
+    while entry is not None:
+        stack.append(
+            {
+                C.MP_ERROR_TYPE: entry.type,
+                C.MP_ERROR_FILE: entry.file,
+                C.MP_ERROR_LINE: entry.line,
+                C.MP_ERROR_MESSAGE: entry.message,
+                C.MP_ERROR_ERRNO: entry.errno,
+                C.MP_ERROR_ERRCODE: entry.errcode,
+                C.MP_ERROR_FIELDS: entry.fields,
+            }
+        )
+        entry = entry.prev
+    return msgpack.packb({C.MP_ERROR_STACK: stack}, use_bin_type=True)
+
+
+# -- datetime -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Datetime:
+    """A Tarantool datetime: seconds since the epoch, nanoseconds, a timezone.
+
+    ``tzoffset`` is minutes east of UTC; ``tzindex`` is Tarantool's index of a
+    named zone (0 when the value carries only an offset). Nanosecond precision
+    is kept, which ``datetime.datetime`` cannot hold.
+    """
+
+    seconds: int
+    nsec: int = 0
+    tzoffset: int = 0
+    tzindex: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.nsec < 1_000_000_000:
+            raise ValueError(f"Datetime.nsec must be in 0..999999999, got {self.nsec}")
+        if not -12 * 60 <= self.tzoffset <= 14 * 60:
+            raise ValueError(f"Datetime.tzoffset must be in -720..840 minutes, got {self.tzoffset}")
+
+    @classmethod
+    def from_datetime(cls, value: _dt.datetime) -> Datetime:
+        """Convert an aware or naive (taken as UTC) ``datetime``."""
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+        offset = aware.utcoffset() or _dt.timedelta(0)
+        delta = aware - _EPOCH
+        seconds = delta.days * 86400 + delta.seconds
+        return cls(seconds, delta.microseconds * 1000, int(offset.total_seconds() // 60))
+
+    def to_datetime(self) -> _dt.datetime:
+        """The value as an aware ``datetime`` (nanoseconds truncated to microseconds)."""
+        tz = _dt.timezone(_dt.timedelta(minutes=self.tzoffset))
+        return (_EPOCH + _dt.timedelta(seconds=self.seconds, microseconds=self.nsec // 1000)).astimezone(tz)
+
+
+def encode_datetime(value: Datetime) -> bytes:
+    """Payload of ext 4: 8 bytes, or 16 when any optional field is set."""
+    if value.nsec or value.tzoffset or value.tzindex:
+        return struct.pack("<qihh", value.seconds, value.nsec, value.tzoffset, value.tzindex)
+    return struct.pack("<q", value.seconds)
+
+
+def decode_datetime(data: bytes) -> Datetime:
+    """A :class:`Datetime` from the payload of ext 4."""
+    if len(data) == 8:
+        return Datetime(struct.unpack("<q", data)[0])
+    if len(data) == 16:
+        seconds, nsec, tzoffset, tzindex = struct.unpack("<qihh", data)
+        try:
+            return Datetime(seconds, nsec, tzoffset, tzindex)
+        except ValueError as exc:
+            raise ExtDecodeError(f"datetime: {exc}") from exc
+    raise ExtDecodeError(f"datetime: payload is {len(data)} bytes, expected 8 or 16")
+
+
+# -- interval -------------------------------------------------------------------
+
+
+class Adjust(enum.IntEnum):
+    """How an interval's months are added at the end of a month."""
+
+    EXCESS = 0
+    NONE = 1
+    LAST = 2
+
+
+_INTERVAL_FIELDS = ("year", "month", "week", "day", "hour", "minute", "sec", "nsec")
+_ADJUST_FIELD = 8
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A Tarantool datetime interval (ext 6); fields are signed integers."""
+
+    year: int = 0
+    month: int = 0
+    week: int = 0
+    day: int = 0
+    hour: int = 0
+    minute: int = 0
+    sec: int = 0
+    nsec: int = 0
+    adjust: Adjust = Adjust.NONE
+
+
+def encode_interval(value: Interval) -> bytes:
+    """Payload of ext 6: zero fields (and the default adjust) are omitted."""
+    pairs: list[tuple[int, int]] = []
+    for field_id, name in enumerate(_INTERVAL_FIELDS):
+        amount = getattr(value, name)
+        if amount:
+            pairs.append((field_id, amount))
+    if value.adjust != Adjust.NONE:
+        pairs.append((_ADJUST_FIELD, int(value.adjust)))
+    out = bytearray([len(pairs)])
+    for field_id, amount in pairs:
+        out += msgpack.packb(field_id)
+        out += msgpack.packb(amount)
+    return bytes(out)
+
+
+def decode_interval(data: bytes) -> Interval:
+    """An :class:`Interval` from the payload of ext 6."""
+    if not data:
+        raise ExtDecodeError("interval: empty payload")
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(data[1:])
+    values: dict[str, Any] = {}
+    try:
+        for _ in range(data[0]):
+            field_id = unpacker.unpack()
+            amount = unpacker.unpack()
+            if not isinstance(field_id, int) or not isinstance(amount, int):
+                raise ExtDecodeError("interval: field ids and values must be integers")
+            if field_id == _ADJUST_FIELD:
+                values["adjust"] = Adjust(amount)
+            elif 0 <= field_id < len(_INTERVAL_FIELDS):
+                values[_INTERVAL_FIELDS[field_id]] = amount
+            else:
+                raise ExtDecodeError(f"interval: unknown field id {field_id}")
+    except ExtDecodeError:
+        raise
+    except Exception as exc:
+        raise ExtDecodeError(f"interval: {exc}") from exc
+    return Interval(**values)
+
+
+# -- msgpack hooks ----------------------------------------------------------------
+
+
+def default(obj: Any) -> Any:
+    """``msgpack.Packer(default=...)``: turn extension values into ExtType."""
+    if isinstance(obj, decimal.Decimal):
+        return msgpack.ExtType(C.EXT_DECIMAL, encode_decimal(obj))
+    if isinstance(obj, uuid.UUID):
+        return msgpack.ExtType(C.EXT_UUID, obj.bytes)
+    if isinstance(obj, Datetime):
+        return msgpack.ExtType(C.EXT_DATETIME, encode_datetime(obj))
+    if isinstance(obj, _dt.datetime):
+        return msgpack.ExtType(C.EXT_DATETIME, encode_datetime(Datetime.from_datetime(obj)))
+    if isinstance(obj, Interval):
+        return msgpack.ExtType(C.EXT_INTERVAL, encode_interval(obj))
+    raise TypeError(f"cannot send a value of type {type(obj).__name__} to Tarantool: {obj!r}")
+
+
+def ext_hook(code: int, data: bytes) -> Any:
+    """``msgpack.Unpacker(ext_hook=...)``: decode the extension types we know."""
+    if code == C.EXT_DECIMAL:
+        return decode_decimal(data)
+    if code == C.EXT_UUID:
+        return decode_uuid(data)
+    if code == C.EXT_ERROR:
+        try:
+            payload = msgpack.unpackb(data, strict_map_key=False, raw=False)
+        except Exception as exc:
+            raise ExtDecodeError(f"error: {exc}") from exc
+        return decode_error_stack(payload)
+    if code == C.EXT_DATETIME:
+        return decode_datetime(data)
+    if code == C.EXT_INTERVAL:
+        return decode_interval(data)
+    return msgpack.ExtType(code, data)
