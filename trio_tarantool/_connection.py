@@ -662,11 +662,14 @@ class Connection:
 
     async def call(self, func_name: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
-        """Call a stored function; ``data`` holds what it returned."""
+        """Call a stored function; ``data`` holds what it returned.
+
+        Each positional argument is one Lua argument: ``call("f", [1, 2])``
+        passes one array (unlike the reference connector, which spreads a lone
+        list into several arguments).
+        """
         if not isinstance(func_name, str) or not func_name:
             raise TypeError(f"func_name must be a non-empty string, got {func_name!r}")
-        if len(args) == 1 and isinstance(args[0], list | tuple):
-            args = tuple(args[0])
         code = C.CALL_16 if self.call_16 else C.CALL
         return await self._call_request(code, R.call_body(func_name, args), None, on_push, on_push_ctx)
 
@@ -675,8 +678,6 @@ class Connection:
         """Evaluate a Lua chunk with ``...`` bound to ``args``."""
         if not isinstance(expr, str):
             raise TypeError(f"expr must be a string, got {type(expr).__name__}")
-        if len(args) == 1 and isinstance(args[0], list | tuple):
-            args = tuple(args[0])
         return await self._call_request(C.EVAL, R.eval_body(expr, args), None, on_push, on_push_ctx)
 
     async def execute(self, query: str | int, params: Any = None) -> Response:
