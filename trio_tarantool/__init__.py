@@ -6,6 +6,8 @@ Everything public is re-exported here; the modules behind it are private.
 from ._connection import Connection as Connection
 from ._connection import PreparedStatement as PreparedStatement
 from ._connection import connect as connect
+from ._crud import CrudError as CrudError
+from ._crud import CrudResult as CrudResult
 from ._errors import BoxError as BoxError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import ConnectionClosedError as ConnectionClosedError
@@ -27,6 +29,11 @@ from ._iproto import Interval as Interval
 from ._iproto._constants import Iterator as Iterator
 from ._response import Response as Response
 from ._schema import Schema as Schema
+from ._strategy import InstanceState as InstanceState
+from ._strategy import Mode as Mode
+from ._strategy import RoundRobinStrategy as RoundRobinStrategy
+from ._strategy import Status as Status
+from ._strategy import StrategyInterface as StrategyInterface
 
 __version__ = "0.1.0"
 

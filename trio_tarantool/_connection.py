@@ -37,10 +37,10 @@ import outcome
 import trio
 
 from . import _iproto
+from ._crud import CrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
-    Error,
     ErrorCode,
     NetworkError,
     NotSupportedError,
@@ -48,8 +48,8 @@ from ._errors import (
     SchemaError,
     TarantoolTimeoutError,
 )
-from ._iproto import constants as C
 from ._iproto import _requests as R
+from ._iproto import constants as C
 from ._response import Response, database_error
 from ._schema import Schema
 
@@ -156,11 +156,12 @@ class PreparedStatement:
         return f"<PreparedStatement id={self.stmt_id} params={self.params_count}>"
 
 
-class Connection:
+class Connection(CrudMixin):
     """A connection to one Tarantool instance, shared by any number of tasks.
 
     Create it with :func:`connect`; its methods mirror the box API. Spaces and
-    indexes are accepted by name or by id.
+    indexes are accepted by name or by id. The ``crud_*`` methods call the
+    crud module's functions on this instance (their ``mode`` is ignored).
     """
 
     def __init__(
@@ -389,7 +390,7 @@ class Connection:
             if self._closed:
                 raise ConnectionClosedError("connection is closed", may_have_executed=False)
             attempts = self.reconnect_max_attempts + 1
-            last: Error | None = None
+            last: NetworkError | None = None
             for attempt in range(attempts):
                 if attempt:
                     await trio.sleep(self.reconnect_delay)
@@ -689,6 +690,9 @@ class Connection:
         except TypeError as exc:
             raise TypeError(str(exc)) from None
         return await self._call_request(C.EXECUTE, body)
+
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Any) -> Response:
+        return await self.call(func_name, *args)
 
     async def prepare(self, query: str) -> PreparedStatement:
         """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""

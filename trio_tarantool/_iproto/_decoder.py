@@ -162,7 +162,7 @@ class Decoder:
 
     def replies(self) -> list[Reply]:
         """Every complete reply buffered now."""
-        out = []
+        out: list[Reply] = []
         while True:
             reply = self.next_reply()
             if reply is None:

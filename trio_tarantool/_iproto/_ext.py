@@ -61,7 +61,7 @@ def encode_decimal(value: decimal.Decimal) -> bytes:
     if len(nibbles) % 2:
         nibbles.insert(0, 0)
     bcd = bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, len(nibbles), 2))
-    return msgpack.packb(scale) + bcd
+    return bytes(msgpack.packb(scale)) + bcd
 
 
 def decode_decimal(data: bytes) -> decimal.Decimal:
@@ -155,7 +155,7 @@ def encode_error(error: BoxError) -> bytes:
             }
         )
         entry = entry.prev
-    return msgpack.packb({C.MP_ERROR_STACK: stack}, use_bin_type=True)
+    return bytes(msgpack.packb({C.MP_ERROR_STACK: stack}, use_bin_type=True))
 
 
 # -- datetime -------------------------------------------------------------------

@@ -37,7 +37,7 @@ class Encoder:
         else:
             header = pack({C.REQUEST_TYPE: request_type, C.SYNC: sync})
         payload = header + pack(body) if body is not None else header + b"\x80"
-        return _pack_len(0xCE, len(payload)) + payload
+        return bytes(_pack_len(0xCE, len(payload)) + payload)
 
 
 def _as_list(value: Any) -> list[Any]:
