@@ -64,3 +64,24 @@ def replicaset_factory(server_manager: ServerManager) -> Callable[..., Replicase
         return server_manager.start_replicaset(size, **kwargs)
 
     return factory
+
+
+#: Lua that empties the shared instance: truncates the fixed spaces and drops
+#: every other user space (SQL tables, spaces created by schema tests).
+_RESET_LUA = """
+local keep = {tester = true, multi = true, wide = true, typed = true}
+local drop = {}
+for _, t in box.space._space:pairs(512, {iterator = 'GE'}) do
+    if not keep[t.name] then table.insert(drop, t.name) end
+end
+for _, name in ipairs(drop) do box.space[name]:drop() end
+for name in pairs(keep) do box.space[name]:truncate() end
+counter_reset()
+"""
+
+
+@pytest.fixture
+def clean_tarantool(tarantool: TarantoolInstance) -> TarantoolInstance:
+    """The module's shared instance, emptied before the test (through the admin console)."""
+    tarantool.admin(_RESET_LUA)
+    return tarantool

@@ -49,15 +49,16 @@ function M.create_schema()
             nil, {if_not_exists = true})
         box.schema.user.grant('guest', 'execute', 'universe', nil, {if_not_exists = true})
 
+        -- Ids are left to the server (tester gets 512, the first user id):
+        -- Tarantool 2.6 hands out ids from a counter that explicit ids do not
+        -- advance, so explicit ids would collide with later auto-assigned ones.
         local tester = box.schema.space.create('tester', {
-            id = 512,
             format = {{name = 'id', type = 'unsigned'}, {name = 'name', type = 'string'}},
         })
         tester:create_index('primary', {type = 'tree', parts = {'id'}})
         tester:create_index('name_idx', {type = 'tree', unique = false, parts = {'name'}})
 
         local multi = box.schema.space.create('multi', {
-            id = 513,
             format = {
                 {name = 'a', type = 'unsigned'},
                 {name = 'b', type = 'string'},
@@ -67,12 +68,11 @@ function M.create_schema()
         multi:create_index('primary', {type = 'tree', parts = {'a', 'b'}})
 
         -- Many loosely typed fields, for update/upsert operation tests.
-        local wide = box.schema.space.create('wide', {id = 514})
+        local wide = box.schema.space.create('wide')
         wide:create_index('primary', {type = 'tree', parts = {{1, 'unsigned'}}})
 
         -- Decimal and uuid values stored in fields of those types.
         local typed = box.schema.space.create('typed', {
-            id = 515,
             format = {
                 {name = 'id', type = 'unsigned'},
                 {name = 'dec', type = 'decimal', is_nullable = true},
@@ -137,6 +137,7 @@ function M.define_functions()
         return counter
     end)
     rawset(_G, 'counter_get', function() return counter end)
+    rawset(_G, 'counter_reset', function() counter = 0 end)
 end
 
 --- Write the readiness marker the Python side polls for (atomically: the
