@@ -1,0 +1,68 @@
+"""Tests of the pool's ``addrs`` validation (``trio_tarantool._addrs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trio_tarantool._addrs import Address, validate_addrs
+from trio_tarantool._errors import ConfigurationError
+
+
+def test_valid_addresses_are_normalised() -> None:
+    result = validate_addrs([
+        {"host": "127.0.0.1", "port": 3301},
+        {"host": "localhost", "port": "3302"},
+        {"host": None, "port": "/tmp/t.sock", "auth_type": "chap-sha1"},
+        {"host": "::1", "port": 3303, "transport": ""},
+    ])
+    assert result == [
+        Address("127.0.0.1", 3301),
+        Address("localhost", 3302),
+        Address(None, "/tmp/t.sock", {"auth_type": "chap-sha1"}),
+        Address("::1", 3303, {"transport": ""}),
+    ]
+    assert [a.key for a in result] == ["127.0.0.1:3301", "localhost:3302", "/tmp/t.sock", "[::1]:3303"]
+    assert result[2].as_dict() == {"host": None, "port": "/tmp/t.sock", "auth_type": "chap-sha1"}
+
+
+def test_none_options_are_dropped() -> None:
+    assert validate_addrs([{"host": "h", "port": 1, "ssl_key_file": None}]) == [Address("h", 1)]
+
+
+@pytest.mark.parametrize(
+    ("addrs", "message"),
+    [
+        (None, "addrs must be a non-empty list of dicts, got NoneType"),
+        ({"host": "h", "port": 1}, "addrs must be a non-empty list of dicts, got dict"),
+        ("127.0.0.1:3301", "addrs must be a non-empty list of dicts, got str"),
+        ([], "addrs must be a non-empty list of dicts, got an empty list"),
+        ([("h", 1)], "addrs[0]: must be a dict with 'host' and 'port', got tuple"),
+        ([{"host": "h"}], "addrs[0]: missing mandatory key 'port'"),
+        ([{"port": 1}], "addrs[0]: missing mandatory key 'host'"),
+        ([{"host": "h", "port": 1, "hots": "x"}], "addrs[0]: unknown key(s) 'hots'"),
+        ([{"host": 127, "port": 1}], "addrs[0]: host must be a str or None, got int 127"),
+        ([{"host": "", "port": 1}], "addrs[0]: host is an empty string"),
+        ([{"host": "h", "port": 1}, {"host": "h", "port": 2}, {"host": "h", "port": 70000}],
+         "addrs[2]: port 70000 is outside 1..65535"),
+        ([{"host": "h", "port": 0}], "addrs[0]: port 0 is outside 1..65535"),
+        ([{"host": "h", "port": "99999"}], "addrs[0]: port 99999 is outside 1..65535"),
+        ([{"host": "h", "port": 1.5}], "addrs[0]: port must be an int or a str, got float 1.5"),
+        ([{"host": "h", "port": True}], "addrs[0]: port must be an int or a str, got bool True"),
+        ([{"host": "h", "port": ""}], "addrs[0]: port is an empty string"),
+        ([{"host": "h", "port": "/tmp/x.sock"}], "addrs[0]: port '/tmp/x.sock' is neither a number"),
+        ([{"host": None, "port": 3301}], "addrs[0]: host is None but port 3301 is a number"),
+        ([{"host": "h", "port": 1, "auth_type": 5}], "addrs[0]: auth_type must be a str, got int 5"),
+        ([{"host": "h", "port": 1, "auth_type": "ldap"}], "addrs[0]: auth_type 'ldap' is not supported"),
+        ([{"host": "h", "port": 1, "transport": "ssl"}], "addrs[0]: transport 'ssl' is not supported"),
+        ([{"host": "h", "port": 1, "ssl_ca_file": "ca.pem"}], "addrs[0]: ssl_* options need transport 'ssl'"),
+        ([{"host": "h", "port": 1}, {"host": "H", "port": "1"}], "addrs[1]: H:1 duplicates addrs[0]"),
+        ([{"host": None, "port": "/s"}, {"host": None, "port": "/s"}], "addrs[1]: /s duplicates addrs[0]"),
+    ],
+)
+def test_invalid_addresses(addrs: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        validate_addrs(addrs)
+    assert str(info.value).startswith(message), str(info.value)
+    assert isinstance(info.value, ValueError)
