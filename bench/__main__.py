@@ -1,0 +1,314 @@
+"""Throughput benchmark: trio_tarantool side by side with its peers.
+
+``bench/run`` (or ``python -m bench`` from the repo root, inside bench/.venv) starts a
+local Tarantool (``wal_mode='none'``) and a 3-instance replicaset, then runs every
+workload × shape × client in interleaved rounds: within a round each case runs every
+client once, one fresh subprocess per run, and the client order rotates between
+rounds so no client always goes first. Results: raw JSON in bench/out/, tables in
+docs/benchmarks.md (the "results" section) and grouped bars in docs/bench.svg.
+
+``--smoke`` runs tiny N for one round, writes only to bench/out/, and exits non-zero
+if any client run failed or trio_tarantool gave a wrong answer or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import report, servers
+from bench.workload import POOL_WORKLOADS, WORKLOADS
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+DOC = REPO / "docs" / "benchmarks.md"
+SVG = REPO / "docs" / "bench.svg"
+SHAPES = (1, 100, 1000)
+POOL_CASES = (("select", "ANY"), ("select", "PREFER_RO"), ("replace", "RW"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One subprocess measurement to perform."""
+
+    client: str
+    workload: str
+    tasks: int
+    n: int
+    mode: str = ""
+    threads: int = 0
+
+    def argv(self, addrs: list[str], cap: float) -> list[str]:
+        """Command line of the worker for this run."""
+        cmd = [sys.executable, "-m", "bench.worker", "--client", self.client,
+               "--workload", self.workload, "--tasks", str(self.tasks), "--n", str(self.n),
+               "--cap", str(cap)]
+        if self.mode:
+            cmd += ["--mode", self.mode]
+        if self.threads:
+            cmd += ["--threads", str(self.threads)]
+        for a in addrs:
+            cmd += ["--addr", a]
+        return cmd
+
+
+def available_clients() -> tuple[list[str], bool, list[str]]:
+    """Which clients can run here: (single-connection clients, trio pool?, notes)."""
+    notes: list[str] = []
+    clients: list[str] = []
+    ours_pool = False
+    try:
+        import trio_tarantool
+
+        if hasattr(trio_tarantool, "connect"):
+            clients.append("trio_tarantool")
+        else:
+            notes.append("trio_tarantool.connect does not exist yet: trio_tarantool skipped")
+        ours_pool = hasattr(trio_tarantool, "open_pool") and hasattr(trio_tarantool, "Mode")
+        if not ours_pool:
+            notes.append("trio_tarantool.open_pool does not import yet: trio_tarantool pool cases skipped")
+    except ImportError as exc:
+        notes.append(f"trio_tarantool does not import ({exc}): skipped")
+    have = {m: importlib.util.find_spec(m) is not None for m in ("asynctnt", "uvloop", "tarantool")}
+    if have["asynctnt"]:
+        clients.append("asynctnt")
+        if have["uvloop"]:
+            clients.append("asynctnt+uvloop")
+        else:
+            notes.append("uvloop not installed: asynctnt+uvloop skipped")
+    else:
+        notes.append("asynctnt not installed: skipped")
+    if have["tarantool"]:
+        clients.append("tarantool-python")
+    else:
+        notes.append("tarantool (tarantool-python) not installed: skipped")
+    return clients, ours_pool, notes
+
+
+def plan_single(clients: list[str], workloads: list[str], shapes: list[int], n_seq: int,
+                n_conc: int) -> list[list[Run]]:
+    """Cases of the single-connection benchmark; each case lists one run per client."""
+    cases = []
+    for w in workloads:
+        for t in shapes:
+            runs = [Run(c, w, t, n_seq if t == 1 else n_conc) for c in clients
+                    if not (c == "tarantool-python" and t != 1)]
+            if runs:
+                cases.append(runs)
+    return cases
+
+
+def plan_pool(clients: list[str], ours_pool: bool, n_pool: int) -> list[list[Run]]:
+    """Cases of the pool benchmark: ours with 100 tasks vs the reference with 1 and 8 threads."""
+    cases = []
+    for w, m in POOL_CASES:
+        assert w in POOL_WORKLOADS
+        runs = []
+        if ours_pool:
+            runs.append(Run("trio_tarantool-pool", w, 100, n_pool, mode=m))
+        if "tarantool-python" in clients:
+            runs += [Run("tarantool-python-pool", w, 1, n_pool, mode=m, threads=th) for th in (1, 8)]
+        if runs:
+            cases.append(runs)
+    return cases
+
+
+def execute(run: Run, addrs: list[str], cap: float, rnd: int) -> dict[str, Any]:
+    """Run one worker subprocess and return its JSON (or a failure record)."""
+    try:
+        proc = subprocess.run(run.argv(addrs, cap), cwd=REPO, capture_output=True, text=True,
+                              timeout=cap + 90)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode == 0 and lines:
+            result: dict[str, Any] = json.loads(lines[-1])
+            result["round"] = rnd
+            return result
+        why = f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}"
+    except subprocess.TimeoutExpired:
+        why = f"timed out after {cap + 90:.0f} s"
+    return {"client": run.client, "workload": run.workload, "tasks": run.tasks, "mode": run.mode,
+            "threads": run.threads, "requested": run.n, "failed": True, "why": why, "round": rnd}
+
+
+def run_rounds(cases: list[list[Run]], addrs: list[str], rounds: int, cap: float,
+               label: str) -> list[dict[str, Any]]:
+    """Interleave: every round runs every case with every client, rotating client order."""
+    results = []
+    for rnd in range(rounds):
+        for case in cases:
+            k = rnd % len(case)
+            for run in case[k:] + case[:k]:
+                r = execute(run, addrs, cap, rnd)
+                results.append(r)
+                shape = report.shape_label(run.tasks) if not run.threads else f"{run.threads} thr"
+                tag = f"{run.mode} " if run.mode else ""
+                if r.get("failed"):
+                    print(f"[{label} r{rnd + 1}] {run.workload} {tag}{shape} {run.client}: FAILED {r['why']}",
+                          flush=True)
+                else:
+                    extra = "".join(f" {key}={r[key]}" for key in ("wrong", "errors", "hung") if r[key])
+                    print(f"[{label} r{rnd + 1}] {run.workload} {tag}{shape} {run.client}: "
+                          f"{r['rps']:,.0f} req/s{extra}", flush=True)
+    return results
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything measured, for the report header."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("trio-tarantool", "trio", "asynctnt", "uvloop", "tarantool"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        tv = subprocess.run([servers.tarantool_binary(), "--version"], capture_output=True, text=True)
+        out["tarantool server"] = tv.stdout.splitlines()[0].split()[1]
+    except (OSError, IndexError, RuntimeError):
+        pass
+    return out
+
+
+def smoke_failures(results: list[dict[str, Any]]) -> list[str]:
+    """Why a smoke run must fail: crashed runs, or trio_tarantool errors/wrong answers."""
+    bad = []
+    for r in results:
+        name = f"{r['client']} {r['workload']} tasks={r['tasks']} {r.get('mode', '')}".strip()
+        if r.get("failed"):
+            bad.append(f"{name}: {r['why']}")
+        elif r["client"].startswith("trio_tarantool") and (r["wrong"] or r["errors"] or r["hung"]):
+            bad.append(f"{name}: wrong={r['wrong']} errors={r['errors']} hung={r['hung']} "
+                       f"{r['error_samples'] + r['wrong_samples']}")
+        elif r["ok"] + r["wrong"] == 0:
+            bad.append(f"{name}: no request completed {r['error_samples']}")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny N, 1 round, < 60 s; no docs written")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--n-seq", type=int, default=20_000, help="requests per sequential run")
+    p.add_argument("--n-conc", type=int, default=100_000, help="requests per 100/1000-task run")
+    p.add_argument("--n-pool", type=int, default=20_000, help="requests per pool run")
+    p.add_argument("--cap", type=float, default=20.0, help="max seconds per run (rate from what completed)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--shapes", default=",".join(map(str, SHAPES)))
+    p.add_argument("--clients", default="", help="comma list to restrict clients")
+    p.add_argument("--no-pool", action="store_true")
+    p.add_argument("--no-single", action="store_true")
+    p.add_argument("--no-write", action="store_true", help="do not touch docs/")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.n_seq, args.n_conc, args.n_pool, args.cap = 1, 200, 2000, 300, 10.0
+        args.no_write = True
+
+    clients, ours_pool, notes = available_clients()
+    if args.clients:
+        wanted = args.clients.split(",")
+        clients = [c for c in clients if c in wanted]
+        ours_pool = ours_pool and "trio_tarantool-pool" in wanted
+    for n in notes:
+        print(f"note: {n}", flush=True)
+    workloads = [w for w in args.workloads.split(",") if w]
+    shapes = [int(s) for s in args.shapes.split(",") if s]
+    started = time.time()
+    single_results: list[dict[str, Any]] = []
+    pool_results: list[dict[str, Any]] = []
+    if not args.no_single:
+        cases = plan_single(clients, workloads, shapes, args.n_seq, args.n_conc)
+        with servers.single() as cluster:
+            addrs = [f"127.0.0.1:{i.port}" for i in cluster.instances]
+            single_results = run_rounds(cases, addrs, args.rounds, args.cap, "single")
+    if not args.no_pool:
+        cases = plan_pool(clients, ours_pool, args.n_pool)
+        with servers.replicaset() as cluster:
+            addrs = [f"127.0.0.1:{i.port}" for i in cluster.instances]
+            pool_results = run_rounds(cases, addrs, args.rounds, args.cap, "pool")
+
+    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpus": os.cpu_count(), "versions": versions(), "rounds": args.rounds,
+            "n_seq": args.n_seq, "n_conc": args.n_conc, "n_pool": args.n_pool, "cap": args.cap,
+            "notes": notes, "seconds": round(time.time() - started)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    raw = {"meta": meta, "single": single_results, "pool": pool_results}
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = "smoke" if args.smoke else "throughput"
+    (OUT / f"{name}-{stamp}.json").write_text(json.dumps(raw, indent=1))
+    all_clients = [c for c in ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
+                   if c in clients]
+    md = results_markdown(meta, single_results, pool_results, workloads, shapes, all_clients)
+    (OUT / f"{name}-{stamp}.md").write_text(md)
+    svg = report.render_svg(single_results, pool_results, workloads, shapes, all_clients)
+    (OUT / f"{name}-{stamp}.svg").write_text(svg)
+    print(md)
+    if not args.no_write:
+        report.replace_section(DOC, "results", md)
+        SVG.write_text(svg)
+        print(f"wrote {DOC.relative_to(REPO)} and {SVG.relative_to(REPO)}")
+    if args.smoke:
+        bad = smoke_failures(single_results + pool_results)
+        if not clients:
+            bad.append("no client could run")
+        for b in bad:
+            print(f"SMOKE FAILURE: {b}", file=sys.stderr)
+        n_ok = len(single_results) + len(pool_results) - len(bad)
+        print(f"smoke: {n_ok} passed, {len(bad)} failed")
+        return 1 if bad else 0
+    return 0
+
+
+def results_markdown(meta: dict[str, Any], single: list[dict[str, Any]], pool: list[dict[str, Any]],
+                     workloads: list[str], shapes: list[int], clients: list[str]) -> str:
+    """The results section of docs/benchmarks.md."""
+    v = meta["versions"]
+    lines = [
+        f"Measured {meta['date']} on {meta['cpus']} CPUs; "
+        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"{meta['rounds']} interleaved rounds; N = {meta['n_seq']:,} requests per sequential run, "
+        f"{meta['n_conc']:,} per 100/1000-task run, {meta['n_pool']:,} per pool run "
+        f"(each run capped at {meta['cap']:.0f} s). Cells: median req/s [min–max]; "
+        "ratios compare medians (> 1 means trio_tarantool is faster).",
+        "",
+    ]
+    for n in meta["notes"]:
+        lines.append(f"> note: {n}")
+    if meta["notes"]:
+        lines.append("")
+    if single:
+        lines += ["#### One connection, single instance (`wal_mode='none'`)", "",
+                  report.single_table(single, workloads, shapes, clients), ""]
+    if pool:
+        lines += ["#### Pool of 3 (1 master + 2 replicas, `wal_mode='write'`)", "",
+                  "Every request asks for a distinct key; a reply for another key is a wrong answer.", "",
+                  report.pool_table(pool), ""]
+    lines.append("![req/s per workload and client](bench.svg)")
+    return "\n".join(lines)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    """Turn SIGTERM into KeyboardInterrupt so every ``finally`` stops its servers."""
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped", file=sys.stderr)
+        sys.exit(130)

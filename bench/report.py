@@ -1,0 +1,274 @@
+"""Turn raw runs into the markdown tables of docs/benchmarks.md and docs/bench.svg.
+
+Absolute req/s on a 2-core machine shared by client and server are noisy; what is
+meaningful is the ratio between clients measured interleaved in the same rounds, so
+the tables lead with medians, show min-max, and give trio_tarantool / peer ratios.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+OURS = "trio_tarantool"
+OURS_POOL = "trio_tarantool-pool"
+CLIENT_LABELS: dict[str, str] = {
+    "trio_tarantool": "trio_tarantool (trio)",
+    "asynctnt": "asynctnt (asyncio)",
+    "asynctnt+uvloop": "asynctnt (uvloop)",
+    "tarantool-python": "tarantool-python (sync)",
+    "trio_tarantool-pool": "trio_tarantool pool",
+    "tarantool-python-pool": "tarantool-python pool",
+}
+COLORS: dict[str, str] = {
+    "trio_tarantool": "#2b6cb0",
+    "asynctnt": "#dd6b20",
+    "asynctnt+uvloop": "#d69e2e",
+    "tarantool-python": "#718096",
+    "trio_tarantool-pool": "#2b6cb0",
+    "tarantool-python-pool/1": "#718096",
+    "tarantool-python-pool/8": "#a0aec0",
+}
+
+
+def shape_label(tasks: int) -> str:
+    """Human name of a concurrency shape."""
+    return "sequential" if tasks == 1 else f"{tasks} tasks"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Summary of one (case, client) cell over the rounds."""
+
+    median: float
+    low: float
+    high: float
+    rounds: int
+    ok: int
+    wrong: int
+    errors: int
+    hung: int
+    failed: int
+
+    @property
+    def fmt(self) -> str:
+        """``median [min-max]`` in req/s, or why there is no number."""
+        if self.rounds == 0:
+            return "failed" if self.failed else "n/a"
+        return f"{self.median:,.0f} [{self.low:,.0f}–{self.high:,.0f}]"
+
+
+def summarize(runs: Iterable[dict[str, Any]]) -> Stat:
+    """Median/min/max req/s and summed outcome counters over rounds of one cell."""
+    good: list[float] = []
+    ok = wrong = errors = hung = failed = 0
+    for r in runs:
+        if r.get("failed"):
+            failed += 1
+            continue
+        good.append(float(r["rps"]))
+        ok += r["ok"]
+        wrong += r["wrong"]
+        errors += r["errors"]
+        hung += r["hung"]
+    if not good:
+        return Stat(0.0, 0.0, 0.0, 0, ok, wrong, errors, hung, failed)
+    return Stat(statistics.median(good), min(good), max(good), len(good), ok, wrong, errors, hung, failed)
+
+
+def cell_key(r: dict[str, Any]) -> tuple[str, str, int, str, int]:
+    """(workload, client, tasks, mode, threads): the identity of one table cell."""
+    return (r["workload"], r["client"], int(r["tasks"]), r.get("mode", ""), int(r.get("threads", 0)))
+
+
+def group(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int, str, int], Stat]:
+    """Summaries for every cell present in ``runs``."""
+    cells: dict[tuple[str, str, int, str, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        cells.setdefault(cell_key(r), []).append(r)
+    return {k: summarize(v) for k, v in cells.items()}
+
+
+def _ratio(a: Stat | None, b: Stat | None) -> str:
+    if a is None or b is None or a.rounds == 0 or b.rounds == 0 or b.median == 0:
+        return "–"
+    return f"{a.median / b.median:.2f}×"
+
+
+def single_table(runs: Sequence[dict[str, Any]], workloads: Sequence[str], shapes: Sequence[int],
+                 clients: Sequence[str]) -> str:
+    """Markdown table: one row per workload × shape, a column per client, then ratios."""
+    stats = group(runs)
+    peers = [c for c in clients if c != OURS]
+    head = ["workload", "shape", *(CLIENT_LABELS.get(c, c) for c in clients)]
+    head += [f"ours / {CLIENT_LABELS.get(p, p)}" for p in peers] if OURS in clients else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for w in workloads:
+        for t in shapes:
+            row = [w, shape_label(t)]
+            for c in clients:
+                s = stats.get((w, c, t, "", 0))
+                row.append("–" if s is None else s.fmt + _flags(s))
+            if OURS in clients:
+                ours = stats.get((w, OURS, t, "", 0))
+                for p in peers:
+                    row.append(_ratio(ours, stats.get((w, p, t, "", 0))))
+            if any(x not in ("–",) for x in row[2:]):
+                lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _flags(s: Stat) -> str:
+    bits = []
+    if s.wrong:
+        bits.append(f"{s.wrong} wrong")
+    if s.errors:
+        bits.append(f"{s.errors} errors")
+    if s.hung:
+        bits.append(f"{s.hung} hung")
+    if s.failed:
+        bits.append(f"{s.failed} failed runs")
+    return f" ({', '.join(bits)})" if bits else ""
+
+
+def pool_table(runs: Sequence[dict[str, Any]]) -> str:
+    """Markdown table for the 3-instance pool cases, with wrong-answer counts."""
+    stats = group(runs)
+    cases = sorted({(k[0], k[3]) for k in stats}, key=lambda x: (x[0] != "select", x[1]))
+    head = ["workload", "mode", "client", "concurrency", "req/s median [min–max]",
+            "wrong answers", "errors", "hung", "ours / this"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for w, m in cases:
+        ours = next((s for k, s in stats.items() if k[0] == w and k[3] == m and k[1] == OURS_POOL), None)
+        cells = sorted((k, s) for k, s in stats.items() if k[0] == w and k[3] == m)
+        cells.sort(key=lambda ks: (ks[0][1] != OURS_POOL, ks[0][4]))
+        for k, s in cells:
+            conc = f"{k[2]} trio tasks" if k[1] == OURS_POOL else f"{k[4]} thread{'s' if k[4] > 1 else ''}"
+            total = s.ok + s.wrong + s.errors
+            wrong = f"{s.wrong} / {total}" if total else "–"
+            ratio = "" if k[1] == OURS_POOL else _ratio(ours, s)
+            lines.append(f"| {w} | {m} | {CLIENT_LABELS[k[1]]} | {conc} | {s.fmt} | {wrong} | "
+                         f"{s.errors} | {s.hung} | {ratio} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md sections
+
+
+def replace_section(path: Path, name: str, body: str) -> None:
+    """Rewrite the text between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+
+    The file must already hold the markers (docs/benchmarks.md ships with them);
+    everything outside them is prose that the harness never touches.
+    """
+    text = path.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{path} has no {start} ... {end} section")
+    path.write_text(pattern.sub(lambda _m: f"{start}\n{body.strip()}\n{end}", text))
+
+
+# ---------------------------------------------------------------- SVG
+
+
+def _nice_max(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    mag = 10 ** (len(str(int(v))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if v <= step * mag:
+            return step * mag
+    return 10 * mag
+
+
+def _panel(title: str, groups: list[tuple[str, list[tuple[str, Stat | None]]]], colors: dict[str, str],
+           labels: dict[str, str], y0: int, width: int) -> tuple[list[str], int]:
+    """One grouped-bar panel; returns SVG elements and the panel height."""
+    height, top, left, bottom = 330, 40, 70, 95
+    plot_h = height - top - bottom
+    vmax = _nice_max(max([s.high for _, bars in groups for _, s in bars if s and s.rounds] or [1.0]))
+    n_bars = max(len(b) for _, b in groups) if groups else 1
+    gw = (width - left - 20) / max(1, len(groups))
+    bw = min(22.0, (gw - 10) / n_bars)
+    out = [f'<text x="{left}" y="{y0 + 22}" class="title">{escape(title)}</text>']
+    for k in range(6):  # grid and y ticks
+        v = vmax * k / 5
+        y = y0 + top + plot_h - plot_h * k / 5
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v / 1000:,.0f}k</text>')
+    out.append(f'<text x="16" y="{y0 + top + plot_h / 2:.0f}" class="tick" '
+               f'transform="rotate(-90 16 {y0 + top + plot_h / 2:.0f})" text-anchor="middle">req/s</text>')
+    for gi, (gname, bars) in enumerate(groups):
+        gx = left + gi * gw + (gw - bw * len(bars)) / 2
+        for bi, (series, s) in enumerate(bars):
+            x = gx + bi * bw
+            if s is None or s.rounds == 0:
+                continue
+            h = plot_h * s.median / vmax
+            y = y0 + top + plot_h - h
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
+                       f'fill="{colors[series]}"><title>{escape(labels[series])} {escape(gname)}: '
+                       f'{s.median:,.0f} req/s (min {s.low:,.0f}, max {s.high:,.0f})</title></rect>')
+            cx = x + (bw - 2) / 2
+            ylo = y0 + top + plot_h - plot_h * s.low / vmax
+            yhi = y0 + top + plot_h - plot_h * s.high / vmax
+            out.append(f'<line x1="{cx:.1f}" y1="{ylo:.1f}" x2="{cx:.1f}" y2="{yhi:.1f}" class="whisker"/>')
+        lx = left + gi * gw + gw / 2
+        ly = y0 + top + plot_h + 12
+        out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" class="label" text-anchor="end" '
+                   f'transform="rotate(-35 {lx:.1f} {ly:.1f})">{escape(gname)}</text>')
+    lx = left
+    for series in dict.fromkeys(s for _, bars in groups for s, _ in bars):
+        out.append(f'<rect x="{lx}" y="{y0 + height - 18}" width="12" height="12" fill="{colors[series]}"/>')
+        out.append(f'<text x="{lx + 16}" y="{y0 + height - 8}" class="label">{escape(labels[series])}</text>')
+        lx += 30 + 7 * len(labels[series])
+    return out, height
+
+
+def render_svg(single_runs: Sequence[dict[str, Any]], pool_runs: Sequence[dict[str, Any]],
+               workloads: Sequence[str], shapes: Sequence[int], clients: Sequence[str]) -> str:
+    """Grouped bars of median req/s (whiskers: min-max) per workload per client."""
+    width = 1200
+    parts: list[str] = []
+    y = 0
+    stats = group(single_runs)
+    groups = []
+    for w in workloads:
+        for t in shapes:
+            bars = [(c, stats.get((w, c, t, "", 0))) for c in clients if not (c == "tarantool-python" and t != 1)]
+            if any(s is not None for _, s in bars):
+                groups.append((f"{w} · {shape_label(t)}", bars))
+    if groups:
+        elems, h = _panel("One connection, local Tarantool 2.6 (median req/s; whiskers: min–max over rounds)",
+                          groups, COLORS, CLIENT_LABELS, y, width)
+        parts += elems
+        y += h
+    pstats = group(pool_runs)
+    if pstats:
+        labels = {"trio_tarantool-pool": "trio_tarantool pool (100 tasks)",
+                  "tarantool-python-pool/1": "tarantool-python pool (1 thread)",
+                  "tarantool-python-pool/8": "tarantool-python pool (8 threads)"}
+        pgroups = []
+        for w, m in sorted({(k[0], k[3]) for k in pstats}, key=lambda x: (x[0] != "select", x[1])):
+            bars: list[tuple[str, Stat | None]] = []
+            for k, s in sorted(pstats.items()):
+                if k[0] == w and k[3] == m:
+                    series = k[1] if k[1] == OURS_POOL else f"{k[1]}/{k[4]}"
+                    if series in labels:
+                        bars.append((series, s))
+            bars.sort(key=lambda b: list(labels).index(b[0]))
+            pgroups.append((f"{w} {m}", bars))
+        elems, h = _panel("Pool of 3 (master + 2 replicas): replies per second, wrong answers included",
+                          pgroups, COLORS, labels, y, width)
+        parts += elems
+        y += h
+    style = ("<style>.title{font:bold 15px sans-serif}.tick{font:11px sans-serif;fill:#444}"
+             ".label{font:11px sans-serif;fill:#222}.grid{stroke:#ddd}.whisker{stroke:#000;stroke-width:1.2}</style>")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" viewBox="0 0 {width} {y}">'
+            f'{style}<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(parts) + "\n</svg>\n")

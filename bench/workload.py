@@ -1,0 +1,122 @@
+"""What every client does, defined once so all clients do exactly the same work.
+
+Request number ``i`` (0-based, out of a fixed total N) always asks for the same key,
+whatever the client or the number of tasks; task ``t`` of ``T`` takes requests
+``t, t+T, t+2T, ...``. Every reply is checked against the key it asked for, so a
+client that hands one caller's reply to another is caught ("wrong answers").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.servers import ROWS, expected_value
+
+WORKLOADS: tuple[str, ...] = ("ping", "select", "call", "replace", "sql")
+POOL_WORKLOADS: tuple[str, ...] = ("select", "replace")
+SPACE = "bench"
+WRITE_SPACE = "bench_w"
+FUNCTION = "bench_get"
+SQL = 'SELECT "id", "val" FROM "bench" WHERE "id" = ?'
+
+
+def key_of(i: int) -> int:
+    """Key asked for by request ``i`` (distinct for any ROWS consecutive requests)."""
+    return i % ROWS + 1
+
+
+def replace_tuple(i: int) -> list[Any]:
+    """Tuple written by replace request ``i``: its reply must echo exactly this."""
+    return [key_of(i), f"r{i}"]
+
+
+def check(workload: str, i: int, rows: Any) -> bool:
+    """True if ``rows`` (a reply's sequence of tuples) answers request ``i``."""
+    if workload == "ping":
+        return True
+    try:
+        if len(rows) != 1:
+            return False
+        got = list(rows[0])
+    except TypeError:
+        return False
+    if workload == "replace":
+        return got == replace_tuple(i)
+    return got == [key_of(i), expected_value(key_of(i))]
+
+
+def task_indices(task: int, tasks: int, n: int) -> range:
+    """Requests handled by ``task`` out of ``tasks`` when N=n requests are split."""
+    return range(task, n, tasks)
+
+
+@dataclass
+class Tally:
+    """Outcome counters of one measured run; serialised as the worker's JSON line."""
+
+    client: str
+    workload: str
+    tasks: int
+    requested: int
+    mode: str = ""
+    threads: int = 0
+    ok: int = 0
+    wrong: int = 0
+    errors: int = 0
+    hung: int = 0
+    elapsed: float = 0.0
+    error_samples: list[str] = field(default_factory=list)
+    wrong_samples: list[str] = field(default_factory=list)
+
+    def record(self, workload: str, i: int, rows: Any) -> None:
+        """Count one reply, checking it against request ``i``."""
+        if check(workload, i, rows):
+            self.ok += 1
+        else:
+            self.wrong += 1
+            if len(self.wrong_samples) < 3:
+                self.wrong_samples.append(f"request {i} (key {key_of(i)}) got {_short(rows)}")
+
+    def fail(self, exc: BaseException) -> None:
+        """Count one request that raised."""
+        self.errors += 1
+        if len(self.error_samples) < 3:
+            self.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict with the derived rate (replies per second)."""
+        d = asdict(self)
+        replies = self.ok + self.wrong
+        d["rps"] = replies / self.elapsed if self.elapsed > 0 else 0.0
+        return d
+
+
+def _short(rows: Any) -> str:
+    try:
+        return repr([list(r) for r in rows])[:120]
+    except TypeError:
+        return repr(rows)[:120]
+
+
+class Deadline:
+    """Wall-clock cap on a measured run, so a slow or stuck client cannot stall the
+    whole benchmark; the rate is computed from the requests actually completed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.perf_counter() + seconds
+
+    def passed(self) -> bool:
+        """True once the cap is reached."""
+        return time.perf_counter() > self.at
+
+
+def parse_addrs(specs: Sequence[str]) -> list[tuple[str, int]]:
+    """``['127.0.0.1:3301', ...]`` -> ``[('127.0.0.1', 3301), ...]``."""
+    out = []
+    for s in specs:
+        host, _, port = s.rpartition(":")
+        out.append((host, int(port)))
+    return out
