@@ -1,0 +1,305 @@
+"""Concurrency, pushes, cancellation, timeouts and connection loss against real servers.
+
+Destructive tests (kill, freeze, restart) get a private instance from
+``tarantool_factory``; the blocking restart runs in a thread so the trio loop
+keeps serving the connection under test meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from tests.real._servers import TarantoolInstance
+from trio_tarantool import NetworkError, TarantoolTimeoutError, connect
+
+
+def _connect(inst: TarantoolInstance, **kwargs: Any) -> Any:
+    kwargs.setdefault("user", inst.user)
+    kwargs.setdefault("password", inst.password)
+    return connect(inst.host, inst.port, **kwargs)
+
+
+@pytest.fixture
+async def conn(clean_tarantool: TarantoolInstance) -> AsyncIterator[Any]:
+    with trio.fail_after(10):
+        async with _connect(clean_tarantool) as c:
+            yield c
+
+
+# ------------------------------------------------------------------ pushes
+
+
+def _pushed_value(data: Any) -> Any:
+    """The pushed value, whether the callback got the DATA array or its element."""
+    if isinstance(data, list) and len(data) == 1:
+        return data[0]
+    return data
+
+
+async def test_push_on_call(conn: Any) -> None:
+    """on_push gets (data, on_push_ctx) per message; data is the reply's DATA
+    array ([value]), as in the reference connector."""
+    seen: list[Any] = []
+    ctx: list[Any] = []
+
+    def on_push(data: Any, on_push_ctx: Any) -> None:
+        seen.append(data)
+        on_push_ctx.append(len(seen))
+
+    resp = await conn.call("push_n", 3, on_push=on_push, on_push_ctx=ctx)
+    assert resp.data == ["done"]
+    assert seen == [[1], [2], [3]]
+    assert ctx == [1, 2, 3]
+
+
+async def test_push_on_eval_and_without_callback(conn: Any) -> None:
+    seen: list[Any] = []
+    resp = await conn.eval(
+        "box.session.push({a = 1}) box.session.push('two') return 3",
+        on_push=lambda data, ctx: seen.append((_pushed_value(data), ctx)),
+        on_push_ctx="ctx",
+    )
+    assert resp.data == [3]
+    assert seen == [({"a": 1}, "ctx"), ("two", "ctx")]
+    # Without a callback the pushes are dropped and the answer still arrives.
+    assert (await conn.call("push_n", 5)).data == ["done"]
+
+
+async def test_pushes_of_concurrent_calls_do_not_mix(conn: Any) -> None:
+    seen: dict[int, list[Any]] = {n: [] for n in (2, 4, 6)}
+
+    async def run(n: int) -> None:
+        resp = await conn.call(
+            "push_n", n, on_push=lambda d, ctx: seen[ctx].append(_pushed_value(d)), on_push_ctx=n
+        )
+        assert resp.data == ["done"]
+
+    async with trio.open_nursery() as nursery:
+        for n in seen:
+            nursery.start_soon(run, n)
+    assert seen == {n: list(range(1, n + 1)) for n in (2, 4, 6)}
+
+
+# ------------------------------------------------------------- concurrency
+
+
+async def test_thousand_concurrent_requests(conn: Any) -> None:
+    await conn.insert("tester", (1, "one"))
+    results: dict[int, Any] = {}
+
+    async def one(i: int) -> None:
+        if i % 3 == 0:
+            results[i] = (await conn.call("echo", i, f"s{i}")).data
+        elif i % 3 == 1:
+            results[i] = (await conn.eval("return ... * 2", i)).data
+        else:
+            results[i] = [list(r) for r in await conn.select("tester", 1)]
+
+    start = trio.current_time()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for i in range(1000):
+                nursery.start_soon(one, i)
+    elapsed = trio.current_time() - start
+    assert len(results) == 1000
+    for i, data in results.items():
+        if i % 3 == 0:
+            assert data == [i, f"s{i}"]
+        elif i % 3 == 1:
+            assert data == [i * 2]
+        else:
+            assert data == [[1, "one"]]
+    assert conn.in_flight == 0
+    print(f"1000 concurrent requests on one connection: {elapsed * 1000:.1f} ms")
+
+
+async def test_slow_request_does_not_block_others(conn: Any) -> None:
+    order: list[str] = []
+
+    async def slow() -> None:
+        await conn.call("sleep", 0.5)
+        order.append("slow")
+
+    async def fast() -> None:
+        await trio.sleep(0.05)
+        await conn.ping()
+        order.append("fast")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow)
+            nursery.start_soon(fast)
+    assert order == ["fast", "slow"]
+
+
+# ------------------------------------------------------------ cancellation
+
+
+async def test_cancel_in_the_middle(conn: Any, clean_tarantool: TarantoolInstance) -> None:
+    with trio.move_on_after(0.1) as scope:
+        await conn.call("sleep", 1)
+    assert scope.cancelled_caught
+    # The connection is still usable right away.
+    assert (await conn.call("echo", "after cancel")).data == ["after cancel"]
+    # A request in flight when the late reply (1) arrives gets its own answer.
+    with trio.fail_after(5):
+        assert (await conn.call("sleep", 1.2)).data == [1.2]
+    assert (await conn.call("echo", "still fine")).data == ["still fine"]
+    assert conn.in_flight == 0
+    assert conn.is_connected()
+
+
+async def test_cancelled_write_still_runs_or_not_but_never_leaks(conn: Any) -> None:
+    # Many requests cancelled at once: none of their replies reaches a later request.
+    with trio.move_on_after(0.05):
+        async with trio.open_nursery() as nursery:
+            for _ in range(50):
+                nursery.start_soon(conn.call, "sleep", 0.2)
+    with trio.fail_after(5):
+        for i in range(20):
+            assert (await conn.call("echo", i)).data == [i]
+        await trio.sleep(0.3)  # the cancelled sleeps answer meanwhile
+        assert (await conn.call("echo", "x")).data == ["x"]
+    assert conn.in_flight == 0
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+async def test_socket_timeout(clean_tarantool: TarantoolInstance) -> None:
+    with trio.fail_after(10):
+        async with _connect(clean_tarantool, socket_timeout=0.2) as c:
+            start = trio.current_time()
+            with pytest.raises(TarantoolTimeoutError) as exc:
+                await c.call("sleep", 1)
+            elapsed = trio.current_time() - start
+            assert 0.15 < elapsed < 0.9
+            assert isinstance(exc.value, TimeoutError)
+            assert isinstance(exc.value, NetworkError)
+            assert exc.value.may_have_executed is True
+            # Fast requests still work on the same connection object.
+            assert (await c.call("echo", 1)).data == [1]
+
+
+async def test_socket_timeout_on_frozen_server(
+    tarantool_factory: Callable[..., TarantoolInstance],
+) -> None:
+    inst = tarantool_factory()
+    with trio.fail_after(20):
+        async with _connect(inst, socket_timeout=0.3) as c:
+            await c.ping()
+            inst.freeze()
+            try:
+                with pytest.raises(TarantoolTimeoutError):
+                    await c.ping()
+            finally:
+                inst.thaw()
+            assert await c.ping(notime=True) == "Success"
+
+
+async def test_connection_timeout_on_frozen_server(
+    tarantool_factory: Callable[..., TarantoolInstance],
+) -> None:
+    inst = tarantool_factory()
+    inst.freeze()  # the kernel accepts, but no greeting ever comes
+    try:
+        start = trio.current_time()
+        with trio.fail_after(10), pytest.raises(TarantoolTimeoutError):
+            async with _connect(inst, connection_timeout=0.3, reconnect_max_attempts=0):
+                pytest.fail("connected to a frozen server")
+        assert trio.current_time() - start < 3
+    finally:
+        inst.thaw()
+
+
+# ------------------------------------------------------- connection loss
+
+
+async def test_server_killed_mid_request_then_restarted(
+    tarantool_factory: Callable[..., TarantoolInstance],
+) -> None:
+    inst = tarantool_factory()
+    with trio.fail_after(30):
+        async with _connect(inst) as c:
+            await c.ping()
+
+            async def kill_soon() -> None:
+                await trio.sleep(0.2)
+                inst.kill()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(kill_soon)
+                with pytest.raises(NetworkError) as exc:
+                    await c.call("sleep", 5)
+            assert exc.value.may_have_executed is True
+            assert not isinstance(exc.value, TarantoolTimeoutError)
+
+            await trio.to_thread.run_sync(inst.start)
+            # The next request reconnects by itself.
+            assert (await c.call("echo", "back")).data == ["back"]
+            assert [list(r) for r in await c.select("tester")] == []
+            assert c.is_connected()
+
+
+async def test_request_while_server_is_down_was_not_sent(
+    tarantool_factory: Callable[..., TarantoolInstance],
+) -> None:
+    inst = tarantool_factory()
+    with trio.fail_after(30):
+        async with _connect(inst, reconnect_max_attempts=2, reconnect_delay=0.05) as c:
+            await c.ping()
+            inst.kill()
+            await c.wait_disconnected()
+            with pytest.raises(NetworkError) as exc:
+                await c.insert("tester", (1, "never"))
+            assert exc.value.may_have_executed is False
+            await trio.to_thread.run_sync(inst.start)
+            assert (await c.call("echo", 2)).data == [2]
+            # The refused insert really did not run.
+            assert inst.admin_eval("return box.space.tester:len()") == [0]
+
+
+async def test_server_restarted_between_requests(
+    tarantool_factory: Callable[..., TarantoolInstance],
+) -> None:
+    inst = tarantool_factory()
+    with trio.fail_after(30):
+        async with _connect(inst) as c:
+            await c.insert("tester", (1, "durable"))
+            await trio.to_thread.run_sync(inst.restart)
+            assert [list(r) for r in await c.select("tester", 1)] == [[1, "durable"]]
+
+
+async def test_reconnect_with_data_written_by_other_side(
+    tarantool_factory: Callable[..., TarantoolInstance],
+) -> None:
+    # After a restart, a space created while the client was away resolves by name.
+    inst = tarantool_factory()
+    with trio.fail_after(30):
+        async with _connect(inst) as c:
+            await c.ping()
+            inst.kill()
+            await trio.to_thread.run_sync(inst.start)
+            inst.admin("box.schema.space.create('later'):create_index('pk')")
+            assert [list(r) for r in await c.insert("later", (1,))] == [[1]]
+
+
+# ------------------------------------------------------------- transports
+
+
+async def test_unix_socket(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    inst = tarantool_factory(unix_listen=True)
+    with trio.fail_after(10):
+        async with connect(
+            None, str(inst.unix_socket), user=inst.user, password=inst.password
+        ) as c:
+            assert await c.ping(notime=True) == "Success"
+            await c.insert("tester", (1, "via unix"))
+            assert [list(r) for r in await c.select("tester", "via unix", index="name_idx")] == [
+                [1, "via unix"]
+            ]
+            assert (await c.call("whoami")).data[0][2] == str(inst.unix_socket)
