@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import stat
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -78,7 +80,7 @@ class _Waiter:
 class _Link:
     """One live socket with its reader and writer tasks and its outbox."""
 
-    __slots__ = ("outbox", "scopes", "stream", "writer_parked", "writer_task")
+    __slots__ = ("fd", "outbox", "scopes", "stream", "writer_parked", "writer_task")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
@@ -86,12 +88,25 @@ class _Link:
         self.outbox: list[_Waiter] = []
         self.writer_task: trio.lowlevel.Task | None = None
         self.writer_parked = False
+        #: The OS socket, for writing a lone request without waking the writer
+        #: task (-1 when the stream is not a real socket, e.g. in the simulator).
+        self.fd = _socket_fd(stream)
 
     def kick(self) -> None:
         """Wake the writer if it waits for work."""
         if self.writer_parked and self.writer_task is not None:
             self.writer_parked = False
             trio.lowlevel.reschedule(self.writer_task)
+
+
+def _socket_fd(stream: trio.abc.Stream) -> int:
+    if not isinstance(stream, trio.SocketStream):
+        return -1
+    try:
+        fd = stream.socket.fileno()
+        return fd if fd >= 0 and stat.S_ISSOCK(os.fstat(fd).st_mode) else -1
+    except (OSError, AttributeError, TypeError, ValueError):
+        return -1
 
 
 def _iterator_value(iterator: Any) -> int:
@@ -460,6 +475,23 @@ class Connection(CrudMixin):
         if error is not None:
             self._drop_link(link, error)
 
+    def _write_directly(self, link: _Link, waiter: _Waiter) -> None:
+        try:
+            sent = os.write(link.fd, waiter.packet)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            error = NetworkError(f"connection lost while sending: {exc}", may_have_executed=False)
+            self._drop_link(link, error)
+            raise error from exc
+        waiter.written = True
+        if sent < len(waiter.packet):
+            # The rest goes through the writer, before anything else.
+            waiter.written = sent > 0
+            waiter.packet = waiter.packet[sent:]
+            link.outbox.append(waiter)
+            link.kick()
+
     def _on_push(self, reply: _iproto.Reply) -> None:
         waiter = self._waiters.get(reply.sync)
         if waiter is None or waiter.on_push is None:
@@ -500,10 +532,19 @@ class Connection(CrudMixin):
         assert link is not None
         sync = next(self._sync)
         waiter = _Waiter(self._encoder.frame(request_type, sync, body, schema_version), on_push, on_push_ctx)
-        self._waiters[sync] = waiter
-        link.outbox.append(waiter)
-        if link.writer_parked:
-            link.kick()
+        waiters = self._waiters
+        if not waiters and link.writer_parked and link.fd >= 0:
+            # A lone request (the sequential case): write it from this task,
+            # saving a wake-up of the writer. os.write never blocks here (the
+            # socket is non-blocking) and cannot be interrupted half-way, so
+            # cancellation still cannot leave a partial packet behind.
+            self._write_directly(link, waiter)
+            waiters[sync] = waiter
+        else:
+            waiters[sync] = waiter
+            link.outbox.append(waiter)
+            if link.writer_parked:
+                link.kick()
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             waiter.done = True
