@@ -92,7 +92,7 @@ def _check_port(where: str, host: str | None, port: Any) -> int | str:
             f"{where}: host is None but port {port} is a number; give a host for TCP "
             f"or a socket path as port for a unix socket"
         )
-    return port
+    return int(port)
 
 
 def _check_one(index: int, entry: Any) -> Address:
