@@ -67,7 +67,13 @@ def update_body(space_id: int, index_id: int, key: Any, ops: Sequence[Any]) -> d
 
 
 def upsert_body(space_id: int, index_id: int, values: Sequence[Any], ops: Sequence[Any]) -> dict[int, Any]:
-    return {C.SPACE_ID: space_id, C.INDEX_BASE: index_id, C.TUPLE: list(values), C.OPS: _ops(ops)}
+    """Body of UPSERT.
+
+    The index goes under ``INDEX_ID``: ``INDEX_BASE`` (0x15) is a different key,
+    the base (0 or 1) of the field numbers in ``ops``, and sending an index id
+    there would make a server read the operations' field numbers off by one.
+    """
+    return {C.SPACE_ID: space_id, C.INDEX_ID: index_id, C.TUPLE: list(values), C.OPS: _ops(ops)}
 
 
 def delete_body(space_id: int, index_id: int, key: Any) -> dict[int, Any]:
