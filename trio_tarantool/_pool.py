@@ -65,7 +65,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import outcome
 import trio
@@ -389,30 +389,35 @@ class ConnectionPool(CrudMixin):
         return scope
 
     async def _instance_task(self, unit: PoolUnit, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Own ``unit``'s connection and run a handler for every PoolTask sent to it."""
-        with self._scope():
-            async with trio.open_nursery() as nursery:
-                # The connection's reader/writer tasks live in this nursery.
-                # TODO(lead): replace with a public Connection.attach(nursery).
-                unit.conn._nursery = nursery
-                unit.task = trio.lowlevel.current_task()
-                unit.request_processing_enabled = True
-                task_status.started()
-                try:
-                    async for ptask in unit.receive_channel:
-                        nursery.start_soon(self._handle, unit, ptask)
-                finally:
-                    unit.request_processing_enabled = False
-                    unit.conn.close()
-                    nursery.cancel_scope.cancel()
-                    unit.task = None
-                    # Tasks still buffered in the channel never reach a handler.
-                    while True:
-                        try:
-                            self._finish_closed(unit, unit.receive_channel.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                            break
-                    unit.receive_channel.close()
+        """Own ``unit``'s connection and run a handler for every PoolTask sent to it.
+
+        Two nurseries: the outer one holds the connection's reader and writer,
+        which must end by themselves (``conn.close()``) so that they close their
+        socket; the inner one holds the request handlers and is cancelled by
+        :meth:`close`.
+        """
+        async with trio.open_nursery() as conn_nursery:
+            # TODO(lead): replace with a public Connection.attach(nursery).
+            unit.conn._nursery = conn_nursery
+            unit.task = trio.lowlevel.current_task()
+            unit.request_processing_enabled = True
+            try:
+                with self._scope():
+                    async with trio.open_nursery() as handlers:
+                        task_status.started()
+                        async for ptask in unit.receive_channel:
+                            handlers.start_soon(self._handle, unit, ptask)
+            finally:
+                unit.request_processing_enabled = False
+                unit.conn.close()
+                unit.task = None
+                # Tasks still buffered in the channel never reach a handler.
+                while True:
+                    try:
+                        self._finish_closed(unit, unit.receive_channel.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        break
+                unit.receive_channel.close()
 
     async def _handle(self, unit: PoolUnit, ptask: PoolTask) -> None:
         """Execute one PoolTask on the unit's connection and store its outcome."""
@@ -536,6 +541,16 @@ class ConnectionPool(CrudMixin):
             "(and connect() if connect_now=False)", may_have_executed=False,
         )
 
+    @staticmethod
+    def _raise_closed_during(unit: PoolUnit, exc: DatabaseError | NetworkError) -> NoReturn:
+        """Re-raise a failure of a request the pool's close() overtook."""
+        if isinstance(exc, NetworkError):
+            raise ConnectionClosedError(
+                f"{unit.key}: the pool was closed while the request was in flight",
+                may_have_executed=exc.may_have_executed,
+            ) from exc
+        raise exc  # a real answer from the server
+
     async def _dispatch(self, unit: PoolUnit, method_name: str, args: tuple[Any, ...],
                         kwargs: dict[str, Any]) -> Any:
         """Send one PoolTask to ``unit`` and wait for its outcome."""
@@ -606,7 +621,7 @@ class ConnectionPool(CrudMixin):
             return await self._dispatch(unit, method_name, args, kwargs)
         except (DatabaseError, NetworkError) as exc:
             if self._closed:
-                raise self._closed_error() from exc
+                self._raise_closed_during(unit, exc)
             self._note_failure(unit, exc)
             if not (self.retry_not_executed and not exc.may_have_executed
                     and (isinstance(exc, NetworkError) or exc.code in _REFRESH_CODES)):
@@ -628,7 +643,7 @@ class ConnectionPool(CrudMixin):
             return await self._dispatch(retry_unit, method_name, args, kwargs)
         except (DatabaseError, NetworkError) as exc:
             if self._closed:
-                raise self._closed_error() from exc
+                self._raise_closed_during(retry_unit, exc)
             self._note_failure(retry_unit, exc)
             exc.__context__ = first
             if isinstance(exc, NetworkError):
