@@ -69,7 +69,7 @@ def replicaset_factory(server_manager: ServerManager) -> Callable[..., Replicase
 #: Lua that empties the shared instance: truncates the fixed spaces and drops
 #: every other user space (SQL tables, spaces created by schema tests).
 _RESET_LUA = """
-local keep = {tester = true, multi = true, wide = true, typed = true}
+local keep = {tester = true, multi = true, wide = true, typed = true, customers = true}
 local drop = {}
 for _, t in box.space._space:pairs(512, {iterator = 'GE'}) do
     if not keep[t.name] then table.insert(drop, t.name) end

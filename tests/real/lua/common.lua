@@ -11,6 +11,9 @@ local log = require('log')
 
 local M = {}
 
+-- Directory of this file (the other test Lua files live beside it).
+local lua_dir = debug.getinfo(1, 'S').source:sub(2):match('(.*/)') or './'
+
 --- Read an environment variable, with a default when unset or empty.
 function M.env(name, default)
     local value = os.getenv(name)
@@ -81,6 +84,19 @@ function M.create_schema()
         })
         typed:create_index('primary', {type = 'tree', parts = {'id'}})
 
+        -- A crud-style space (bucket_id filled by the crud stand-in).
+        local customers = box.schema.space.create('customers', {
+            format = {
+                {name = 'id', type = 'unsigned'},
+                {name = 'bucket_id', type = 'unsigned'},
+                {name = 'name', type = 'string'},
+                {name = 'age', type = 'number'},
+            },
+        })
+        customers:create_index('id', {parts = {'id'}})
+        customers:create_index('bucket_id', {parts = {'bucket_id'}, unique = false})
+        customers:create_index('age', {parts = {'age'}, unique = false})
+
         local funcs = {'echo', 'whoami', 'push_n', 'sleep', 'raise_error',
                        'decimal_uuid', 'ro_set', 'counter_inc', 'counter_get'}
         for _, name in ipairs(funcs) do
@@ -92,6 +108,12 @@ end
 --- Define the global Lua functions the tests call (on every start: globals
 -- do not survive a restart).
 function M.define_functions()
+    -- The crud stand-in (tests/real/lua/crud.lua), as the global 'crud' that
+    -- clients call as 'crud.insert' etc., and as require('crud').
+    local crud = dofile(lua_dir .. 'crud.lua')
+    package.loaded['crud'] = crud
+    rawset(_G, 'crud', crud)
+
     -- Returns all its arguments unchanged.
     rawset(_G, 'echo', function(...) return ... end)
 
