@@ -51,7 +51,8 @@ async def test_duplicate_key(conn: Any) -> None:
     await conn.insert("tester", (1, "one"))
     with pytest.raises(DatabaseError) as exc:
         await conn.insert("tester", (1, "again"))
-    assert exc.value.code == ErrorCode.ER_TUPLE_FOUND == 3
+    assert exc.value.code == ErrorCode.ER_TUPLE_FOUND
+    assert exc.value.code == 3
     assert "Duplicate key exists" in exc.value.message
     assert exc.value.may_have_executed is True
     assert "ER_TUPLE_FOUND" in str(exc.value)
@@ -62,7 +63,8 @@ async def test_duplicate_key(conn: Any) -> None:
 async def test_unknown_function(conn: Any) -> None:
     with pytest.raises(DatabaseError) as exc:
         await conn.call("no_such_function", 1)
-    assert exc.value.code == ErrorCode.ER_NO_SUCH_PROC == 33
+    assert exc.value.code == ErrorCode.ER_NO_SUCH_PROC
+    assert exc.value.code == 33
     assert "no_such_function" in exc.value.message
 
 
@@ -73,7 +75,8 @@ async def test_unknown_space_by_name_and_id(conn: Any) -> None:
         await conn.insert("no_such_space", (1,))
     with pytest.raises(DatabaseError) as exc:
         await conn.select(9999)
-    assert exc.value.code == ErrorCode.ER_NO_SUCH_SPACE == 36
+    assert exc.value.code == ErrorCode.ER_NO_SUCH_SPACE
+    assert exc.value.code == 36
 
 
 async def test_unknown_index_by_name_and_id(conn: Any) -> None:
@@ -81,21 +84,22 @@ async def test_unknown_index_by_name_and_id(conn: Any) -> None:
         await conn.select("tester", 1, index="no_such_index")
     with pytest.raises(DatabaseError) as exc:
         await conn.select("tester", 1, index=7)
-    assert exc.value.code == ErrorCode.ER_NO_SUCH_INDEX_ID == 35
+    assert exc.value.code == ErrorCode.ER_NO_SUCH_INDEX_ID
 
 
 async def test_wrong_password_at_connect(tarantool: TarantoolInstance) -> None:
     with trio.fail_after(10), pytest.raises(DatabaseError) as exc:
         async with _connect(tarantool, password="not-the-password"):
             pytest.fail("connected with a wrong password")
-    assert exc.value.code == ErrorCode.ER_PASSWORD_MISMATCH == 47
+    assert exc.value.code == ErrorCode.ER_PASSWORD_MISMATCH
+    assert exc.value.code == 47
 
 
 async def test_unknown_user_at_connect(tarantool: TarantoolInstance) -> None:
     with trio.fail_after(10), pytest.raises(DatabaseError) as exc:
         async with _connect(tarantool, user="nobody", password="x"):
             pytest.fail("connected as an unknown user")
-    assert exc.value.code == ErrorCode.ER_NO_SUCH_USER == 45
+    assert exc.value.code == ErrorCode.ER_NO_SUCH_USER
 
 
 async def test_guest_access_denied(tarantool: TarantoolInstance) -> None:
@@ -105,7 +109,7 @@ async def test_guest_access_denied(tarantool: TarantoolInstance) -> None:
             assert (await guest.call("echo", 1)).data == [1]
             with pytest.raises(DatabaseError) as exc:
                 await guest.select(512)
-            assert exc.value.code == ErrorCode.ER_ACCESS_DENIED == 42
+            assert exc.value.code == ErrorCode.ER_ACCESS_DENIED
 
 
 async def test_custom_error_extra_info(conn: Any) -> None:
@@ -127,7 +131,7 @@ async def test_custom_error_extra_info(conn: Any) -> None:
 async def test_lua_error_and_error_chain(conn: Any) -> None:
     with pytest.raises(DatabaseError) as exc:
         await conn.eval("error('plain lua error')")
-    assert exc.value.code == ErrorCode.ER_PROC_LUA == 32
+    assert exc.value.code == ErrorCode.ER_PROC_LUA
     assert "plain lua error" in exc.value.message
     assert exc.value.extra_info is not None
     # A cause set with set_prev arrives as the prev link of the stack.
@@ -150,7 +154,7 @@ async def test_read_only_refusal(tarantool_factory: Callable[..., TarantoolInsta
         async with _connect(inst) as c:
             with pytest.raises(DatabaseError) as exc:
                 await c.insert("tester", (1, "x"))
-            assert exc.value.code == ErrorCode.ER_READONLY == 7
+            assert exc.value.code == ErrorCode.ER_READONLY
             assert exc.value.may_have_executed is False
             assert (await c.call("ro_set", False)).data == [False]
             assert [list(r) for r in await c.insert("tester", (1, "x"))] == [[1, "x"]]
