@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, servers
-from bench.workload import POOL_WORKLOADS, WORKLOADS
+from bench.workload import POOL_WORKLOADS, WORKLOADS, find_open_pool
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
@@ -75,9 +75,12 @@ def available_clients() -> tuple[list[str], bool, list[str]]:
             clients.append("trio_tarantool")
         else:
             notes.append("trio_tarantool.connect does not exist yet: trio_tarantool skipped")
-        ours_pool = hasattr(trio_tarantool, "open_pool") and hasattr(trio_tarantool, "Mode")
+        opener, why = find_open_pool()
+        ours_pool = opener is not None and hasattr(trio_tarantool, "Mode")
         if not ours_pool:
-            notes.append("trio_tarantool.open_pool does not import yet: trio_tarantool pool cases skipped")
+            notes.append(f"{why}: trio_tarantool pool cases skipped")
+        elif why:
+            notes.append(why)
     except ImportError as exc:
         notes.append(f"trio_tarantool does not import ({exc}): skipped")
     have = {m: importlib.util.find_spec(m) is not None for m in ("asynctnt", "uvloop", "tarantool")}

@@ -40,6 +40,7 @@ from typing import Any
 
 from bench import report, servers
 from bench.servers import PASSWORD, USER
+from bench.workload import find_open_pool
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -76,11 +77,11 @@ def child_trio(addrs: list[dict[str, Any]], duration: float) -> list[dict[str, A
     records: list[dict[str, Any]] = []
 
     async def main() -> None:
+        open_pool, _ = find_open_pool()
         try:
-            cm = trio_tarantool.open_pool(addrs, user=USER, password=PASSWORD,
-                                          refresh_delay=REFRESH_DELAY)
+            cm = open_pool(addrs, user=USER, password=PASSWORD, refresh_delay=REFRESH_DELAY)
         except TypeError:  # no refresh_delay knob: run with the pool's default
-            cm = trio_tarantool.open_pool(addrs, user=USER, password=PASSWORD)
+            cm = open_pool(addrs, user=USER, password=PASSWORD)
         async with cm as pool:
             with trio.fail_after(15):
                 while True:
@@ -332,15 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     notes: list[str] = []
     clients = []
-    try:
-        import trio_tarantool
-
-        if hasattr(trio_tarantool, "open_pool"):
-            clients.append("trio_tarantool")
-        else:
-            notes.append("trio_tarantool.open_pool does not import yet: its runs are skipped")
-    except ImportError as exc:
-        notes.append(f"trio_tarantool does not import: {exc}")
+    opener, why = find_open_pool()
+    if opener is not None:
+        clients.append("trio_tarantool")
+        if why:
+            notes.append(why)
+    else:
+        notes.append(f"{why}: its runs are skipped")
     try:
         import tarantool  # noqa: F401
 

@@ -28,6 +28,7 @@ from bench.workload import (
     WRITE_SPACE,
     Deadline,
     Tally,
+    find_open_pool,
     key_of,
     parse_addrs,
     replace_tuple,
@@ -133,9 +134,10 @@ def run_trio_pool(args: argparse.Namespace, tally: Tally) -> None:
 
     addrs = [{"host": h, "port": p} for h, p in parse_addrs(args.addr)]
     mode = trio_tarantool.Mode[args.mode]
+    open_pool, _ = find_open_pool()
 
     async def main() -> None:
-        async with trio_tarantool.open_pool(addrs, user=USER, password=PASSWORD) as pool:
+        async with open_pool(addrs, user=USER, password=PASSWORD) as pool:
             op = _trio_op(pool, args.workload, mode)
             await _trio_measure(op, tally, args.n, args.tasks, args.cap)
 

@@ -120,3 +120,23 @@ def parse_addrs(specs: Sequence[str]) -> list[tuple[str, int]]:
         host, _, port = s.rpartition(":")
         out.append((host, int(port)))
     return out
+
+
+def find_open_pool() -> tuple[Any, str]:
+    """``(open_pool, note)``: trio_tarantool's pool opener, or ``(None, why)``.
+
+    Prefers the public ``trio_tarantool.open_pool``; while the pool is not exported
+    yet, falls back to the private module (with a note saying so).
+    """
+    try:
+        import trio_tarantool
+    except ImportError as exc:
+        return None, f"trio_tarantool does not import ({exc})"
+    fn = getattr(trio_tarantool, "open_pool", None)
+    if fn is not None:
+        return fn, ""
+    try:
+        from trio_tarantool._pool import open_pool
+    except ImportError:
+        return None, "trio_tarantool.open_pool does not import yet"
+    return open_pool, "trio_tarantool.open_pool is not exported yet: used trio_tarantool._pool.open_pool"
