@@ -38,7 +38,11 @@ the simulator, by tests/sim):
    ``refresh_delay``, forever, in the background.
 3. **Fast convergence.** ``ER_READONLY``/``ER_LOADING`` replies, lost
    connections and "no instance fits" errors wake every probe loop, so the
-   pool does not wait out ``refresh_delay`` to see a role change.
+   pool does not wait out ``refresh_delay`` to see a role change.  Within
+   ``probe_timeout`` of such a role signal, a request that finds no fitting
+   instance waits for the refresh (at most ``probe_timeout``) and tries
+   again, instead of failing with :class:`PoolTopologyError` at once; in a
+   stable topology the error is immediate, as in the reference connector.
 4. **At most once.** A request that surely did not execute (refused with
    ``ER_READONLY``/``ER_LOADING``, or a :class:`NetworkError` with
    ``may_have_executed`` False) is re-dispatched once to an instance fitting
@@ -272,6 +276,7 @@ class ConnectionPool(CrudMixin):
         self._connected = False
         self._closed = False
         self._probe_done = trio.Event()
+        self._role_signal_at = -math.inf
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> ConnectionPool:
@@ -520,14 +525,22 @@ class ConnectionPool(CrudMixin):
             unit.state = state
             self.strategy.update()
 
-    def _wake_all(self) -> None:
+    def _wake_all(self, *, role_signal: bool = True) -> None:
+        """Cut every probe loop's wait short.
+
+        ``role_signal`` says the cause hints at a role change (a refusal, a lost
+        connection); for ``probe_timeout`` after one, a request finding no
+        fitting instance waits for the refresh rather than failing at once.
+        """
+        if role_signal:
+            self._role_signal_at = trio.current_time()
         for unit in self._units:
             unit.wake.set()
 
     async def _refresh_all(self) -> None:
         """Wake every probe and wait (up to ``probe_timeout``) until each finished one."""
         before = [u.probes for u in self._units]
-        self._wake_all()
+        self._wake_all(role_signal=False)
         with trio.move_on_after(self.probe_timeout + _TIMEOUT_GRACE):
             while any(u.probes <= n for u, n in zip(self._units, before, strict=True)):
                 await self._probe_done.wait()
@@ -615,8 +628,13 @@ class ConnectionPool(CrudMixin):
         try:
             unit = self.strategy.getnext(mode)
         except PoolTopologyError:
-            self._wake_all()
-            raise
+            if trio.current_time() - self._role_signal_at > self.probe_timeout:
+                self._wake_all(role_signal=False)
+                raise
+            # A role change is being looked at (a refusal or a lost connection
+            # just woke the probes): wait for that refresh instead of failing.
+            await self._refresh_all()
+            unit = self.strategy.getnext(mode)
         try:
             return await self._dispatch(unit, method_name, args, kwargs)
         except (DatabaseError, NetworkError) as exc:

@@ -1,0 +1,268 @@
+"""ConnectionPool against real Tarantool: failures, failover, role switches under load."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+
+from tests.real._servers import Replicaset, TarantoolInstance
+from trio_tarantool._errors import DatabaseError, ErrorCode, NetworkError, PoolTopologyError
+from trio_tarantool._pool import ConnectionPool, open_pool
+from trio_tarantool._strategy import Mode, Status
+
+USER = {"user": "test", "password": "test-password"}
+_keys = itertools.count(2_000_000)
+
+
+async def who(pool: ConnectionPool, mode: Mode) -> str:
+    return str((await pool.call("whoami", mode=mode))[0][2])
+
+
+def status_of(pool: ConnectionPool, inst: TarantoolInstance) -> Status:
+    return next(s.status for s in pool.statistics() if s.addr == inst.listen)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
+    """Poll ``check`` until it is true; return how long it took."""
+    start = trio.current_time()
+    with trio.move_on_after(within):
+        while True:
+            try:
+                if await check():
+                    return trio.current_time() - start
+            except (NetworkError, PoolTopologyError, DatabaseError):
+                pass
+            await trio.sleep(0.02)
+    raise AssertionError(f"not within {within}s: {what}")
+
+
+async def test_kill_master_then_promote_replica(replicaset: Replicaset) -> None:
+    async with open_pool(replicaset.addrs, refresh_delay=0.2, **USER) as pool:
+        old = replicaset.master
+        assert await who(pool, Mode.RW) == old.listen
+        replicaset.kill_master()
+
+        async def old_is_down() -> bool:
+            return status_of(pool, old) == Status.UNHEALTHY
+
+        # The disconnect watcher sees the lost connection at once, no poll needed.
+        took = await eventually(old_is_down, 1.0, "killed master marked UNHEALTHY")
+        assert took < 0.5
+        with pytest.raises(PoolTopologyError, match="rw instance"):
+            await pool.call("whoami", mode=Mode.RW)
+        # Reads go on meanwhile.
+        assert {await who(pool, Mode.ANY) for _ in range(4)} == {r.listen for r in replicaset.replicas}
+
+        new = replicaset.replicas[0]
+        replicaset.promote(new)
+
+        async def rw_is_new() -> bool:
+            return await who(pool, Mode.RW) == new.listen
+
+        await eventually(rw_is_new, 2.0, "promoted replica serves RW")
+        key = next(_keys)
+        await pool.insert("tester", [key, "after failover"])
+        assert new.admin_eval(f"return box.space.tester:get({key})")[0] == [key, "after failover"]
+
+
+async def test_instances_dead_at_start_then_revived(replicaset: Replicaset) -> None:
+    down = replicaset.replicas[1]
+    down.stop()
+    start = trio.current_time()
+    async with open_pool(replicaset.addrs, refresh_delay=0.2, **USER) as pool:
+        assert trio.current_time() - start < 2.0  # a dead instance does not block connect
+        assert status_of(pool, down) == Status.UNHEALTHY
+        assert "connect" in (next(s for s in pool.statistics() if s.addr == down.listen).last_error or "")
+        alive = {i.listen for i in replicaset.instances if i is not down}
+        assert {await who(pool, Mode.ANY) for _ in range(6)} == alive
+        await trio.to_thread.run_sync(down.start)
+
+        async def back() -> bool:
+            return {await who(pool, Mode.ANY) for _ in range(6)} == alive | {down.listen}
+
+        await eventually(back, 3.0, "revived instance back in rotation")
+
+
+async def test_all_dead_at_start(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    insts = [tarantool_factory(start=False) for _ in range(2)]
+    addrs = [{"host": i.host, "port": i.port} for i in insts]
+    with trio.fail_after(5):
+        async with open_pool(addrs, refresh_delay=0.2, **USER) as pool:
+            assert all(s.status == Status.UNHEALTHY for s in pool.statistics())
+            with pytest.raises(PoolTopologyError, match="Can't find healthy instance in pool"):
+                await pool.call("whoami", mode=Mode.ANY)
+            await trio.to_thread.run_sync(insts[0].start)
+
+            async def served() -> bool:
+                return await who(pool, Mode.RW) == insts[0].listen
+
+            await eventually(served, 3.0, "first instance started late serves RW")
+
+
+async def test_frozen_master_while_ro_traffic_continues(replicaset: Replicaset) -> None:
+    master = replicaset.master
+    async with open_pool(replicaset.addrs, refresh_delay=0.2, probe_timeout=0.5, **USER) as pool:
+        assert await who(pool, Mode.RW) == master.listen
+        master.freeze()
+        try:
+            frozen_at = trio.current_time()
+            worst = 0.0
+            served = 0
+            while trio.current_time() - frozen_at < 2.0:
+                t0 = trio.current_time()
+                assert await who(pool, Mode.RO) != master.listen
+                worst = max(worst, trio.current_time() - t0)
+                served += 1
+                await trio.sleep(0.01)
+            assert worst < 0.2, f"an RO request took {worst:.3f}s while the master was frozen"
+            assert served > 50
+            # The probe timed out: the frozen master is no longer HEALTHY.
+            assert status_of(pool, master) == Status.UNHEALTHY
+            stats = next(s for s in pool.statistics() if s.addr == master.listen)
+            assert "probe_timeout" in (stats.last_error or "")
+            with pytest.raises(PoolTopologyError):
+                await pool.call("whoami", mode=Mode.RW)
+        finally:
+            master.thaw()
+
+        async def master_back() -> bool:
+            return await who(pool, Mode.RW) == master.listen
+
+        await eventually(master_back, 3.0, "thawed master serves RW again")
+
+
+async def test_planned_switch_under_write_load(replicaset: Replicaset) -> None:
+    """Promote a replica, then demote the master, while 8 writers insert: 0 failed writes."""
+    old = replicaset.master
+    new = replicaset.replicas[0]
+    base = next(_keys) * 10
+    for _ in range(100_000):
+        next(_keys)
+    written: list[int] = []
+    failures: list[BaseException] = []
+    stop = trio.Event()
+
+    async with open_pool(replicaset.addrs, refresh_delay=0.5, **USER) as pool:
+
+        async def writer(w: int) -> None:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                key = base + w * 10_000 + i
+                try:
+                    await pool.insert("tester", [key, f"w{w}"])
+                    written.append(key)
+                except Exception as exc:
+                    failures.append(exc)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for w in range(8):
+                    nursery.start_soon(writer, w)
+                await trio.sleep(0.5)
+                await trio.to_thread.run_sync(replicaset.promote, new)
+                await trio.to_thread.run_sync(replicaset.demote, old)
+                await trio.sleep(1.0)
+                stop.set()
+        assert failures == []
+        assert len(written) > 100
+        assert await who(pool, Mode.RW) == new.listen
+    # Every acknowledged write is on the new master (replicated or written there).
+    await trio.to_thread.run_sync(replicaset.wait_replicated)
+    count = new.admin_eval(
+        f"return box.space.tester.index.primary:count({base}, {{iterator = 'GE'}})"
+    )[0]
+    assert count == len(written)
+
+
+async def test_master_sigkill_under_load(replicaset: Replicaset) -> None:
+    """Every request either succeeds or fails saying whether it may have executed."""
+    old = replicaset.master
+    new = replicaset.replicas[0]
+    base = next(_keys) * 10
+    for _ in range(100_000):
+        next(_keys)
+    outcomes: list[tuple[int, BaseException | None]] = []
+    stop = trio.Event()
+
+    async with open_pool(replicaset.addrs, refresh_delay=0.2, socket_timeout=2.0, **USER) as pool:
+
+        async def writer(w: int) -> None:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                key = base + w * 10_000 + i
+                try:
+                    await pool.insert("tester", [key, f"w{w}"])
+                    outcomes.append((key, None))
+                except (NetworkError, PoolTopologyError, DatabaseError) as exc:
+                    outcomes.append((key, exc))
+                    await trio.sleep(0.01)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for w in range(8):
+                    nursery.start_soon(writer, w)
+                await trio.sleep(0.5)
+                old.kill()
+                await trio.sleep(0.3)
+                await trio.to_thread.run_sync(replicaset.promote, new)
+                await trio.sleep(1.0)
+                stop.set()
+
+    errors = [(k, e) for k, e in outcomes if e is not None]
+    ok = [k for k, e in outcomes if e is None]
+    assert len(ok) > 100
+    for _key, exc in errors:
+        if isinstance(exc, NetworkError):
+            continue  # may_have_executed is set either way; checked below when False
+        if isinstance(exc, DatabaseError):
+            assert exc.code == ErrorCode.ER_READONLY, exc
+        # PoolTopologyError: never sent.
+    not_executed = [k for k, e in errors if not getattr(e, "may_have_executed", False)]
+    if not_executed:
+        # Those really did not run anywhere that survived.
+        found = new.admin_eval(
+            "local n = 0 for _, k in ipairs({" + ",".join(map(str, not_executed)) + "}) do "
+            "if box.space.tester:get(k) ~= nil then n = n + 1 end end return n"
+        )[0]
+        assert found == 0
+    # The writes acknowledged after the promotion are on the new master.
+    late = [k for k, e in outcomes[-50:] if e is None]
+    assert late, "no write succeeded after the failover"
+    found_late = new.admin_eval(
+        "local n = 0 for _, k in ipairs({" + ",".join(map(str, late)) + "}) do "
+        "if box.space.tester:get(k) ~= nil then n = n + 1 end end return n"
+    )[0]
+    assert found_late == len(late)
+
+
+async def test_readonly_reply_reroutes_at_once(replicaset: Replicaset) -> None:
+    """A write refused with ER_READONLY is re-sent to the real master, not failed."""
+    old = replicaset.master
+    new = replicaset.replicas[0]
+    # A long refresh_delay: only the ER_READONLY reply can tell the pool.
+    async with open_pool(replicaset.addrs, refresh_delay=30, **USER) as pool:
+        assert await who(pool, Mode.RW) == old.listen
+        replicaset.promote(new)
+        replicaset.demote(old)
+        key = next(_keys)
+        await pool.insert("tester", [key, "rerouted"])
+        assert new.admin_eval(f"return box.space.tester:get({key})")[0] == [key, "rerouted"]
+        assert await who(pool, Mode.RW) == new.listen
+
+
+async def test_retry_can_be_disabled(replicaset: Replicaset) -> None:
+    old = replicaset.master
+    new = replicaset.replicas[0]
+    async with open_pool(replicaset.addrs, refresh_delay=30, retry_not_executed=False, **USER) as pool:
+        assert await who(pool, Mode.RW) == old.listen
+        replicaset.promote(new)
+        replicaset.demote(old)
+        with pytest.raises(DatabaseError) as info:
+            await pool.insert("tester", [next(_keys), "x"])
+        assert info.value.code == ErrorCode.ER_READONLY
+        assert info.value.may_have_executed is False
