@@ -52,11 +52,24 @@ def encode_decimal(value: decimal.Decimal) -> bytes:
     if exponent > 0:
         digits = digits + (0,) * exponent
         exponent = 0
+    scale = -exponent
+    # Tarantool refuses a scale above 38 as well as more than 38 digits. Trailing
+    # fractional zeros carry no value, so they are dropped, but only when needed
+    # to fit: otherwise the scale the application chose (1.50) is kept.
+    while (len(digits) > DECIMAL_MAX_DIGITS or scale > DECIMAL_MAX_DIGITS) and scale > 0 and digits[-1] == 0:
+        if len(digits) == 1:  # zero: only the scale is too large
+            scale = min(scale, DECIMAL_MAX_DIGITS)
+            break
+        digits = digits[:-1]
+        scale -= 1
     if len(digits) > DECIMAL_MAX_DIGITS:
         raise ValueError(
             f"Tarantool decimals hold at most {DECIMAL_MAX_DIGITS} digits, {value} has {len(digits)}"
         )
-    scale = -exponent
+    if scale > DECIMAL_MAX_DIGITS:
+        raise ValueError(
+            f"Tarantool decimals hold at most {DECIMAL_MAX_DIGITS} digits after the point, {value} has {scale}"
+        )
     nibbles = [*digits, 0x0D if sign else 0x0C]
     if len(nibbles) % 2:
         nibbles.insert(0, 0)
@@ -124,18 +137,35 @@ def decode_error_stack(stack_map: Any) -> BoxError | None:
         if not isinstance(item, dict):
             raise ExtDecodeError("error: a stack entry must be a map")
         fields = item.get(C.MP_ERROR_FIELDS) or {}
+        if not isinstance(fields, dict):
+            raise ExtDecodeError("error: MP_ERROR_FIELDS must be a map")
         entries.append(
             BoxError(
                 type=_text(item.get(C.MP_ERROR_TYPE)),
                 file=_text(item.get(C.MP_ERROR_FILE)),
-                line=int(item.get(C.MP_ERROR_LINE) or 0),
+                line=_uint(item, C.MP_ERROR_LINE, "line"),
                 message=_text(item.get(C.MP_ERROR_MESSAGE)),
-                errno=int(item.get(C.MP_ERROR_ERRNO) or 0),
-                errcode=int(item.get(C.MP_ERROR_ERRCODE) or 0),
-                fields={_text(k): v for k, v in dict(fields).items()},
+                errno=_uint(item, C.MP_ERROR_ERRNO, "errno"),
+                errcode=_uint(item, C.MP_ERROR_ERRCODE, "errcode"),
+                fields={_text(k): v for k, v in fields.items()},
             )
         )
     return BoxError.from_stack(entries)
+
+
+def _uint(item: dict[Any, Any], key: int, what: str) -> int:
+    """An integer field of an error stack entry (absent -> 0).
+
+    Anything else is malformed data and raises :class:`ExtDecodeError`, so that
+    callers which tolerate a bad stack (catching that one type) are not hit by a
+    stray ``ValueError``/``TypeError`` from ``int()``.
+    """
+    value = item.get(key)
+    if value is None:
+        return 0
+    if type(value) is not int:
+        raise ExtDecodeError(f"error: {what} must be an integer, got {type(value).__name__}")
+    return value
 
 
 def encode_error(error: BoxError) -> bytes:
