@@ -303,3 +303,49 @@ async def test_unix_socket(tarantool_factory: Callable[..., TarantoolInstance]) 
                 [1, "via unix"]
             ]
             assert (await c.call("whoami")).data[0][2] == str(inst.unix_socket)
+
+
+# ---------------------------------------------------------------- volume
+
+
+async def test_large_values_and_many_rows(conn: Any, clean_tarantool: TarantoolInstance) -> None:
+    big = "x" * (3 * 1024 * 1024 + 7)  # spans many socket reads
+    with trio.fail_after(20):
+        resp = await conn.insert("tester", (1, big))
+        assert resp[0][1] == big
+        # Binary values stay binary inside a tuple (Lua 2.6 would turn them into strings).
+        blob = bytes(range(256)) * 8192
+        assert (await conn.insert("wide", (1, blob)))[0][1] == blob
+        assert (await conn.select("wide", 1))[0][1] == blob
+        clean_tarantool.admin("for i = 2, 20001 do box.space.tester:insert{i, tostring(i)} end")
+        rows = await conn.select("tester", 2, iterator="GE")
+        assert len(rows) == 20000
+        assert [list(r) for r in rows[:2]] == [[2, "2"], [3, "3"]]
+        assert list(rows[-1]) == [20001, "20001"]
+
+
+async def test_many_connections_at_once(clean_tarantool: TarantoolInstance) -> None:
+    seen: list[int] = []
+
+    async def one(i: int) -> None:
+        async with _connect(clean_tarantool) as c:
+            assert (await c.call("echo", i)).data == [i]
+            seen.append(i)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(one, i)
+    assert sorted(seen) == list(range(50))
+    # Every connection was closed by its context: the server's count drops to 0
+    # (the admin console is not an IPROTO connection).
+    with trio.fail_after(5):
+        # Polls another process, so there is no trio.Event to wait on.
+        while clean_tarantool.admin_eval("return box.stat.net().CONNECTIONS.current") != [0]:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def test_explicit_chap_sha1(clean_tarantool: TarantoolInstance) -> None:
+    with trio.fail_after(10):
+        async with _connect(clean_tarantool, auth_type="chap-sha1") as c:
+            assert (await c.eval("return box.session.user()")).data == ["test"]

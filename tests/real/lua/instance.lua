@@ -18,6 +18,7 @@ box.cfg{
     listen = common.env('TT_LISTEN', '127.0.0.1:3301'),
     work_dir = common.env('TT_WORK_DIR', nil),
     memtx_memory = 64 * 1024 * 1024,
+    memtx_max_tuple_size = 8 * 1024 * 1024,
     wal_mode = common.env('TT_WAL_MODE', 'write'),
     read_only = false,
     checkpoint_interval = 0,
