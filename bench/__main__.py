@@ -2,7 +2,7 @@
 
 ``bench/run`` (or ``python -m bench`` from the repo root, inside bench/.venv) starts a
 local Tarantool (``wal_mode='none'``) and a 3-instance replicaset, then runs every
-workload × shape × client in interleaved rounds: within a round each case runs every
+workload x shape x client in interleaved rounds: within a round each case runs every
 client once, one fresh subprocess per run, and the client order rotates between
 rounds so no client always goes first. Results: raw JSON in bench/out/, tables in
 docs/benchmarks.md (the "results" section) and grouped bars in docs/bench.svg.
@@ -51,9 +51,21 @@ class Run:
 
     def argv(self, addrs: list[str], cap: float) -> list[str]:
         """Command line of the worker for this run."""
-        cmd = [sys.executable, "-m", "bench.worker", "--client", self.client,
-               "--workload", self.workload, "--tasks", str(self.tasks), "--n", str(self.n),
-               "--cap", str(cap)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.worker",
+            "--client",
+            self.client,
+            "--workload",
+            self.workload,
+            "--tasks",
+            str(self.tasks),
+            "--n",
+            str(self.n),
+            "--cap",
+            str(cap),
+        ]
         if self.mode:
             cmd += ["--mode", self.mode]
         if self.threads:
@@ -99,14 +111,18 @@ def available_clients() -> tuple[list[str], bool, list[str]]:
     return clients, ours_pool, notes
 
 
-def plan_single(clients: list[str], workloads: list[str], shapes: list[int], n_seq: int,
-                n_conc: int) -> list[list[Run]]:
+def plan_single(
+    clients: list[str], workloads: list[str], shapes: list[int], n_seq: int, n_conc: int
+) -> list[list[Run]]:
     """Cases of the single-connection benchmark; each case lists one run per client."""
     cases = []
     for w in workloads:
         for t in shapes:
-            runs = [Run(c, w, t, n_seq if t == 1 else n_conc) for c in clients
-                    if not (c == "tarantool-python" and t != 1)]
+            runs = [
+                Run(c, w, t, n_seq if t == 1 else n_conc)
+                for c in clients
+                if not (c == "tarantool-python" and t != 1)
+            ]
             if runs:
                 cases.append(runs)
     return cases
@@ -121,7 +137,9 @@ def plan_pool(clients: list[str], ours_pool: bool, n_pool: int) -> list[list[Run
         if ours_pool:
             runs.append(Run("trio_tarantool-pool", w, 100, n_pool, mode=m))
         if "tarantool-python" in clients:
-            runs += [Run("tarantool-python-pool", w, 1, n_pool, mode=m, threads=th) for th in (1, 8)]
+            runs += [
+                Run("tarantool-python-pool", w, 1, n_pool, mode=m, threads=th) for th in (1, 8)
+            ]
         if runs:
             cases.append(runs)
     return cases
@@ -130,8 +148,9 @@ def plan_pool(clients: list[str], ours_pool: bool, n_pool: int) -> list[list[Run
 def execute(run: Run, addrs: list[str], cap: float, rnd: int) -> dict[str, Any]:
     """Run one worker subprocess and return its JSON (or a failure record)."""
     try:
-        proc = subprocess.run(run.argv(addrs, cap), cwd=REPO, capture_output=True, text=True,
-                              timeout=cap + 90)
+        proc = subprocess.run(
+            run.argv(addrs, cap), cwd=REPO, capture_output=True, text=True, timeout=cap + 90
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode == 0 and lines:
             result: dict[str, Any] = json.loads(lines[-1])
@@ -140,12 +159,22 @@ def execute(run: Run, addrs: list[str], cap: float, rnd: int) -> dict[str, Any]:
         why = f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}"
     except subprocess.TimeoutExpired:
         why = f"timed out after {cap + 90:.0f} s"
-    return {"client": run.client, "workload": run.workload, "tasks": run.tasks, "mode": run.mode,
-            "threads": run.threads, "requested": run.n, "failed": True, "why": why, "round": rnd}
+    return {
+        "client": run.client,
+        "workload": run.workload,
+        "tasks": run.tasks,
+        "mode": run.mode,
+        "threads": run.threads,
+        "requested": run.n,
+        "failed": True,
+        "why": why,
+        "round": rnd,
+    }
 
 
-def run_rounds(cases: list[list[Run]], addrs: list[str], rounds: int, cap: float,
-               label: str) -> list[dict[str, Any]]:
+def run_rounds(
+    cases: list[list[Run]], addrs: list[str], rounds: int, cap: float, label: str
+) -> list[dict[str, Any]]:
     """Interleave: every round runs every case with every client, rotating client order."""
     results = []
     for rnd in range(rounds):
@@ -157,12 +186,19 @@ def run_rounds(cases: list[list[Run]], addrs: list[str], rounds: int, cap: float
                 shape = report.shape_label(run.tasks) if not run.threads else f"{run.threads} thr"
                 tag = f"{run.mode} " if run.mode else ""
                 if r.get("failed"):
-                    print(f"[{label} r{rnd + 1}] {run.workload} {tag}{shape} {run.client}: FAILED {r['why']}",
-                          flush=True)
+                    print(
+                        f"[{label} r{rnd + 1}] {run.workload} {tag}{shape} {run.client}: FAILED {r['why']}",
+                        flush=True,
+                    )
                 else:
-                    extra = "".join(f" {key}={r[key]}" for key in ("wrong", "errors", "hung") if r[key])
-                    print(f"[{label} r{rnd + 1}] {run.workload} {tag}{shape} {run.client}: "
-                          f"{r['rps']:,.0f} req/s{extra}", flush=True)
+                    extra = "".join(
+                        f" {key}={r[key]}" for key in ("wrong", "errors", "hung") if r[key]
+                    )
+                    print(
+                        f"[{label} r{rnd + 1}] {run.workload} {tag}{shape} {run.client}: "
+                        f"{r['rps']:,.0f} req/s{extra}",
+                        flush=True,
+                    )
     return results
 
 
@@ -177,7 +213,9 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     try:
-        tv = subprocess.run([servers.tarantool_binary(), "--version"], capture_output=True, text=True)
+        tv = subprocess.run(
+            [servers.tarantool_binary(), "--version"], capture_output=True, text=True
+        )
         out["tarantool server"] = tv.stdout.splitlines()[0].split()[1]
     except (OSError, IndexError, RuntimeError):
         pass
@@ -192,8 +230,10 @@ def smoke_failures(results: list[dict[str, Any]]) -> list[str]:
         if r.get("failed"):
             bad.append(f"{name}: {r['why']}")
         elif r["client"].startswith("trio_tarantool") and (r["wrong"] or r["errors"] or r["hung"]):
-            bad.append(f"{name}: wrong={r['wrong']} errors={r['errors']} hung={r['hung']} "
-                       f"{r['error_samples'] + r['wrong_samples']}")
+            bad.append(
+                f"{name}: wrong={r['wrong']} errors={r['errors']} hung={r['hung']} "
+                f"{r.get('error_samples', []) + r.get('wrong_samples', [])}"
+            )
         elif r["ok"] + r["wrong"] == 0:
             bad.append(f"{name}: no request completed {r['error_samples']}")
     return bad
@@ -201,14 +241,17 @@ def smoke_failures(results: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    p = argparse.ArgumentParser(prog="bench/run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--smoke", action="store_true", help="tiny N, 1 round, < 60 s; no docs written")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--n-seq", type=int, default=20_000, help="requests per sequential run")
     p.add_argument("--n-conc", type=int, default=100_000, help="requests per 100/1000-task run")
     p.add_argument("--n-pool", type=int, default=20_000, help="requests per pool run")
-    p.add_argument("--cap", type=float, default=20.0, help="max seconds per run (rate from what completed)")
+    p.add_argument(
+        "--cap", type=float, default=20.0, help="max seconds per run (rate from what completed)"
+    )
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--shapes", default=",".join(map(str, SHAPES)))
     p.add_argument("--clients", default="", help="comma list to restrict clients")
@@ -243,17 +286,28 @@ def main(argv: list[str] | None = None) -> int:
             addrs = [f"127.0.0.1:{i.port}" for i in cluster.instances]
             pool_results = run_rounds(cases, addrs, args.rounds, args.cap, "pool")
 
-    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpus": os.cpu_count(), "versions": versions(), "rounds": args.rounds,
-            "n_seq": args.n_seq, "n_conc": args.n_conc, "n_pool": args.n_pool, "cap": args.cap,
-            "notes": notes, "seconds": round(time.time() - started)}
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "versions": versions(),
+        "rounds": args.rounds,
+        "n_seq": args.n_seq,
+        "n_conc": args.n_conc,
+        "n_pool": args.n_pool,
+        "cap": args.cap,
+        "notes": notes,
+        "seconds": round(time.time() - started),
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     raw = {"meta": meta, "single": single_results, "pool": pool_results}
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = "smoke" if args.smoke else "throughput"
     (OUT / f"{name}-{stamp}.json").write_text(json.dumps(raw, indent=1))
-    all_clients = [c for c in ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
-                   if c in clients]
+    all_clients: list[str] = [
+        c
+        for c in ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
+        if c in clients
+    ]
     md = results_markdown(meta, single_results, pool_results, workloads, shapes, all_clients)
     (OUT / f"{name}-{stamp}.md").write_text(md)
     svg = report.render_svg(single_results, pool_results, workloads, shapes, all_clients)
@@ -275,16 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def results_markdown(meta: dict[str, Any], single: list[dict[str, Any]], pool: list[dict[str, Any]],
-                     workloads: list[str], shapes: list[int], clients: list[str]) -> str:
+def results_markdown(
+    meta: dict[str, Any],
+    single: list[dict[str, Any]],
+    pool: list[dict[str, Any]],
+    workloads: list[str],
+    shapes: list[int],
+    clients: list[str],
+) -> str:
     """The results section of docs/benchmarks.md."""
     v = meta["versions"]
     lines = [
         f"Measured {meta['date']} on {meta['cpus']} CPUs; "
-        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + ".",
         f"{meta['rounds']} interleaved rounds; N = {meta['n_seq']:,} requests per sequential run, "
         f"{meta['n_conc']:,} per 100/1000-task run, {meta['n_pool']:,} per pool run "
-        f"(each run capped at {meta['cap']:.0f} s). Cells: median req/s [min–max]; "
+        f"(each run capped at {meta['cap']:.0f} s). Cells: median req/s [min-max]; "
         "ratios compare medians (> 1 means trio_tarantool is faster).",
         "",
     ]
@@ -293,12 +354,21 @@ def results_markdown(meta: dict[str, Any], single: list[dict[str, Any]], pool: l
     if meta["notes"]:
         lines.append("")
     if single:
-        lines += ["#### One connection, single instance (`wal_mode='none'`)", "",
-                  report.single_table(single, workloads, shapes, clients), ""]
+        lines += [
+            "#### One connection, single instance (`wal_mode='none'`)",
+            "",
+            report.single_table(single, workloads, shapes, clients),
+            "",
+        ]
     if pool:
-        lines += ["#### Pool of 3 (1 master + 2 replicas, `wal_mode='write'`)", "",
-                  "Every request asks for a distinct key; a reply for another key is a wrong answer.", "",
-                  report.pool_table(pool), ""]
+        lines += [
+            "#### Pool of 3 (1 master + 2 replicas, `wal_mode='write'`)",
+            "",
+            "Every request asks for a distinct key; a reply for another key is a wrong answer.",
+            "",
+            report.pool_table(pool),
+            "",
+        ]
     lines.append("![req/s per workload and client](bench.svg)")
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ Run: ``bench/run failover [--rounds R] [--no-write]``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -99,8 +100,9 @@ def child_trio(addrs: list[dict[str, Any]], duration: float) -> list[dict[str, A
                 outcome, detail = "ok", ""
                 with trio.move_on_after(WRITE_TIMEOUT) as cs:
                     try:
-                        await pool.replace("bench_w", [write_key(i), write_val(i)],
-                                           mode=trio_tarantool.Mode.RW)
+                        await pool.replace(
+                            "bench_w", [write_key(i), write_val(i)], mode=trio_tarantool.Mode.RW
+                        )
                     except trio_tarantool.Error as exc:
                         mhe = getattr(exc, "may_have_executed", None)
                         if mhe is None:  # PoolTopologyError: nothing was sent
@@ -126,8 +128,9 @@ def child_python(addrs: list[dict[str, Any]], duration: float) -> list[dict[str,
     """
     import tarantool
 
-    pool = tarantool.ConnectionPool(addrs, user=USER, password=PASSWORD,
-                                    refresh_delay=REFRESH_DELAY)
+    pool = tarantool.ConnectionPool(
+        addrs, user=USER, password=PASSWORD, refresh_delay=REFRESH_DELAY
+    )
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -219,15 +222,23 @@ def _bench_w_rows(inst: servers.Instance) -> dict[int, str]:
     return {int(k): v for k, v in re.findall(r"\[(\d+), '?([^'\]\n]+?)'?\]", text)}
 
 
-def analyse(client: str, scenario: str, records: list[dict[str, Any]], promoted_at: float,
-            rows: dict[int, str]) -> Outcome:
+def analyse(
+    client: str,
+    scenario: str,
+    records: list[dict[str, Any]],
+    promoted_at: float,
+    rows: dict[int, str],
+) -> Outcome:
     """Reduce a child's write log plus the final table contents to metrics."""
     oks = sorted(r["te"] for r in records if r["outcome"] == "ok")
-    stall = max((b - a for a, b in zip(oks, oks[1:])), default=0.0)
+    stall = max((b - a for a, b in itertools.pairwise(oks)), default=0.0)
     after = [te for te in oks if te >= promoted_at]
     recovery = (after[0] - promoted_at) if after else None
     present = {i: rows.get(write_key(r["i"])) == write_val(r["i"]) for i, r in enumerate(records)}
-    by = {k: [n for n, r in enumerate(records) if r["outcome"] == k] for k in ("ok", "not", "may", "hung")}
+    by = {
+        k: [n for n, r in enumerate(records) if r["outcome"] == k]
+        for k in ("ok", "not", "may", "hung")
+    }
     samples = list(dict.fromkeys(r["detail"] for r in records if r["outcome"] != "ok"))[:4]
     return Outcome(
         client=client,
@@ -253,14 +264,29 @@ def run_one(client: str, scenario: str, args: argparse.Namespace) -> Outcome:
         ports = ",".join(str(i.port) for i in cluster.instances)
         duration = args.before + args.promote_after + args.after
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.failover", "--child", client, "--ports", ports,
-             "--duration", str(duration)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "bench.failover",
+                "--child",
+                client,
+                "--ports",
+                ports,
+                "--duration",
+                str(duration),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             if line.strip() != "ready":
-                raise RuntimeError(f"{client} child did not start: {line}{proc.stderr.read() if proc.stderr else ''}")
+                raise RuntimeError(
+                    f"{client} child did not start: {line}{proc.stderr.read() if proc.stderr else ''}"
+                )
             time.sleep(args.before)
             if scenario == "planned":
                 servers.demote(master)
@@ -286,8 +312,17 @@ def run_one(client: str, scenario: str, args: argparse.Namespace) -> Outcome:
 
 def markdown(results: list[Outcome], args: argparse.Namespace, notes: list[str]) -> str:
     """The failover section of docs/benchmarks.md."""
-    head = ["scenario", "pool", "writes", "failed: surely not executed", "failed: may have executed",
-            "hung", "longest stall", "promotion → first write", "claims checked"]
+    head = [
+        "scenario",
+        "pool",
+        "writes",
+        "failed: surely not executed",
+        "failed: may have executed",
+        "hung",
+        "longest stall",
+        "promotion → first write",
+        "claims checked",
+    ]
     lines = [
         f"One write (replace, mode RW) every {PERIOD * 1000:.0f} ms; both pools with "
         f"refresh_delay={REFRESH_DELAY:g} s; trio_tarantool writes are cancelled after "
@@ -306,11 +341,16 @@ def markdown(results: list[Outcome], args: argparse.Namespace, notes: list[str])
             checks.append(f"{o.may_found}/{o.may_executed + o.hung} 'may' did execute")
         if o.acked_lost:
             checks.append(f"{o.acked_lost} acknowledged writes lost by async replication")
-        lines.append(f"| {names[o.scenario]} | {report.CLIENT_LABELS[o.client + '-pool']} | {o.writes} | "
-                     f"{o.not_executed} | {o.may_executed} | {o.hung} | {o.longest_stall * 1000:,.0f} ms | "
-                     f"{rec} | {'; '.join(checks)} |")
-    details = [f"- {names[o.scenario]}, {o.client}: " + " · ".join(f"`{s}`" for s in o.samples)
-               for o in results if o.samples]
+        lines.append(
+            f"| {names[o.scenario]} | {report.CLIENT_LABELS[o.client + '-pool']} | {o.writes} | "
+            f"{o.not_executed} | {o.may_executed} | {o.hung} | {o.longest_stall * 1000:,.0f} ms | "
+            f"{rec} | {'; '.join(checks)} |"
+        )
+    details = [
+        f"- {names[o.scenario]}, {o.client}: " + " · ".join(f"`{s}`" for s in o.samples)
+        for o in results
+        if o.samples
+    ]
     if details:
         lines += ["", "Errors seen (first distinct messages):", "", *details]
     return "\n".join(lines)
@@ -318,14 +358,20 @@ def markdown(results: list[Outcome], args: argparse.Namespace, notes: list[str])
 
 def main(argv: list[str] | None = None) -> int:
     """Parent entry: run the scenarios for each available pool, write the report."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--child", choices=("trio_tarantool", "tarantool-python"), help=argparse.SUPPRESS)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--child", choices=("trio_tarantool", "tarantool-python"), help=argparse.SUPPRESS
+    )
     p.add_argument("--ports", help=argparse.SUPPRESS)
     p.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--before", type=float, default=1.0, help="seconds of writes before the event")
     p.add_argument("--after", type=float, default=4.0, help="seconds of writes after promotion")
-    p.add_argument("--promote-after", type=float, default=0.5, help="(b) seconds from kill to promotion")
+    p.add_argument(
+        "--promote-after", type=float, default=0.5, help="(b) seconds from kill to promotion"
+    )
     p.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = p.parse_args(argv)
     if args.child:
@@ -360,10 +406,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{scenario} {client}: FAILED {exc}", flush=True)
                     continue
                 results.append(o)
-                print(f"{scenario} {client}: ok={o.ok} not={o.not_executed} may={o.may_executed} "
-                      f"hung={o.hung} stall={o.longest_stall * 1000:.0f}ms "
-                      f"recovery={'never' if o.recovery is None else f'{o.recovery * 1000:.0f}ms'} "
-                      f"lied={o.lied} may_found={o.may_found} acked_lost={o.acked_lost}", flush=True)
+                print(
+                    f"{scenario} {client}: ok={o.ok} not={o.not_executed} may={o.may_executed} "
+                    f"hung={o.hung} stall={o.longest_stall * 1000:.0f}ms "
+                    f"recovery={'never' if o.recovery is None else f'{o.recovery * 1000:.0f}ms'} "
+                    f"lied={o.lied} may_found={o.may_found} acked_lost={o.acked_lost}",
+                    flush=True,
+                )
     md = markdown(results, args, notes)
     print(md)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -57,10 +57,15 @@ def rss_bytes() -> int:
 
 def _short_path(path: str) -> str:
     """Trim a source path to the part after site-packages/, the repo or lib/pythonX.Y."""
-    for marker in ("site-packages/", f"{REPO}/", f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/"):
+    for marker in (
+        "site-packages/",
+        f"{REPO}/",
+        f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/",
+    ):
         if marker in path:
             path = path.split(marker, 1)[1]
     return path
+
 
 Op = Callable[[int], Awaitable[Any]]
 Runner = Callable[[Op, int, int, int], Awaitable[int]]
@@ -94,7 +99,7 @@ async def _phases(op: Op, run: Runner, phase: str, n: int) -> dict[str, Any]:
     base = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     out["wrong"] += await run(op, 0, n, 1)
-    out["transient_seq"] = (tracemalloc.get_traced_memory()[1] - base)
+    out["transient_seq"] = tracemalloc.get_traced_memory()[1] - base
     gc.collect()
     base = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
@@ -109,11 +114,18 @@ async def _phases(op: Op, run: Runner, phase: str, n: int) -> dict[str, Any]:
     snap2 = tracemalloc.take_snapshot()
     out["retained_per_request"] = (after - before) / n
     out["trace_requests"] = n
-    own = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__),
-           tracemalloc.Filter(False, "<frozen *>")]
+    own = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, __file__),
+        tracemalloc.Filter(False, "<frozen *>"),
+    ]
     diff = snap2.filter_traces(own).compare_to(snap1.filter_traces(own), "lineno")
-    out["top"] = [f"{_short_path(s.traceback[0].filename)}:{s.traceback[0].lineno} "
-                  f"+{s.size_diff} B in {s.count_diff} blocks" for s in diff if s.size_diff > 0][:5]
+    out["top"] = [
+        f"{_short_path(s.traceback[0].filename)}:{s.traceback[0].lineno} "
+        f"+{s.size_diff} B in {s.count_diff} blocks"
+        for s in diff
+        if s.size_diff > 0
+    ][:5]
     return out
 
 
@@ -193,44 +205,69 @@ def _mb(b: float) -> str:
 def markdown(results: dict[str, dict[str, dict[str, Any]]], notes: list[str]) -> str:
     """The memory section of docs/benchmarks.md."""
     lines = [f"> note: {n}" for n in notes]
-    lines += ["| client | requests (1000 in flight) | req/s | RSS connected | RSS warm (5 %) | RSS final "
-              "| growth after warm-up | wrong answers |", "|" + "---|" * 8]
+    lines += [
+        "| client | requests (1000 in flight) | req/s | RSS connected | RSS warm (5 %) | RSS final "
+        "| growth after warm-up | wrong answers |",
+        "|" + "---|" * 8,
+    ]
     for client, ph in results.items():
         r = ph.get("rss")
         if not r:
             continue
         growth = r["rss_final"] - r["rss_warm"]
-        lines.append(f"| {report.CLIENT_LABELS[client]} | {r['requests']:,} | {r['requests'] / r['elapsed']:,.0f} "
-                     f"| {_mb(r['rss_connected'])} | {_mb(r['rss_warm'])} | {_mb(r['rss_final'])} "
-                     f"| {growth / 2**20:+,.1f} MiB ({growth / r['requests']:.2f} B/request) | {r['wrong']} |")
-    lines += ["", "RSS by progress: " + "; ".join(
-        f"{report.CLIENT_LABELS[c]}: " + ", ".join(f"{n // 1000:,}k → {_mb(b)}" for n, b in ph["rss"]["samples"])
-        for c, ph in results.items() if ph.get("rss"))]
-    lines += ["", "| client (tracemalloc, Python allocations) | peak extra bytes, 1 request in flight "
-              "| bytes per in-flight request (1000 in flight) | retained bytes per request |", "|---|---|---|---|"]
+        lines.append(
+            f"| {report.CLIENT_LABELS[client]} | {r['requests']:,} | {r['requests'] / r['elapsed']:,.0f} "
+            f"| {_mb(r['rss_connected'])} | {_mb(r['rss_warm'])} | {_mb(r['rss_final'])} "
+            f"| {growth / 2**20:+,.1f} MiB ({growth / r['requests']:.2f} B/request) | {r['wrong']} |"
+        )
+    lines += [
+        "",
+        "RSS by progress: "
+        + "; ".join(
+            f"{report.CLIENT_LABELS[c]}: "
+            + ", ".join(f"{n // 1000:,}k → {_mb(b)}" for n, b in ph["rss"]["samples"])
+            for c, ph in results.items()
+            if ph.get("rss")
+        ),
+    ]
+    lines += [
+        "",
+        "| client (tracemalloc, Python allocations) | peak extra bytes, 1 request in flight "
+        "| bytes per in-flight request (1000 in flight) | retained bytes per request |",
+        "|---|---|---|---|",
+    ]
     for client, ph in results.items():
         t = ph.get("trace")
         if not t:
             continue
-        lines.append(f"| {report.CLIENT_LABELS[client]} | {t['transient_seq']:,} | {t['per_in_flight']:,.0f} "
-                     f"| {t['retained_per_request']:.2f} (over {t['trace_requests']:,} requests) |")
+        lines.append(
+            f"| {report.CLIENT_LABELS[client]} | {t['transient_seq']:,} | {t['per_in_flight']:,.0f} "
+            f"| {t['retained_per_request']:.2f} (over {t['trace_requests']:,} requests) |"
+        )
     for client, ph in results.items():
         t = ph.get("trace")
         if t and t["top"]:
-            lines += ["", f"Largest retained growth, {report.CLIENT_LABELS[client]}: "
-                      + "; ".join(f"`{x}`" for x in t["top"][:3])]
+            lines += [
+                "",
+                f"Largest retained growth, {report.CLIENT_LABELS[client]}: "
+                + "; ".join(f"`{x}`" for x in t["top"][:3]),
+            ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parent entry: start a server, run both phases for each client, report."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--child", choices=("trio_tarantool", "asynctnt"), help=argparse.SUPPRESS)
     p.add_argument("--phase", choices=("rss", "trace"), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--requests", type=int, default=1_000_000, help="requests of the RSS run")
-    p.add_argument("--trace-requests", type=int, default=20_000, help="requests per tracemalloc step")
+    p.add_argument(
+        "--trace-requests", type=int, default=20_000, help="requests per tracemalloc step"
+    )
     p.add_argument("--clients", default="trio_tarantool,asynctnt")
     p.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = p.parse_args(argv)
@@ -253,8 +290,19 @@ def main(argv: list[str] | None = None) -> int:
         port = cluster.instances[0].port
         for c in clients:
             for phase, n in (("rss", args.requests), ("trace", args.trace_requests)):
-                cmd = [sys.executable, "-m", "bench.memory", "--child", c, "--phase", phase,
-                       "--port", str(port), "--n", str(n)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "bench.memory",
+                    "--child",
+                    c,
+                    "--phase",
+                    phase,
+                    "--port",
+                    str(port),
+                    "--n",
+                    str(n),
+                ]
                 proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
                 if proc.returncode != 0:
                     failures += 1

@@ -60,7 +60,7 @@ class Stat:
         """``median [min-max]`` in req/s, or why there is no number."""
         if self.rounds == 0:
             return "failed" if self.failed else "n/a"
-        return f"{self.median:,.0f} [{self.low:,.0f}–{self.high:,.0f}]"
+        return f"{self.median:,.0f} [{self.low:,.0f}-{self.high:,.0f}]"
 
 
 def summarize(runs: Iterable[dict[str, Any]]) -> Stat:
@@ -78,12 +78,20 @@ def summarize(runs: Iterable[dict[str, Any]]) -> Stat:
         hung += r["hung"]
     if not good:
         return Stat(0.0, 0.0, 0.0, 0, ok, wrong, errors, hung, failed)
-    return Stat(statistics.median(good), min(good), max(good), len(good), ok, wrong, errors, hung, failed)
+    return Stat(
+        statistics.median(good), min(good), max(good), len(good), ok, wrong, errors, hung, failed
+    )
 
 
 def cell_key(r: dict[str, Any]) -> tuple[str, str, int, str, int]:
     """(workload, client, tasks, mode, threads): the identity of one table cell."""
-    return (r["workload"], r["client"], int(r["tasks"]), r.get("mode", ""), int(r.get("threads", 0)))
+    return (
+        r["workload"],
+        r["client"],
+        int(r["tasks"]),
+        r.get("mode", ""),
+        int(r.get("threads", 0)),
+    )
 
 
 def group(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int, str, int], Stat]:
@@ -96,13 +104,17 @@ def group(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int, str, int]
 
 def _ratio(a: Stat | None, b: Stat | None) -> str:
     if a is None or b is None or a.rounds == 0 or b.rounds == 0 or b.median == 0:
-        return "–"
-    return f"{a.median / b.median:.2f}×"
+        return "-"
+    return f"{a.median / b.median:.2f}x"
 
 
-def single_table(runs: Sequence[dict[str, Any]], workloads: Sequence[str], shapes: Sequence[int],
-                 clients: Sequence[str]) -> str:
-    """Markdown table: one row per workload × shape, a column per client, then ratios."""
+def single_table(
+    runs: Sequence[dict[str, Any]],
+    workloads: Sequence[str],
+    shapes: Sequence[int],
+    clients: Sequence[str],
+) -> str:
+    """Markdown table: one row per workload x shape, a column per client, then ratios."""
     stats = group(runs)
     peers = [c for c in clients if c != OURS]
     head = ["workload", "shape", *(CLIENT_LABELS.get(c, c) for c in clients)]
@@ -113,12 +125,12 @@ def single_table(runs: Sequence[dict[str, Any]], workloads: Sequence[str], shape
             row = [w, shape_label(t)]
             for c in clients:
                 s = stats.get((w, c, t, "", 0))
-                row.append("–" if s is None else s.fmt + _flags(s))
+                row.append("-" if s is None else s.fmt + _flags(s))
             if OURS in clients:
                 ours = stats.get((w, OURS, t, "", 0))
                 for p in peers:
                     row.append(_ratio(ours, stats.get((w, p, t, "", 0))))
-            if any(x not in ("–",) for x in row[2:]):
+            if any(x not in ("-",) for x in row[2:]):
                 lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -140,20 +152,37 @@ def pool_table(runs: Sequence[dict[str, Any]]) -> str:
     """Markdown table for the 3-instance pool cases, with wrong-answer counts."""
     stats = group(runs)
     cases = sorted({(k[0], k[3]) for k in stats}, key=lambda x: (x[0] != "select", x[1]))
-    head = ["workload", "mode", "client", "concurrency", "req/s median [min–max]",
-            "wrong answers", "errors", "hung", "ours / this"]
+    head = [
+        "workload",
+        "mode",
+        "client",
+        "concurrency",
+        "req/s median [min-max]",
+        "wrong answers",
+        "errors",
+        "hung",
+        "ours / this",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w, m in cases:
-        ours = next((s for k, s in stats.items() if k[0] == w and k[3] == m and k[1] == OURS_POOL), None)
+        ours = next(
+            (s for k, s in stats.items() if k[0] == w and k[3] == m and k[1] == OURS_POOL), None
+        )
         cells = sorted((k, s) for k, s in stats.items() if k[0] == w and k[3] == m)
         cells.sort(key=lambda ks: (ks[0][1] != OURS_POOL, ks[0][4]))
         for k, s in cells:
-            conc = f"{k[2]} trio tasks" if k[1] == OURS_POOL else f"{k[4]} thread{'s' if k[4] > 1 else ''}"
+            conc = (
+                f"{k[2]} trio tasks"
+                if k[1] == OURS_POOL
+                else f"{k[4]} thread{'s' if k[4] > 1 else ''}"
+            )
             total = s.ok + s.wrong + s.errors
-            wrong = f"{s.wrong} / {total}" if total else "–"
+            wrong = f"{s.wrong} / {total}" if total else "-"
             ratio = "" if k[1] == OURS_POOL else _ratio(ours, s)
-            lines.append(f"| {w} | {m} | {CLIENT_LABELS[k[1]]} | {conc} | {s.fmt} | {wrong} | "
-                         f"{s.errors} | {s.hung} | {ratio} |")
+            lines.append(
+                f"| {w} | {m} | {CLIENT_LABELS[k[1]]} | {conc} | {s.fmt} | {wrong} | "
+                f"{s.errors} | {s.hung} | {ratio} |"
+            )
     return "\n".join(lines)
 
 
@@ -180,19 +209,27 @@ def replace_section(path: Path, name: str, body: str) -> None:
 def _nice_max(v: float) -> float:
     if v <= 0:
         return 1.0
-    mag = 10 ** (len(str(int(v))) - 1)
+    mag = float(10 ** (len(str(int(v))) - 1))
     for step in (1, 2, 2.5, 5, 10):
         if v <= step * mag:
             return step * mag
     return 10 * mag
 
 
-def _panel(title: str, groups: list[tuple[str, list[tuple[str, Stat | None]]]], colors: dict[str, str],
-           labels: dict[str, str], y0: int, width: int) -> tuple[list[str], int]:
+def _panel(
+    title: str,
+    groups: list[tuple[str, list[tuple[str, Stat | None]]]],
+    colors: dict[str, str],
+    labels: dict[str, str],
+    y0: int,
+    width: int,
+) -> tuple[list[str], int]:
     """One grouped-bar panel; returns SVG elements and the panel height."""
     height, top, left, bottom = 330, 40, 70, 95
     plot_h = height - top - bottom
-    vmax = _nice_max(max([s.high for _, bars in groups for _, s in bars if s and s.rounds] or [1.0]))
+    vmax = _nice_max(
+        max([s.high for _, bars in groups for _, s in bars if s and s.rounds] or [1.0])
+    )
     n_bars = max(len(b) for _, b in groups) if groups else 1
     gw = (width - left - 20) / max(1, len(groups))
     bw = min(22.0, (gw - 10) / n_bars)
@@ -201,9 +238,13 @@ def _panel(title: str, groups: list[tuple[str, list[tuple[str, Stat | None]]]], 
         v = vmax * k / 5
         y = y0 + top + plot_h - plot_h * k / 5
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v / 1000:,.0f}k</text>')
-    out.append(f'<text x="16" y="{y0 + top + plot_h / 2:.0f}" class="tick" '
-               f'transform="rotate(-90 16 {y0 + top + plot_h / 2:.0f})" text-anchor="middle">req/s</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{v / 1000:,.0f}k</text>'
+        )
+    out.append(
+        f'<text x="12" y="{y0 + top + plot_h / 2:.0f}" class="tick" '
+        f'transform="rotate(-90 12 {y0 + top + plot_h / 2:.0f})" text-anchor="middle">req/s</text>'
+    )
     for gi, (gname, bars) in enumerate(groups):
         gx = left + gi * gw + (gw - bw * len(bars)) / 2
         for bi, (series, s) in enumerate(bars):
@@ -212,27 +253,48 @@ def _panel(title: str, groups: list[tuple[str, list[tuple[str, Stat | None]]]], 
                 continue
             h = plot_h * s.median / vmax
             y = y0 + top + plot_h - h
-            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
-                       f'fill="{colors[series]}"><title>{escape(labels[series])} {escape(gname)}: '
-                       f'{s.median:,.0f} req/s (min {s.low:,.0f}, max {s.high:,.0f})</title></rect>')
+            out.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
+                f'fill="{colors[series]}"><title>{escape(labels[series])} {escape(gname)}: '
+                f"{s.median:,.0f} req/s (min {s.low:,.0f}, max {s.high:,.0f})</title></rect>"
+            )
             cx = x + (bw - 2) / 2
             ylo = y0 + top + plot_h - plot_h * s.low / vmax
             yhi = y0 + top + plot_h - plot_h * s.high / vmax
-            out.append(f'<line x1="{cx:.1f}" y1="{ylo:.1f}" x2="{cx:.1f}" y2="{yhi:.1f}" class="whisker"/>')
+            out.append(
+                f'<line x1="{cx:.1f}" y1="{ylo:.1f}" x2="{cx:.1f}" y2="{yhi:.1f}" class="whisker"/>'
+            )
+            replies = s.ok + s.wrong
+            if s.wrong and replies:
+                out.append(
+                    f'<text x="{cx:.1f}" y="{min(y, yhi) - 4:.1f}" class="warn" text-anchor="middle">'
+                    f"{100 * s.wrong / replies:.0f}% wrong</text>"
+                )
         lx = left + gi * gw + gw / 2
         ly = y0 + top + plot_h + 12
-        out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" class="label" text-anchor="end" '
-                   f'transform="rotate(-35 {lx:.1f} {ly:.1f})">{escape(gname)}</text>')
+        out.append(
+            f'<text x="{lx:.1f}" y="{ly:.1f}" class="label" text-anchor="end" '
+            f'transform="rotate(-35 {lx:.1f} {ly:.1f})">{escape(gname)}</text>'
+        )
     lx = left
     for series in dict.fromkeys(s for _, bars in groups for s, _ in bars):
-        out.append(f'<rect x="{lx}" y="{y0 + height - 18}" width="12" height="12" fill="{colors[series]}"/>')
-        out.append(f'<text x="{lx + 16}" y="{y0 + height - 8}" class="label">{escape(labels[series])}</text>')
+        out.append(
+            f'<rect x="{lx}" y="{y0 + height - 18}" width="12" height="12" fill="{colors[series]}"/>'
+        )
+        out.append(
+            f'<text x="{lx + 16}" y="{y0 + height - 8}" class="label">{escape(labels[series])}</text>'
+        )
         lx += 30 + 7 * len(labels[series])
     return out, height
 
 
-def render_svg(single_runs: Sequence[dict[str, Any]], pool_runs: Sequence[dict[str, Any]],
-               workloads: Sequence[str], shapes: Sequence[int], clients: Sequence[str]) -> str:
+def render_svg(
+    single_runs: Sequence[dict[str, Any]],
+    pool_runs: Sequence[dict[str, Any]],
+    workloads: Sequence[str],
+    shapes: Sequence[int],
+    clients: Sequence[str],
+) -> str:
     """Grouped bars of median req/s (whiskers: min-max) per workload per client."""
     width = 1200
     parts: list[str] = []
@@ -241,34 +303,58 @@ def render_svg(single_runs: Sequence[dict[str, Any]], pool_runs: Sequence[dict[s
     groups = []
     for w in workloads:
         for t in shapes:
-            bars = [(c, stats.get((w, c, t, "", 0))) for c in clients if not (c == "tarantool-python" and t != 1)]
+            bars = [
+                (c, stats.get((w, c, t, "", 0)))
+                for c in clients
+                if not (c == "tarantool-python" and t != 1)
+            ]
             if any(s is not None for _, s in bars):
                 groups.append((f"{w} · {shape_label(t)}", bars))
     if groups:
-        elems, h = _panel("One connection, local Tarantool 2.6 (median req/s; whiskers: min–max over rounds)",
-                          groups, COLORS, CLIENT_LABELS, y, width)
+        elems, h = _panel(
+            "One connection, local Tarantool 2.6 (median req/s; whiskers: min-max over rounds)",
+            groups,
+            COLORS,
+            CLIENT_LABELS,
+            y,
+            width,
+        )
         parts += elems
         y += h
     pstats = group(pool_runs)
     if pstats:
-        labels = {"trio_tarantool-pool": "trio_tarantool pool (100 tasks)",
-                  "tarantool-python-pool/1": "tarantool-python pool (1 thread)",
-                  "tarantool-python-pool/8": "tarantool-python pool (8 threads)"}
+        labels = {
+            "trio_tarantool-pool": "trio_tarantool pool (100 tasks)",
+            "tarantool-python-pool/1": "tarantool-python pool (1 thread)",
+            "tarantool-python-pool/8": "tarantool-python pool (8 threads)",
+        }
         pgroups = []
         for w, m in sorted({(k[0], k[3]) for k in pstats}, key=lambda x: (x[0] != "select", x[1])):
-            bars: list[tuple[str, Stat | None]] = []
+            pbars: list[tuple[str, Stat | None]] = []
             for k, s in sorted(pstats.items()):
                 if k[0] == w and k[3] == m:
                     series = k[1] if k[1] == OURS_POOL else f"{k[1]}/{k[4]}"
                     if series in labels:
-                        bars.append((series, s))
-            bars.sort(key=lambda b: list(labels).index(b[0]))
-            pgroups.append((f"{w} {m}", bars))
-        elems, h = _panel("Pool of 3 (master + 2 replicas): replies per second, wrong answers included",
-                          pgroups, COLORS, labels, y, width)
+                        pbars.append((series, s))
+            pbars.sort(key=lambda b: list(labels).index(b[0]))
+            pgroups.append((f"{w} {m}", pbars))
+        elems, h = _panel(
+            "Pool of 3 (master + 2 replicas): replies per second, wrong answers included",
+            pgroups,
+            COLORS,
+            labels,
+            y,
+            width,
+        )
         parts += elems
         y += h
-    style = ("<style>.title{font:bold 15px sans-serif}.tick{font:11px sans-serif;fill:#444}"
-             ".label{font:11px sans-serif;fill:#222}.grid{stroke:#ddd}.whisker{stroke:#000;stroke-width:1.2}</style>")
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" viewBox="0 0 {width} {y}">'
-            f'{style}<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(parts) + "\n</svg>\n")
+    style = (
+        "<style>.title{font:bold 15px sans-serif}.tick{font:11px sans-serif;fill:#444}"
+        ".label{font:11px sans-serif;fill:#222}.warn{font:bold 10px sans-serif;fill:#c53030}.grid{stroke:#ddd}.whisker{stroke:#000;stroke-width:1.2}</style>"
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" viewBox="0 0 {width} {y}">'
+        f'{style}<rect width="100%" height="100%" fill="white"/>\n'
+        + "\n".join(parts)
+        + "\n</svg>\n"
+    )

@@ -164,7 +164,7 @@ def _spawn(inst: Instance, *, wal_mode: str, read_only: bool, replication: list[
         BENCH_ROWS=str(ROWS),
         BENCH_INSTANCE=inst.name,
     )
-    log = open(inst.workdir / "tarantool.log", "wb")  # noqa: SIM115 - owned by the child
+    log = open(inst.workdir / "tarantool.log", "wb")  # closed below; the child keeps its copy
     try:
         inst.proc = subprocess.Popen(
             [tarantool_binary(), str(INIT_SCRIPT)],

@@ -139,4 +139,7 @@ def find_open_pool() -> tuple[Any, str]:
         from trio_tarantool._pool import open_pool
     except ImportError:
         return None, "trio_tarantool.open_pool does not import yet"
-    return open_pool, "trio_tarantool.open_pool is not exported yet: used trio_tarantool._pool.open_pool"
+    return (
+        open_pool,
+        "trio_tarantool.open_pool is not exported yet: used trio_tarantool._pool.open_pool",
+    )

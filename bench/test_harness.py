@@ -1,0 +1,136 @@
+"""Tests of the benchmark harness itself: ``.venv/bin/python -m pytest bench``.
+
+They check what the numbers rest on: every request is issued exactly once, replies
+are really checked, statistics and tables are computed from the runs given, the
+docs are rewritten only between their markers, and servers never outlive the harness.
+"""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bench import report, servers
+from bench.__main__ import plan_pool, plan_single, smoke_failures
+from bench.workload import WORKLOADS, check, key_of, replace_tuple, task_indices
+
+
+@pytest.mark.parametrize("tasks", [1, 3, 100, 1000])
+@pytest.mark.parametrize("n", [0, 1, 999, 1000, 20_001])
+def test_tasks_split_every_request_exactly_once(tasks: int, n: int) -> None:
+    seen = [i for t in range(tasks) for i in task_indices(t, tasks, n)]
+    assert sorted(seen) == list(range(n))
+
+
+def test_keys_are_distinct_across_a_window_of_rows() -> None:
+    window = [key_of(i) for i in range(500, 500 + servers.ROWS)]
+    assert len(set(window)) == servers.ROWS
+    assert min(window) == 1 and max(window) == servers.ROWS
+
+
+@pytest.mark.parametrize("workload", ["select", "call", "sql"])
+def test_read_replies_are_checked_against_the_key(workload: str) -> None:
+    good = [[key_of(7), servers.expected_value(key_of(7))]]
+    assert check(workload, 7, good)
+    assert not check(workload, 7, [[key_of(8), servers.expected_value(key_of(8))]])
+    assert not check(workload, 7, [])
+    assert not check(workload, 7, good * 2)
+    assert not check(workload, 7, None)
+
+
+def test_replace_reply_must_echo_its_own_tuple() -> None:
+    assert check("replace", 12, [replace_tuple(12)])
+    assert not check("replace", 12, [replace_tuple(13)])
+    assert not check("replace", 12, [[key_of(12), "r13"]])
+
+
+def test_plans_cover_every_client_and_keep_sync_sequential() -> None:
+    clients = ["trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python"]
+    cases = plan_single(clients, list(WORKLOADS), [1, 100, 1000], 10, 20)
+    assert len(cases) == len(WORKLOADS) * 3
+    for case in cases:
+        names = [r.client for r in case]
+        assert ("tarantool-python" in names) == (case[0].tasks == 1)
+        assert all(r.n == (10 if r.tasks == 1 else 20) for r in case)
+    pool = plan_pool(clients, True, 50)
+    assert [[(r.client, r.threads) for r in c] for c in pool] == [
+        [("trio_tarantool-pool", 0), ("tarantool-python-pool", 1), ("tarantool-python-pool", 8)]
+    ] * 3
+
+
+def _run(client: str, rps: float, rnd: int, **kw: int) -> dict[str, object]:
+    return {
+        "client": client,
+        "workload": "select",
+        "tasks": 100,
+        "mode": "",
+        "threads": 0,
+        "rps": rps,
+        "ok": 10,
+        "wrong": kw.get("wrong", 0),
+        "errors": kw.get("errors", 0),
+        "hung": 0,
+        "round": rnd,
+    }
+
+
+def test_summary_is_median_min_max_and_skips_failed_runs() -> None:
+    runs = [_run("asynctnt", v, k) for k, v in enumerate([30.0, 10.0, 20.0])]
+    runs.append(
+        {"client": "asynctnt", "workload": "select", "tasks": 100, "failed": True, "why": "x"}
+    )
+    s = report.group(runs)[("select", "asynctnt", 100, "", 0)]
+    assert (s.median, s.low, s.high, s.rounds, s.failed) == (20.0, 10.0, 30.0, 3, 1)
+
+
+def test_table_ratio_is_ours_over_peer() -> None:
+    runs = [_run("trio_tarantool", 30.0, 0), _run("asynctnt", 20.0, 0)]
+    table = report.single_table(runs, ["select"], [100], ["trio_tarantool", "asynctnt"])
+    row = next(ln for ln in table.splitlines() if ln.startswith("| select"))
+    assert row.rstrip(" |").endswith("1.50x")
+
+
+def test_smoke_fails_on_our_wrong_answers_but_reports_peers_only() -> None:
+    assert smoke_failures([_run("asynctnt", 1.0, 0, wrong=3)]) == []
+    assert len(smoke_failures([_run("trio_tarantool", 1.0, 0, wrong=1)])) == 1
+    assert len(smoke_failures([_run("trio_tarantool", 1.0, 0, errors=1)])) == 1
+    failed = {"client": "asynctnt", "workload": "ping", "tasks": 1, "failed": True, "why": "boom"}
+    assert len(smoke_failures([failed])) == 1
+
+
+def test_replace_section_touches_only_its_markers(tmp_path: Path) -> None:
+    doc = tmp_path / "b.md"
+    doc.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+    report.replace_section(doc, "results", "new table")
+    assert (
+        doc.read_text() == "intro\n<!-- results:start -->\nnew table\n<!-- results:end -->\noutro\n"
+    )
+    with pytest.raises(ValueError, match="memory"):
+        report.replace_section(doc, "memory", "x")
+
+
+def test_svg_is_well_formed_with_one_bar_per_measured_cell() -> None:
+    runs = [_run("trio_tarantool", 30.0, 0), _run("asynctnt", 20.0, 0), _run("asynctnt", 25.0, 1)]
+    pool = [dict(_run("tarantool-python-pool", 5.0, 0, wrong=4), mode="ANY", threads=8)]
+    svg = report.render_svg(runs, pool, ["select"], [100], ["trio_tarantool", "asynctnt"])
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
+    assert len(bars) == 3
+    assert any("wrong" in (t.text or "") for t in root.iter(f"{ns}text"))
+
+
+@pytest.mark.real
+@pytest.mark.skipif(shutil.which("tarantool") is None, reason="needs a tarantool binary")
+def test_single_server_starts_answers_and_stops() -> None:
+    with servers.single() as cluster:
+        inst = cluster.instances[0]
+        assert "running" in inst.eval("return box.info.status")
+        assert f"- {servers.ROWS}" in inst.eval("return box.space.bench:len()")
+        proc = inst.proc
+        assert proc is not None and proc.poll() is None
+    assert proc.poll() is not None
+    assert not inst.workdir.exists()
