@@ -21,7 +21,7 @@ from trio_tarantool._errors import (
 from trio_tarantool._pool import ConnectionPool, InstanceStatistics, PoolUnit, open_pool
 from trio_tarantool._strategy import Mode, Status, StrategyInterface
 
-USER = {"user": "test", "password": "test-password"}
+USER: dict[str, Any] = {"user": "test", "password": "test-password"}
 _keys = itertools.count(1_000_000)
 
 
@@ -210,7 +210,7 @@ async def test_requests_to_one_instance_are_pipelined(rs_pool: tuple[Replicaset,
 async def test_close_makes_requests_fail_fast(replicaset: Replicaset) -> None:
     async with open_pool(replicaset.addrs, **USER) as pool:
         assert not pool.is_closed()
-        slow_result: list[BaseException] = []
+        slow_result: list[ConnectionClosedError] = []
 
         async def slow() -> None:
             try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -14,7 +15,7 @@ from trio_tarantool._errors import CrudModuleError, CrudModuleManyError, Databas
 from trio_tarantool._pool import ConnectionPool, open_pool
 from trio_tarantool._strategy import Mode
 
-USER = {"user": "test", "password": "test-password"}
+USER: dict[str, Any] = {"user": "test", "password": "test-password"}
 FIELDS = ["id", "bucket_id", "name", "age"]
 RW = Mode.RW
 
@@ -33,10 +34,10 @@ async def pool(replicaset: Replicaset) -> AsyncIterator[ConnectionPool]:
 async def test_every_crud_method_through_the_pool(pool: ConnectionPool, replicaset: Replicaset) -> None:
     # Writes go to the master explicitly: the stand-in writes locally, as a
     # storage would, so a replica refuses them.
-    res = await pool.crud_insert("customers", [1, None, "Ann", 20], mode=RW)
-    assert [m["name"] for m in res.metadata] == FIELDS and names(res) == ["Ann"]
-    res = await pool.crud_insert_object("customers", {"id": 2, "name": "Bob", "age": 30}, mode=RW)
-    assert names(res) == ["Bob"]
+    first = await pool.crud_insert("customers", [1, None, "Ann", 20], mode=RW)
+    assert [m["name"] for m in first.metadata] == FIELDS and names(first) == ["Ann"]
+    res: CrudResult | None = await pool.crud_insert_object("customers", {"id": 2, "name": "Bob", "age": 30}, mode=RW)
+    assert res is not None and names(res) == ["Bob"]
     res = await pool.crud_insert_many("customers", [[3, None, "Cid", 40], [4, None, "Dan", 50]], mode=RW)
     assert res is not None and sorted(names(res)) == ["Cid", "Dan"]
     res = await pool.crud_insert_object_many(
@@ -44,9 +45,9 @@ async def test_every_crud_method_through_the_pool(pool: ConnectionPool, replicas
     )
     assert res is not None and sorted(names(res)) == ["Eve", "Fay"]
     res = await pool.crud_replace("customers", [1, None, "Anna", 21], mode=RW)
-    assert names(res) == ["Anna"]
+    assert res is not None and names(res) == ["Anna"]
     res = await pool.crud_replace_object("customers", {"id": 2, "name": "Bobby", "age": 31}, mode=RW)
-    assert names(res) == ["Bobby"]
+    assert res is not None and names(res) == ["Bobby"]
     res = await pool.crud_replace_many("customers", [[3, None, "Cyd", 41]], mode=RW)
     assert res is not None and names(res) == ["Cyd"]
     res = await pool.crud_replace_object_many("customers", [{"id": 4, "name": "Danny", "age": 51}], mode=RW)
@@ -59,15 +60,15 @@ async def test_every_crud_method_through_the_pool(pool: ConnectionPool, replicas
         "customers", [[{"id": 9, "name": "Ivy", "age": 99}, []]], mode=RW,
     )
     res = await pool.crud_delete("customers", 9, mode=RW)
-    assert names(res) == ["Ivy"]
+    assert res is not None and names(res) == ["Ivy"]
     await trio.to_thread.run_sync(replicaset.wait_replicated)
 
     # Reads with the default mode (ANY) are served by every member in turn.
     for _ in range(3):
         assert names(await pool.crud_get("customers", 5)) == ["Eve"]
         assert (await pool.crud_get("customers", 5)).rows[0][3] == 61
-        res = await pool.crud_select("customers", [[">=", "age", 60]])
-        assert sorted(names(res)) == ["Eve", "Fay", "Gus", "Hal"]
+        selected = await pool.crud_select("customers", [[">=", "age", 60]])
+        assert sorted(names(selected)) == ["Eve", "Fay", "Gus", "Hal"]
         assert await pool.crud_count("customers", [["<", "age", 40]]) == 2
         assert await pool.crud_len("customers") == 8
         assert names(await pool.crud_min("customers", "age")) == ["Anna"]
@@ -81,7 +82,7 @@ async def test_every_crud_method_through_the_pool(pool: ConnectionPool, replicas
 
     # storage_info answers with the uuid of the instance that ran it: the default
     # mode rotates over the whole replicaset.
-    uuids = set()
+    uuids: set[str] = set()
     for _ in range(3):
         uuids.update((await pool.crud_storage_info()).keys())
     assert len(uuids) == 3

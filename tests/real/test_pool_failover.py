@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -13,7 +14,7 @@ from trio_tarantool._errors import DatabaseError, ErrorCode, NetworkError, PoolT
 from trio_tarantool._pool import ConnectionPool, open_pool
 from trio_tarantool._strategy import Mode, Status
 
-USER = {"user": "test", "password": "test-password"}
+USER: dict[str, Any] = {"user": "test", "password": "test-password"}
 _keys = itertools.count(2_000_000)
 
 

@@ -194,7 +194,7 @@ async def test_argument_types_are_checked_before_sending() -> None:
     with pytest.raises(TypeError, match="opts"):
         await crud.crud_get("s", 1, opts=[1])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="conditions"):
-        await crud.crud_select("s", "id > 1")  # type: ignore[arg-type]
+        await crud.crud_select("s", "id > 1")
     assert crud.calls == []
 
 
