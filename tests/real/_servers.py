@@ -48,18 +48,30 @@ Fixtures:
 * ``replicaset`` (function scope): a fresh :class:`Replicaset` of 3
   (``rs.master``, ``rs.replicas``, ``rs.instances``, ``rs.addrs``).
   Helpers: ``rs.kill_master()``, ``rs.promote(inst)``, ``rs.demote(inst)``,
-  ``inst.restart()``, ``inst.freeze()`` / ``inst.thaw()``, ``inst.admin(lua)``.
+  ``rs.switch_master(inst)``, ``rs.restart(inst)`` (comes back read-only unless
+  it is ``rs.master``), ``rs.wait_replicated()``, and per instance
+  ``inst.kill()`` / ``inst.stop()`` / ``inst.start()`` / ``inst.restart()``,
+  ``inst.freeze()`` / ``inst.thaw()``, ``inst.admin(lua)`` (YAML text) and
+  ``inst.admin_eval(lua)`` (decoded results).
 
-A pool test typically does::
+A pool test typically does (see ``tests/real/test_pool.py``)::
 
     async def test_rw_goes_to_master(replicaset):
-        addrs = [{"host": i.host, "port": i.port} for i in replicaset.instances]
-        async with trio_tarantool.ConnectionPool(addrs, user="test",
-                                                 password="test-password") as pool:
+        async with open_pool(replicaset.addrs, user="test", password="test-password") as pool:
             resp = await pool.call("whoami", mode=Mode.RW)
-            assert resp[0][2] == replicaset.master.listen
-        replicaset.promote(replicaset.replicas[0])   # now two masters, demote:
-        replicaset.demote(replicaset.master)
+            assert resp[0][2] == replicaset.master.listen     # box.cfg.listen
+            replicaset.switch_master(replicaset.replicas[0])  # demote + promote
+            replicaset.kill_master()                          # or a crash
+
+``whoami()`` returns ``[box.info.id, box.info.uuid, box.cfg.listen, box.info.ro]``,
+so a reply tells which member served it. Other Lua functions on every
+instance: ``echo(...)``, ``push_n(n)``, ``sleep(s)``, ``raise_error()``,
+``decimal_uuid()``, ``ro_set(flag)``, ``counter_inc()`` / ``counter_get()`` (a
+per-process counter to count executions), and ``crud.*`` (the stand-in in
+``lua/crud.lua``). Spaces: ``tester`` (id unsigned, name string; indexes
+``primary``, non-unique ``name_idx``), ``multi`` (composite key a, b),
+``wide`` (no format), ``typed`` (decimal and uuid fields) and ``customers``
+(crud layout with ``bucket_id``).
 
 Blocking helpers (start, stop, admin) are synchronous on purpose: they are
 used from fixtures and rarely inside a trio test; inside one, wrap a slow call
@@ -528,8 +540,36 @@ class ServerManager:
             return inst
         raise AssertionError("unreachable")
 
-    def start_replicaset(self, size: int = 3, *, wal_mode: str = "write") -> Replicaset:
-        """Start ``size`` members of one replicaset (member 1 is the master)."""
+    def start_replicaset(
+        self, size: int = 3, *, wal_mode: str = "write", retries: int = 3
+    ) -> Replicaset:
+        """Start ``size`` members of one replicaset (member 1 is the master).
+
+        All members are spawned at once (they wait for each other during
+        bootstrap), then each is waited for; a replica is ready once it has
+        replicated the schema. If a chosen port was taken meanwhile, the whole
+        set is discarded and started again on new ports (``retries`` times).
+        """
+        for attempt in range(retries):
+            members = self._spawn_replicaset(size, wal_mode)
+            try:
+                for inst in members:
+                    inst.wait_ready()
+            except ServerStartError as exc:
+                for inst in members:
+                    inst.cleanup()
+                    self.instances.remove(inst)
+                if "Address already in use" not in str(exc) or attempt == retries - 1:
+                    raise
+                continue
+            # Later restarts must not wait for dead peers: one connection is enough.
+            for inst in members:
+                inst.env["TT_QUORUM"] = "1"
+                inst.env["TT_CONNECT_TIMEOUT"] = "1"
+            return Replicaset(members)
+        raise AssertionError("unreachable")
+
+    def _spawn_replicaset(self, size: int, wal_mode: str) -> list[TarantoolInstance]:
         ports = [find_free_port() for _ in range(size)]
         while len(set(ports)) < size:
             ports = [find_free_port() for _ in range(size)]
@@ -548,16 +588,9 @@ class ServerManager:
             )
             self.instances.append(inst)
             members.append(inst)
-        # Members wait for each other during bootstrap: spawn all, then wait.
         for inst in members:
             inst.spawn()
-        for inst in members:
-            inst.wait_ready()
-        # Later restarts must not wait for dead peers: one connection is enough.
-        for inst in members:
-            inst.env["TT_QUORUM"] = "1"
-            inst.env["TT_CONNECT_TIMEOUT"] = "1"
-        return Replicaset(members)
+        return members
 
     def close(self) -> None:
         """Stop every process (SIGCONT first if frozen) and remove the work dirs."""
@@ -627,6 +660,24 @@ class Replicaset:
         old = self.master
         old.kill()
         return old
+
+    def restart(
+        self, inst: TarantoolInstance, *, read_only: bool | None = None, graceful: bool = True
+    ) -> None:
+        """Restart a member (also a killed one) in the role it should have.
+
+        ``read_only`` defaults to "not the current master", so a killed old
+        master comes back as a replica after :meth:`promote` moved the role,
+        instead of as a second writable instance.
+        """
+        if read_only is None:
+            read_only = inst is not self.master
+        inst.env["TT_READ_ONLY"] = "true" if read_only else "false"
+        if graceful:
+            inst.stop()
+        else:
+            inst.kill()
+        inst.start()
 
     def wait_replicated(self, timeout: float = 10.0) -> None:
         """Block until every running replica has applied the master's vclock."""

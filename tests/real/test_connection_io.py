@@ -153,7 +153,7 @@ async def test_cancel_in_the_middle(conn: Any, clean_tarantool: TarantoolInstanc
     assert conn.is_connected()
 
 
-async def test_cancelled_write_still_runs_or_not_but_never_leaks(conn: Any) -> None:
+async def test_many_cancelled_requests_leave_no_stale_replies(conn: Any) -> None:
     # Many requests cancelled at once: none of their replies reaches a later request.
     with trio.move_on_after(0.05):
         async with trio.open_nursery() as nursery:

@@ -168,9 +168,8 @@ def test_replicaset_failover_and_restart(replicaset: Replicaset) -> None:
     assert replicaset.master is new
     assert new.admin_eval("return box.info.ro") == [False]
     new.admin("box.space.tester:insert{8, 'after failover'}")
-    # The old master comes back read-only (its env says so) and catches up.
-    old.env["TT_READ_ONLY"] = "true"
-    old.restart()
+    # The old master comes back read-only (no longer the master) and catches up.
+    replicaset.restart(old)
     replicaset.wait_replicated()
     assert old.admin_eval("return box.info.ro, box.space.tester:get(8)") == [
         True,
