@@ -137,12 +137,14 @@ class Decoder:
         self._stream_pos = expected_end
         try:
             header = unpacker.unpack()
-            try:
-                body = unpacker.unpack()
-            except msgpack.OutOfData:
-                body = {}
+            # A packet may end right after its header (no body). Decide that by
+            # position, not by catching OutOfData on the body: msgpack advances
+            # tell() over a partial object and keeps it pending, so a truncated
+            # body would otherwise pass the length check below and swallow the
+            # start of the next packet.
+            body = {} if unpacker.tell() == expected_end else unpacker.unpack()
         except msgpack.OutOfData:
-            raise self._fail("packet is shorter than its header") from None
+            raise self._fail("packet ends inside a msgpack value (its length is too short)") from None
         except Exception as exc:
             raise self._fail(f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
         if unpacker.tell() != expected_end:
