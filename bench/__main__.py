@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -373,13 +372,8 @@ def results_markdown(
     return "\n".join(lines)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    """Turn SIGTERM into KeyboardInterrupt so every ``finally`` stops its servers."""
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
+    servers.install_signal_handlers()
     try:
         sys.exit(main())
     except KeyboardInterrupt:

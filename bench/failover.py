@@ -423,11 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    """Turn SIGTERM into KeyboardInterrupt so every ``finally`` stops its servers."""
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _sigterm)
-    sys.exit(main())
+    servers.install_signal_handlers()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped", file=sys.stderr)
+        sys.exit(130)

@@ -322,4 +322,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    servers.install_signal_handlers()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped", file=sys.stderr)
+        sys.exit(130)

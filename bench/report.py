@@ -60,6 +60,8 @@ class Stat:
         """``median [min-max]`` in req/s, or why there is no number."""
         if self.rounds == 0:
             return "failed" if self.failed else "n/a"
+        if self.rounds == 1:
+            return f"{self.median:,.0f}"
         return f"{self.median:,.0f} [{self.low:,.0f}-{self.high:,.0f}]"
 
 

@@ -64,6 +64,19 @@ def _die_with_parent() -> None:
         pass
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def install_signal_handlers() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in the harness, so every
+    ``with`` block that started servers stops them. SIGINT is set explicitly because
+    a process started in the background by a non-interactive shell inherits it as
+    ignored, and Python then never raises KeyboardInterrupt for it."""
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 class ConsoleError(RuntimeError):
     """The admin console did not answer as expected."""
 
