@@ -34,24 +34,28 @@ class Schema:
         for row in indexes:
             self._index_ids.setdefault(int(row[0]), {})[_name(row[2])] = int(row[1])
 
-    def space_id(self, name: str) -> int | None:
-        """The id of the space called ``name``, or None."""
-        return self._space_ids.get(name)
+    def space_id(self, name: str | bytes) -> int | None:
+        """The id of the space called ``name``, or None.
+
+        A ``bytes`` name (what an ``encoding=None`` connection hands around) is
+        decoded as UTF-8, as the names from the server were.
+        """
+        return self._space_ids.get(_name(name))
 
     def space_name(self, space_id: int) -> str | None:
         return self._space_names.get(space_id)
 
-    def index_id(self, space_id: int, name: str) -> int | None:
+    def index_id(self, space_id: int, name: str | bytes) -> int | None:
         """The id of index ``name`` of a space, or None."""
-        return self._index_ids.get(space_id, {}).get(name)
+        return self._index_ids.get(space_id, {}).get(_name(name))
 
-    def require_space(self, name: str) -> int:
+    def require_space(self, name: str | bytes) -> int:
         space_id = self.space_id(name)
         if space_id is None:
             raise SchemaError(f"there is no space named {name!r} (schema version {self.version})")
         return space_id
 
-    def require_index(self, space_id: int, name: str) -> int:
+    def require_index(self, space_id: int, name: str | bytes) -> int:
         index_id = self.index_id(space_id, name)
         if index_id is None:
             space = self.space_name(space_id) or str(space_id)

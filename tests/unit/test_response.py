@@ -1,0 +1,249 @@
+"""Response (what a successful request returns) and database_error (what a failed one raises)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from trio_tarantool._errors import BoxError, DatabaseError, Error, ErrorCode
+from trio_tarantool._iproto import Decoder, Reply
+from trio_tarantool._iproto import _constants as C
+from trio_tarantool._response import Response, database_error
+
+
+def reply(body: dict[int, Any], *, code: int = 0, sync: int = 1, schema_version: int = 80) -> Reply:
+    return Reply(sync, code, schema_version, body)
+
+
+def decoded(hex_text: str) -> Reply:
+    """A Reply decoded from hand-written header+body bytes."""
+    payload = bytes.fromhex(" ".join(line.split("#", 1)[0] for line in hex_text.splitlines()))
+    decoder = Decoder()
+    decoder.feed(b"\xce" + len(payload).to_bytes(4, "big") + payload)
+    (result,) = decoder.replies()
+    return result
+
+
+ROWS = [[1, "a"], [2, "b"], [3, "c"]]
+
+
+# -- sequence protocol -----------------------------------------------------------------
+
+
+def test_sequence_protocol() -> None:
+    r = Response(reply({C.DATA: [list(row) for row in ROWS]}))
+    assert isinstance(r, Sequence)
+    assert len(r) == 3
+    assert r[0] == [1, "a"]
+    assert r[-1] == [3, "c"]
+    assert r[1:] == [[2, "b"], [3, "c"]]
+    assert list(r) == ROWS
+    assert [2, "b"] in r
+    assert [9, "z"] not in r
+    assert r.index([3, "c"]) == 2
+    assert r.count([1, "a"]) == 1
+    assert list(reversed(r)) == ROWS[::-1]
+    assert bool(r)
+    with pytest.raises(IndexError):
+        r[3]
+
+
+def test_attributes_from_the_header() -> None:
+    r = Response(reply({C.DATA: []}, sync=42, schema_version=99))
+    assert (r.sync, r.code, r.schema_version) == (42, 0, 99)
+
+
+def test_is_read_only() -> None:
+    r = Response(reply({C.DATA: [list(row) for row in ROWS]}))
+    with pytest.raises(TypeError):
+        r[0] = [0]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del r[0]  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        r.extra = 1  # type: ignore[attr-defined]
+
+
+def test_equality_and_hash() -> None:
+    r = Response(reply({C.DATA: [[1], [2]]}))
+    assert r == [[1], [2]]
+    assert r == ([1], [2])
+    assert r == Response(reply({C.DATA: [[1], [2]]}, sync=7))
+    assert r != [[1]]
+    assert r != "[[1], [2]]"
+    with pytest.raises(TypeError):
+        hash(r)
+
+
+def test_empty_and_missing_data() -> None:
+    """Ping-like replies have no DATA key: an empty sequence, not an error."""
+    r = Response(reply({}))
+    assert r.data == []
+    assert len(r) == 0
+    assert not r
+    assert r.rowcount == 0
+
+
+def test_call_result_is_the_data_array() -> None:
+    """A CALL returning (1, 'x', nil) has DATA [1, 'x', nil]."""
+    r = Response(reply({C.DATA: [1, "x", None]}))
+    assert list(r) == [1, "x", None]
+
+
+def test_repr() -> None:
+    assert repr(Response(reply({C.DATA: [[1]]}, sync=3))) == "<Response sync=3 [[1]]>"
+    long = Response(reply({C.DATA: [[i] for i in range(8)]}, sync=4))
+    assert repr(long) == "<Response sync=4 rows=8 [[0], [1], [2], [3], [4]]...>"
+
+
+# -- rowcount and SQL ---------------------------------------------------------------------
+
+
+def test_rowcount_without_sql_info_is_the_number_of_tuples() -> None:
+    r = Response(reply({C.DATA: [list(row) for row in ROWS]}))
+    assert r.rowcount == 3
+    assert r.affected_row_count is None
+    assert r.autoincrement_ids == []
+
+
+def test_sql_dml_reply() -> None:
+    """INSERT ... with AUTOINCREMENT: SQL_INFO {ROW_COUNT: 2, AUTOINCREMENT_IDS: [5, 6]}."""
+    r = Response(decoded("""
+        83 00 00 01 05 05 50
+        81 42 82 00 02 01 92 05 06
+    """))
+    assert r.rowcount == 2
+    assert r.affected_row_count == 2
+    assert r.autoincrement_ids == [5, 6]
+    assert r.data == []
+
+
+def test_sql_info_without_ids() -> None:
+    r = Response(reply({C.SQL_INFO: {C.SQL_INFO_ROW_COUNT: 0}}))
+    assert (r.rowcount, r.affected_row_count, r.autoincrement_ids) == (0, 0, [])
+
+
+def test_sql_select_metadata() -> None:
+    r = Response(decoded("""
+        83 00 00 01 05 05 50
+        82
+          32 92                                     # METADATA: 2 columns
+            82 00 a2 49 44  01 a7 69 6e 74 65 67 65 72      # {NAME: "ID", TYPE: "integer"}
+            86 00 a4 4e 41 4d 45  01 a6 73 74 72 69 6e 67   # {NAME: "NAME", TYPE: "string",
+               02 a7 75 6e 69 63 6f 64 65                   #  COLL: "unicode",
+               03 c3  04 c2                                 #  IS_NULLABLE: true, IS_AUTOINCREMENT: false,
+               05 c0                                        #  SPAN: nil}
+          30 91 92 01 a1 61                         # DATA: [[1, "a"]]
+    """))
+    assert r.metadata == [
+        {"name": "ID", "type": "integer"},
+        {"name": "NAME", "type": "string", "collation": "unicode", "is_nullable": True,
+         "is_autoincrement": False, "span": None},
+    ]
+    assert list(r) == [[1, "a"]]
+    assert r.rowcount == 1
+
+
+def test_metadata_in_raw_mode_has_str_names_and_types() -> None:
+    """encoding=None leaves strings as bytes; column names and types are still str."""
+    r = Response(reply({C.METADATA: [{C.FIELD_NAME: b"ID", C.FIELD_TYPE: b"integer", 9: b"x"}]}))
+    assert r.metadata == [{"name": "ID", "type": "integer", "9": b"x"}]
+
+
+def test_prepare_reply() -> None:
+    """PREPARE answers with STMT_ID, BIND_COUNT, BIND_METADATA (and METADATA)."""
+    r = Response(decoded("""
+        83 00 00 01 05 05 50
+        84
+          43 cd 30 39                               # STMT_ID 12345
+          34 01                                     # BIND_COUNT 1
+          33 91 82 00 a1 3f 01 a3 41 4e 59          # BIND_METADATA [{NAME: "?", TYPE: "ANY"}]
+          32 91 82 00 a1 31 01 a7 69 6e 74 65 67 65 72  # METADATA [{NAME: "1", TYPE: "integer"}]
+    """))
+    assert r.stmt_id == 12345
+    assert r.bind_count == 1
+    assert r.bind_metadata == [{"name": "?", "type": "ANY"}]
+    assert r.metadata == [{"name": "1", "type": "integer"}]
+
+
+def test_non_sql_reply_has_no_statement() -> None:
+    r = Response(reply({C.DATA: []}))
+    assert (r.stmt_id, r.bind_count, r.bind_metadata, r.metadata) == (None, 0, [], [])
+
+
+def test_raw_body_is_available() -> None:
+    body = {C.DATA: [], 0x57: "key"}
+    assert Response(reply(body)).body is body
+
+
+# -- database_error ------------------------------------------------------------------------
+
+ERROR_HEX = """
+    83 00 cd 80 24  01 08  05 50
+    82
+      31 a5 6f 6f 70 73 21                          # ERROR_24 "oops!"
+      52 81 00 92                                   # ERROR: 2-entry stack
+        86 00 ab 43 6c 69 65 6e 74 45 72 72 6f 72  01 a3 66 2e 63  02 05
+           03 a5 6f 6f 70 73 21  04 00  05 24
+        84 00 a8 4c 75 61 45 72 72 6f 72  03 a5 63 61 75 73 65  05 20  02 07
+"""
+
+
+def test_database_error_from_an_error_reply() -> None:
+    exc = database_error(decoded(ERROR_HEX))
+    assert isinstance(exc, DatabaseError)
+    assert isinstance(exc, Error)
+    assert exc.code == ErrorCode.ER_NO_SUCH_SPACE == 36
+    assert exc.message == "oops!"
+    assert exc.args == (36, "oops!")
+    assert str(exc) == "(ER_NO_SUCH_SPACE) oops!"
+    assert exc.may_have_executed
+    assert exc.extra_info == BoxError(
+        "ClientError", "f.c", 5, "oops!", 0, 36, {},
+        BoxError("LuaError", "", 7, "cause", 0, 32, {}, None),
+    )
+
+
+def test_database_error_message_from_the_stack_alone() -> None:
+    """Servers may send only the extended error (key 0x52)."""
+    stack = {0: [{3: "from stack", 5: 7}]}
+    exc = database_error(reply({C.ERROR: stack}, code=C.TYPE_ERROR | 7))
+    assert exc.message == "from stack"
+    assert exc.code == ErrorCode.ER_READONLY
+    assert not exc.may_have_executed
+    assert exc.extra_info is not None and exc.extra_info.errcode == 7
+
+
+def test_database_error_without_a_stack() -> None:
+    exc = database_error(reply({C.ERROR_24: "Duplicate key exists"}, code=C.TYPE_ERROR | 3))
+    assert (exc.code, exc.message, exc.extra_info) == (3, "Duplicate key exists", None)
+    assert str(exc) == "(ER_TUPLE_FOUND) Duplicate key exists"
+
+
+def test_database_error_raw_message() -> None:
+    exc = database_error(reply({C.ERROR_24: "é".encode() + b"\xff"}, code=C.TYPE_ERROR | 1))
+    assert exc.message == "é\ufffd"
+
+
+def test_database_error_unknown_code() -> None:
+    exc = database_error(reply({C.ERROR_24: "new"}, code=C.TYPE_ERROR | 0x7FFF))
+    assert exc.code == 0x7FFF
+    assert str(exc) == "(ER_32767) new"
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        [1, 2],                                  # not a map
+        {0: "x"},                                # stack not an array
+        {0: [{2: "five"}]},                      # line a string
+        {0: [{5: [36]}]},                        # errcode a list
+        {0: [{6: [1]}]},                         # fields not a map
+    ],
+)
+def test_database_error_with_a_malformed_stack(stack: Any) -> None:
+    """The message and code still come through; a bad stack is just dropped.
+    (Regression for the last three: int()/dict() raised out of database_error.)"""
+    exc = database_error(reply({C.ERROR_24: "msg", C.ERROR: stack}, code=C.TYPE_ERROR | 36))
+    assert (exc.code, exc.message, exc.extra_info) == (36, "msg", None)
