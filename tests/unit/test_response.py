@@ -194,7 +194,8 @@ def test_database_error_from_an_error_reply() -> None:
     exc = database_error(decoded(ERROR_HEX))
     assert isinstance(exc, DatabaseError)
     assert isinstance(exc, Error)
-    assert exc.code == ErrorCode.ER_NO_SUCH_SPACE == 36
+    assert exc.code == 36
+    assert exc.code == ErrorCode.ER_NO_SUCH_SPACE
     assert exc.message == "oops!"
     assert exc.args == (36, "oops!")
     assert str(exc) == "(ER_NO_SUCH_SPACE) oops!"
