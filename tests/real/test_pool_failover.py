@@ -10,7 +10,13 @@ import pytest
 import trio
 
 from tests.real._servers import Replicaset, TarantoolInstance
-from trio_tarantool._errors import DatabaseError, ErrorCode, NetworkError, PoolTopologyError
+from trio_tarantool._errors import (
+    DatabaseError,
+    ErrorCode,
+    NetworkError,
+    PoolTopologyError,
+    TarantoolTimeoutError,
+)
 from trio_tarantool._pool import ConnectionPool, open_pool
 from trio_tarantool._strategy import Mode, Status
 
@@ -267,3 +273,83 @@ async def test_retry_can_be_disabled(replicaset: Replicaset) -> None:
             await pool.insert("tester", [next(_keys), "x"])
         assert info.value.code == ErrorCode.ER_READONLY
         assert info.value.may_have_executed is False
+
+
+async def test_timeout_says_may_have_executed_and_is_not_resent(replicaset: Replicaset) -> None:
+    """A request stuck on a frozen master times out, says it may have run, and ran once."""
+    master = replicaset.master
+    async with open_pool(replicaset.addrs, refresh_delay=0.2, probe_timeout=0.5,
+                         socket_timeout=0.3, **USER) as pool:
+        assert await who(pool, Mode.RW) == master.listen
+        master.freeze()
+        try:
+            start = trio.current_time()
+            with pytest.raises(TarantoolTimeoutError) as info:
+                await pool.call("counter_inc", mode=Mode.RW)
+            assert trio.current_time() - start < 1.0
+            assert info.value.may_have_executed is True
+            assert "may have been executed" in str(info.value)
+            assert master.listen in str(info.value)
+            assert isinstance(info.value, TimeoutError)
+        finally:
+            master.thaw()
+
+        async def master_back() -> bool:
+            return await who(pool, Mode.RW) == master.listen
+
+        await eventually(master_back, 3.0, "thawed master serves RW again")
+        # The request reached the master's socket before the timeout: it ran there
+        # once after the thaw, and was never re-sent to anyone else.
+        assert (await pool.call("counter_get", mode=Mode.RW))[0] == 1
+        for replica in replicaset.replicas:
+            assert replica.admin_eval("return counter_get()")[0] == 0
+
+
+async def test_in_flight_statistics(replicaset: Replicaset) -> None:
+    async with open_pool(replicaset.addrs, **USER) as pool:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: pool.call("sleep", 0.5, mode=Mode.RW))
+            await trio.sleep(0.2)
+            stats = {s.addr: s.in_flight for s in pool.statistics()}
+            assert stats[replicaset.master.listen] == 1
+            assert sum(stats.values()) == 1
+            assert "in_flight=1" in repr(pool)
+        assert all(s.in_flight == 0 for s in pool.statistics())
+
+
+async def test_dead_replica_leaves_rotation_without_a_poll(replicaset: Replicaset) -> None:
+    victim = replicaset.replicas[1]
+    # refresh_delay=30: only the disconnect watcher can notice the death in time.
+    async with open_pool(replicaset.addrs, refresh_delay=30, **USER) as pool:
+        victim.kill()
+        await trio.sleep(0.2)
+        assert status_of(pool, victim) == Status.UNHEALTHY
+        alive = {i.listen for i in replicaset.instances if i is not victim}
+        assert {await who(pool, Mode.ANY) for _ in range(30)} == alive
+        assert {await who(pool, Mode.RO) for _ in range(4)} == {replicaset.replicas[0].listen}
+
+
+async def test_full_cluster_restart(replicaset: Replicaset) -> None:
+    """Every member stops and comes back: the pool recovers by itself."""
+    async with open_pool(replicaset.addrs, refresh_delay=0.2, **USER) as pool:
+        everyone = {i.listen for i in replicaset.instances}
+        assert {await who(pool, Mode.ANY) for _ in range(3)} == everyone
+        for inst in replicaset.instances:
+            await trio.to_thread.run_sync(inst.stop)
+
+        async def all_down() -> bool:
+            return all(s.status == Status.UNHEALTHY for s in pool.statistics())
+
+        await eventually(all_down, 2.0, "every member UNHEALTHY")
+        with pytest.raises(PoolTopologyError):
+            await pool.call("whoami", mode=Mode.ANY)
+        for inst in replicaset.instances:
+            inst.spawn()
+        for inst in replicaset.instances:
+            await trio.to_thread.run_sync(inst.wait_ready)
+
+        async def all_back() -> bool:
+            return {await who(pool, Mode.ANY) for _ in range(3)} == everyone
+
+        await eventually(all_back, 5.0, "every member back in rotation")
+        assert await who(pool, Mode.RW) == replicaset.master.listen
