@@ -353,3 +353,22 @@ async def test_full_cluster_restart(replicaset: Replicaset) -> None:
 
         await eventually(all_back, 5.0, "every member back in rotation")
         assert await who(pool, Mode.RW) == replicaset.master.listen
+
+
+async def test_probe_errors_never_stop_probing(tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    """box.info refused (no rights) keeps the instance UNHEALTHY, and probing goes on."""
+    inst = tarantool_factory()
+    inst.admin("box.schema.user.create('limited', {password = 'pw', if_not_exists = true})")
+    addrs = [{"host": inst.host, "port": inst.port}]
+    async with open_pool(addrs, user="limited", password="pw", refresh_delay=0.1) as pool:
+        (stats,) = pool.statistics()
+        assert stats.status == Status.UNHEALTHY
+        assert "ER_ACCESS_DENIED" in (stats.last_error or ""), stats.last_error
+        await trio.sleep(0.3)  # several failed probes in a row
+        inst.admin("box.schema.user.grant('limited', 'execute', 'universe')")
+
+        async def healthy() -> bool:
+            return pool.statistics()[0].status == Status.HEALTHY
+
+        await eventually(healthy, 2.0, "instance HEALTHY once box.info is allowed")
+        assert await pool.ping(notime=True, mode=Mode.RW) == "Success"
