@@ -108,6 +108,17 @@ def test_event() -> None:
     assert reply.body == {C.EVENT_KEY: "key", C.EVENT_DATA: "val"}
 
 
+def test_error_flag_and_code_split() -> None:
+    """The type is TYPE_ERROR (0x8000) | box error code; CHUNK (0x80) is not an error."""
+    assert Reply(1, 0x8000, 0, {}).is_error
+    assert Reply(1, 0x8000, 0, {}).error_code == 0
+    assert Reply(1, 0x8000 | 0x7FFF, 0, {}).error_code == 0x7FFF
+    assert Reply(1, 0x8000 | 7, 0, {}).error_code == 7
+    for code in (C.OK, C.CHUNK, C.EVENT):
+        assert not Reply(1, code, 0, {}).is_error
+        assert Reply(1, code, 0, {}).error_code == 0
+
+
 def test_header_without_schema_version_or_sync() -> None:
     (reply,) = decode_all(framed("81 00 00   80"))
     assert (reply.sync, reply.code, reply.schema_version) == (0, 0, 0)
