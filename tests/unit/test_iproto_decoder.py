@@ -277,9 +277,9 @@ def test_broken_decoder_stays_broken() -> None:
     assert decoder.buffered == 0  # the broken stream's bytes are dropped
 
 
-def test_replies_raises_after_returning_nothing_partial() -> None:
-    """replies() on good-then-bad data raises; the good reply was not lost
-    silently only if taken before: that is next_reply's job."""
+def test_replies_raises_when_bad_data_follows_good() -> None:
+    """replies() is all-or-error: a caller that must keep the good replies in
+    front of a broken packet drains with next_reply() instead."""
     decoder = Decoder()
     decoder.feed(OK_REPLY + h("ce 00 00 00 00"))
     with pytest.raises(ProtocolError):
@@ -299,7 +299,7 @@ def test_consumed_bytes_are_released() -> None:
         decoder.feed(PUSH_REPLY[7:])
         assert [r.sync for r in decoder.replies()] == [9]
         assert decoder.buffered == 0
-        if i % 1000 == 0:
+        if i % 1000 == 0:  # white-box: the internal buffer itself is compacted
             assert len(decoder._buf) <= len(OK_REPLY) + len(PUSH_REPLY)
 
 
