@@ -106,6 +106,8 @@ _CHANNEL_BUFFER = 1024
 #: Extra time the pool-level deadline gives the connection's own socket_timeout,
 #: so the connection's error (which knows if the request was sent) wins.
 _TIMEOUT_GRACE = 0.05
+#: Shortest time between two probes of one instance when errors wake them early.
+_MIN_PROBE_GAP = 0.01
 
 
 @dataclass
@@ -464,10 +466,15 @@ class ConnectionPool(CrudMixin):
 
     async def _probe_loop(self, unit: PoolUnit, first: trio.Event) -> None:
         while True:
+            started = trio.current_time()
             await self._probe(unit)
             first.set()
             with trio.move_on_after(self.refresh_delay):
                 await unit.wake.wait()
+                # Woken early: still leave a small gap, so a burst of errors
+                # (say, every RW request while there is no master) cannot turn
+                # probing into a busy loop.
+                await trio.sleep_until(started + min(_MIN_PROBE_GAP, self.refresh_delay))
             unit.wake = trio.Event()
 
     async def _probe(self, unit: PoolUnit) -> None:
