@@ -308,3 +308,10 @@ async def test_custom_strategy(replicaset: Replicaset) -> None:
 
     async with open_pool(replicaset.addrs, strategy_class=LastOnly, **USER) as pool:
         assert {await who(pool, Mode.RW) for _ in range(3)} == {replicaset.instances[-1].listen}
+
+
+async def test_encoding_none(replicaset: Replicaset) -> None:
+    """With encoding=None the probe reads box.info's bytes keys; strings come back as bytes."""
+    async with open_pool(replicaset.addrs, encoding=None, **USER) as pool:
+        assert all(s.status == Status.HEALTHY for s in pool.statistics())
+        assert (await pool.call("whoami", mode=Mode.RW))[0][2] == replicaset.master.listen.encode()

@@ -372,3 +372,29 @@ async def test_probe_errors_never_stop_probing(tarantool_factory: Callable[..., 
 
         await eventually(healthy, 2.0, "instance HEALTHY once box.info is allowed")
         assert await pool.ping(notime=True, mode=Mode.RW) == "Success"
+
+
+FAKE_LOADING = (
+    "rawset(_G, 'fake_loading', function() "
+    "if not box.info.ro then box.error({code = 116, reason = 'fake loading'}) end "
+    "return box.cfg.listen end)"
+)
+
+
+async def test_loading_reply_is_retried_elsewhere(replicaset: Replicaset) -> None:
+    """ER_LOADING means "not executed": the request goes once more, to another instance."""
+    for inst in replicaset.instances:
+        inst.admin(FAKE_LOADING)
+    master = replicaset.master
+    async with open_pool(replicaset.addrs, refresh_delay=30, **USER) as pool:
+        served = [(await pool.call("fake_loading", mode=Mode.ANY))[0] for _ in range(6)]
+        assert set(served) == {r.listen for r in replicaset.replicas}
+        stats = next(s for s in pool.statistics() if s.addr == master.listen)
+        assert "fake loading" in (stats.last_error or "")
+
+    async with open_pool(replicaset.addrs, refresh_delay=30, retry_not_executed=False, **USER) as pool:
+        with pytest.raises(DatabaseError) as info:
+            for _ in range(3):  # one of three ANY requests lands on the master
+                await pool.call("fake_loading", mode=Mode.ANY)
+        assert info.value.code == ErrorCode.ER_LOADING
+        assert info.value.may_have_executed is False
