@@ -95,6 +95,7 @@ __all__ = [
     "PoolTask",
     "PoolUnit",
     "open_pool",
+    "queue_factory",
 ]
 
 PushCallback = Callable[[Any, Any], Any]
@@ -132,6 +133,16 @@ class PoolTask:
     started: bool = field(default=False, init=False, repr=False)
 
 
+def queue_factory() -> tuple[trio.MemorySendChannel[PoolTask], trio.MemoryReceiveChannel[PoolTask]]:
+    """Build the channel that carries PoolTasks to an instance task.
+
+    The reference builds a ``queue.Queue(maxsize=1)`` here; this is a trio
+    memory channel with room for many pending tasks, since the instance task
+    hands each one to a handler at once.
+    """
+    return trio.open_memory_channel[PoolTask](_CHANNEL_BUFFER)
+
+
 @dataclass
 class PoolUnit:
     """One instance of the pool: its address, connection, channel, task and state.
@@ -142,7 +153,7 @@ class PoolUnit:
     callers can never receive each other's responses.
     """
 
-    addr: Address
+    address: Address
     conn: Connection
     send_channel: trio.MemorySendChannel[PoolTask]
     receive_channel: trio.MemoryReceiveChannel[PoolTask]
@@ -163,9 +174,14 @@ class PoolUnit:
     connected: trio.Event = field(default_factory=trio.Event)
 
     @property
+    def addr(self) -> dict[str, Any]:
+        """The address as the reference gives it: ``{"host": ..., "port": ..., ...}``."""
+        return self.address.as_dict()
+
+    @property
     def key(self) -> str:
         """``host:port`` of the instance."""
-        return self.addr.key
+        return self.address.key
 
     def role(self) -> str:
         """``rw``, ``ro`` or ``down``, for repr and logs."""
@@ -269,7 +285,7 @@ class ConnectionPool(CrudMixin):
                 encoding=encoding, call_16=call_16, fetch_schema=fetch_schema,
                 auth_type=address.options.get("auth_type"),
             )
-            send, receive = trio.open_memory_channel[PoolTask](_CHANNEL_BUFFER)
+            send, receive = queue_factory()
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
         self._nursery: trio.Nursery | None = None

@@ -299,15 +299,22 @@ def test_configuration_errors_at_construction() -> None:
 async def test_custom_strategy(replicaset: Replicaset) -> None:
     """strategy_class receives the units and decides alone."""
 
+    updates: list[list[str]] = []
+
     class LastOnly(StrategyInterface[PoolUnit]):
         def getnext(self, mode: Mode) -> PoolUnit:
             return self.pool[-1]
 
         def update(self) -> None:
-            pass
+            updates.append([u.role() for u in self.pool])
 
     async with open_pool(replicaset.addrs, strategy_class=LastOnly, **USER) as pool:
         assert {await who(pool, Mode.RW) for _ in range(3)} == {replicaset.instances[-1].listen}
+    # update() is called on every state change; units expose the reference's addr dict.
+    assert updates[-1] == ["rw", "ro", "ro"]
+    last = replicaset.instances[-1]
+    unit = LastOnly(pool._units).getnext(Mode.ANY)
+    assert unit.addr == {"host": last.host, "port": last.port}
 
 
 async def test_encoding_none(replicaset: Replicaset) -> None:
