@@ -578,6 +578,8 @@ class Connection(CrudMixin):
         reply = await self._send(request_type, body, schema_version, on_push, on_push_ctx)
         if reply.code & C.TYPE_ERROR:
             raise database_error(reply)
+        if reply.decode_error is not None:
+            raise ProtocolError(reply.decode_error, may_have_executed=True)
         return Response(reply)
 
     async def _named_request(self, build: Callable[[int, int], dict[int, Any]], request_type: int,
@@ -601,6 +603,8 @@ class Connection(CrudMixin):
                 self.schema = None
         if reply.code & C.TYPE_ERROR:
             raise database_error(reply)
+        if reply.decode_error is not None:
+            raise ProtocolError(reply.decode_error, may_have_executed=True)
         return Response(reply)
 
     # -- schema ----------------------------------------------------------------------------

@@ -135,6 +135,25 @@ def test_raw_mode_keeps_strings_as_bytes() -> None:
     assert reply.body == {C.DATA: [[1, b"a"]]}
 
 
+def test_invalid_utf8_fails_that_reply_only() -> None:
+    bad = framed("""
+        83 00 00 01 07 05 09   # OK, sync 7, schema version 9
+        81 30 91 92 01 a2 ff fe # {DATA: [[1, "\xff\xfe"]]}: not UTF-8
+    """)
+    decoder = Decoder()
+    decoder.feed(bad + OK_REPLY)
+    first = decoder.next_reply()
+    assert first is not None
+    assert (first.sync, first.code, first.schema_version, first.body) == (7, 0, 9, {})
+    assert first.decode_error is not None and "encoding=None" in first.decode_error
+    second = decoder.next_reply()
+    assert second is not None and second.decode_error is None
+    assert second.body == {C.DATA: [[1, "a"]]}
+    # The same bytes in raw mode are fine.
+    (raw,) = decode_all(bad, raw=True)
+    assert raw.decode_error is None and raw.body == {C.DATA: [[1, b"\xff\xfe"]]}
+
+
 def test_extension_values_in_a_body() -> None:
     (reply,) = decode_all(framed("""
         82 00 00 01 01
@@ -404,11 +423,23 @@ def oracle(pending: bytes, max_size: int) -> Expected | str:
         return "error"
     if len(pending) < 1 + width + length:
         return "wait"
+    payload = pending[1 + width:1 + width + length]
     unpacker = msgpack.Unpacker(strict_map_key=False, ext_hook=ext_hook)
-    unpacker.feed(pending[1 + width:1 + width + length])
+    unpacker.feed(payload)
     try:
         header = unpacker.unpack()
         body = {} if unpacker.tell() == length else unpacker.unpack()
+    except UnicodeDecodeError:
+        # A well-framed packet whose strings are not UTF-8 fails alone: a
+        # reply with an empty body (and decode_error set), the stream goes on.
+        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False, ext_hook=ext_hook)
+        unpacker.feed(payload)
+        try:
+            header = unpacker.unpack()
+            _ = {} if unpacker.tell() == length else unpacker.unpack()
+        except Exception:
+            return "error"
+        body = {}
     except Exception:
         return "error"
     if unpacker.tell() != length or type(header) is not dict or type(body) is not dict:

@@ -31,13 +31,18 @@ class Reply:
     notification), or ``TYPE_ERROR | errcode``.
     """
 
-    __slots__ = ("body", "code", "schema_version", "sync")
+    __slots__ = ("body", "code", "decode_error", "schema_version", "sync")
 
-    def __init__(self, sync: int, code: int, schema_version: int, body: dict[int, Any]) -> None:
+    def __init__(self, sync: int, code: int, schema_version: int, body: dict[int, Any],
+                 decode_error: str | None = None) -> None:
         self.sync = sync
         self.code = code
         self.schema_version = schema_version
         self.body = body
+        #: Set (and ``body`` empty) when the packet was well framed but its body
+        #: held a string that is not valid UTF-8: that one reply is unusable,
+        #: the stream is not.
+        self.decode_error = decode_error
 
     @property
     def is_error(self) -> bool:
@@ -145,6 +150,8 @@ class Decoder:
             body = {} if unpacker.tell() == expected_end else unpacker.unpack()
         except msgpack.OutOfData:
             raise self._fail("packet ends inside a msgpack value (its length is too short)") from None
+        except UnicodeDecodeError as exc:
+            return self._undecodable_text(start, end, exc)
         except Exception as exc:
             raise self._fail(f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
         if unpacker.tell() != expected_end:
@@ -161,6 +168,30 @@ class Decoder:
             raise self._fail("header request type and sync must be integers")
         schema_version = header.get(C.SCHEMA_VERSION, 0)
         return Reply(sync, code, schema_version if type(schema_version) is int else 0, body)
+
+    def _undecodable_text(self, start: int, end: int, exc: UnicodeDecodeError) -> Reply:
+        """A reply whose strings are not UTF-8: report it, keep the stream."""
+        self._unpacker = self._new_unpacker()  # its state is mid-object: start afresh
+        self._stream_pos = 0
+        raw = msgpack.Unpacker(raw=True, strict_map_key=False, ext_hook=ext_hook)
+        raw.feed(memoryview(self._buf)[start:end])
+        length = end - start
+        try:
+            header = raw.unpack()
+            body = {} if raw.tell() == length else raw.unpack()
+        except Exception:
+            raise self._fail(f"undecodable msgpack ({exc})") from exc
+        if raw.tell() != length or type(header) is not dict or type(body) is not dict:
+            raise self._fail(f"undecodable msgpack ({exc})")
+        code = header.get(C.REQUEST_TYPE)
+        sync = header.get(C.SYNC, 0)
+        schema_version = header.get(C.SCHEMA_VERSION, 0)
+        if type(code) is not int or type(sync) is not int:
+            raise self._fail("header request type and sync must be integers")
+        self._pos = end
+        return Reply(sync, code, schema_version if type(schema_version) is int else 0, {},
+                     f"the reply holds a string that is not valid UTF-8 ({exc.reason} at byte "
+                     f"{exc.start}); connect with encoding=None to receive raw bytes")
 
     def replies(self) -> list[Reply]:
         """Every complete reply buffered now."""

@@ -1,0 +1,28 @@
+"""Strings that are not UTF-8 fail only the request whose reply holds them."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from tests.real._servers import TarantoolInstance
+from trio_tarantool import ProtocolError, connect
+
+
+async def test_invalid_utf8_fails_one_request_not_the_connection(clean_tarantool: TarantoolInstance) -> None:
+    inst = clean_tarantool
+    with trio.fail_after(10):
+        async with connect(inst.host, inst.port, user=inst.user, password=inst.password) as conn:
+            await conn.eval("box.space.tester:replace{77, '\\xff\\xfe'}")
+            async with trio.open_nursery() as nursery:
+                # A request in flight beside the bad one is unaffected.
+                nursery.start_soon(conn.call, "sleep", 0.05)
+                for _ in range(2):
+                    with pytest.raises(ProtocolError, match="encoding=None") as exc:
+                        await conn.select("tester", 77)
+                    assert exc.value.may_have_executed
+            assert conn.is_connected()
+            assert (await conn.eval("return 1")).data == [1]
+        async with connect(inst.host, inst.port, user=inst.user, password=inst.password,
+                           encoding=None) as raw:
+            assert [list(r) for r in await raw.select("tester", 77)] == [[77, b"\xff\xfe"]]
