@@ -1,0 +1,100 @@
+"""A deterministic simulated Tarantool world for testing clients and pools.
+
+The real client code runs unchanged: :func:`open_world` installs trio's custom
+socket factory and hostname resolver for the current ``trio.run``, so
+``trio.open_tcp_stream("tt1.sim", 3301)`` reaches an in-memory
+:class:`FakeInstance` that speaks real IPROTO. Run under
+``trio.testing.MockClock(autojump_threshold=0)`` and an hour of failovers takes
+seconds; one seed drives every random choice and :attr:`World.trace` records
+every event, so a scenario can be replayed and compared byte for byte.
+
+Typical use::
+
+    async with sim.open_replicaset(n=3, seed=7) as rs:
+        rs.create_space("demo", [("id", "unsigned"), ("v", "string")],
+                        indexes=[("primary", [("id", "unsigned")], True)])
+        async with trio_tarantool.connect(**rs.addrs[0]) as conn:
+            await conn.insert("demo", [1, "a"])
+        rs.crash(0)
+        await rs.failover()
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ._instance import CallContext as CallContext
+from ._instance import FakeInstance as FakeInstance
+from ._instance import Handler as Handler
+from ._instance import InstanceConfig as InstanceConfig
+from ._net import FakeSocket as FakeSocket
+from ._net import Link as Link
+from ._net import LinkFaults as LinkFaults
+from ._net import Network as Network
+from ._replicaset import Replicaset as Replicaset
+from ._replicaset import ReplicasetConfig as ReplicasetConfig
+from ._spaces import BoxError as BoxError
+from ._spaces import Change as Change
+from ._spaces import Field as Field
+from ._spaces import Space as Space
+from ._world import World as World
+from ._world import open_world as open_world
+from ._world import seed_trio_scheduler as seed_trio_scheduler
+
+
+@asynccontextmanager
+async def open_replicaset(
+    n: int = 3,
+    *,
+    seed: int = 0,
+    lag: float = 0.0,
+    lag_jitter: float = 0.0,
+    failover_window: tuple[float, float] = (0.5, 2.0),
+    master: int | None = 0,
+    users: dict[str, str] | None = None,
+    guest_access: bool = True,
+    version: str = "2.6.0",
+    protocol_version: int | None = None,
+    loading_time: float = 0.0,
+    trace_requests: bool = True,
+) -> AsyncIterator[Replicaset]:
+    """Open a world holding one replicaset of ``n`` instances ``tt1.sim`` ... .
+
+    Args:
+      n: number of instances; ``master`` is the index of the writable one
+        (None: all read-only).
+      seed: the only source of randomness (salts, uuids, jitter, failover).
+      lag, lag_jitter: replication delay of each row, in virtual seconds.
+      failover_window: range of the drawn no-master window of a failover.
+      users: ``{name: password}`` accepted by chap-sha1 auth.
+      guest_access: when False, unauthenticated sessions may only ping.
+      version: the version in the greeting (and ``box.info.version``).
+      protocol_version: None plays a 2.6 server (IPROTO_ID unknown); an int
+        plays a 2.10+ server answering ID and WATCH ``box.status``.
+      loading_time: seconds of ER_LOADING after every (re)start.
+      trace_requests: record every request in the trace (not just events).
+    """
+    config = InstanceConfig(
+        version=version,
+        protocol_version=protocol_version,
+        users=dict(users or {}),
+        guest_access=guest_access,
+        loading_time=loading_time,
+    )
+    async with open_world(seed, trace_requests=trace_requests) as world:
+        rs = Replicaset(
+            world,
+            n,
+            config=ReplicasetConfig(lag=lag, lag_jitter=lag_jitter, failover_window=failover_window),
+            instance_config=config,
+            master=master,
+        )
+        yield rs
+
+
+__all__ = [
+    "BoxError", "CallContext", "Change", "FakeInstance", "FakeSocket", "Field", "Handler",
+    "InstanceConfig", "Link", "LinkFaults", "Network", "Replicaset", "ReplicasetConfig",
+    "Space", "World", "open_replicaset", "open_world", "seed_trio_scheduler",
+]

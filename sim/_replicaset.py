@@ -1,0 +1,278 @@
+"""A simulated replicaset: ground-truth roles, replication lag, failover, faults.
+
+One instance is normally the master (``read_only=False``); the others are
+read-only replicas. A committed write on any instance is shipped, row by row
+and in order, to every other instance after the configured lag, through one
+applier per (source, destination) pair. An applier holds its rows while the
+source or destination is down, paused or partitioned, and delivers them once
+both can talk again, as Tarantool's replication does after a reconnect.
+
+A failover makes the old master read-only (or crashes it), waits a no-master
+window drawn from the seed, then promotes one of the live replicas (also drawn
+from the seed unless given). Every change of ground truth is a trace line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ._instance import FakeInstance, Handler, InstanceConfig
+from ._net import Link
+from ._spaces import Change, Field
+from ._world import World
+
+
+@dataclass
+class ReplicasetConfig:
+    """Timing of replication and failover (virtual seconds)."""
+
+    #: Replication lag: each row reaches a replica this long after commit...
+    lag: float = 0.0
+    #: ...plus a seeded uniform draw in [0, lag_jitter].
+    lag_jitter: float = 0.0
+    #: The no-master window of a failover is drawn uniformly from this range.
+    failover_window: tuple[float, float] = (0.5, 2.0)
+
+
+class Replicaset:
+    """Ground truth and fault injection for ``n`` simulated instances.
+
+    ``addrs`` is the list a connection pool takes; ``instances[i]`` is the
+    :class:`FakeInstance` behind ``addrs[i]``; ``master`` is the index of the
+    instance that is writable (None during a failover window).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        n: int,
+        *,
+        config: ReplicasetConfig | None = None,
+        instance_config: InstanceConfig | None = None,
+        master: int | None = 0,
+        port: int = 3301,
+    ) -> None:
+        if n < 1:
+            raise ValueError("a replicaset needs at least one instance")
+        self.world = world
+        self.config = config or ReplicasetConfig()
+        self.instances: list[FakeInstance] = []
+        for i in range(n):
+            inst = world.add_instance(
+                f"tt{i + 1}", f"tt{i + 1}.sim", port, config=instance_config, start=False
+            )
+            inst.read_only = i != master
+            inst.on_change = self._on_change
+            self.instances.append(inst)
+        self.master: int | None = master
+        self.partitioned: set[int] = set()
+        self._queues: dict[tuple[int, int], tuple[trio.MemorySendChannel[tuple[float, Change]], Any]] = {}
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    send, recv = trio.open_memory_channel[tuple[float, Change]](math.inf)
+                    self._queues[(i, j)] = (send, recv)
+                    world.nursery.start_soon(self._applier, i, j, recv)
+        for inst in self.instances:
+            inst.start()
+
+    def __repr__(self) -> str:
+        roles = " ".join(
+            f"{inst.name}:{'down' if not inst.up else 'paused' if inst.paused else 'ro' if inst.ro else 'rw'}"
+            for inst in self.instances
+        )
+        return f"<Replicaset {roles} master={self.master}>"
+
+    # -- addresses and trace ----------------------------------------------------
+    @property
+    def addrs(self) -> list[dict[str, Any]]:
+        """Addresses as a pool expects them: ``[{"host": ..., "port": ...}, ...]``."""
+        return [inst.address for inst in self.instances]
+
+    @property
+    def trace(self) -> list[str]:
+        return self.world.trace
+
+    def record(self, event: str) -> None:
+        self.world.record("rs", event)
+
+    def __getitem__(self, i: int) -> FakeInstance:
+        return self.instances[i]
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def link(self, i: int) -> Link:
+        """The network link from the client to instance ``i`` (for custom faults)."""
+        inst = self.instances[i]
+        return self.world.network.link((inst.host, inst.port))
+
+    def roles(self) -> list[str]:
+        """Ground truth per instance: ``rw``, ``ro``, ``down`` or ``paused``."""
+        out = []
+        for inst in self.instances:
+            if not inst.up:
+                out.append("down")
+            elif inst.paused:
+                out.append("paused")
+            else:
+                out.append("ro" if inst.ro else "rw")
+        return out
+
+    # -- schema and handlers (applied on every instance, like replicated DDL) ----
+    def create_space(
+        self,
+        name: str,
+        format: Sequence[Field | tuple[str, str] | tuple[str, str, bool]] = (),
+        *,
+        indexes: Sequence[tuple[str, Sequence[Any], bool]] = (),
+        id: int | None = None,
+    ) -> None:
+        """Create a space (and its indexes: (name, parts, unique)) everywhere."""
+        for inst in self.instances:
+            sp = inst.create_space(name, format, id=id)
+            for iname, parts, unique in indexes:
+                sp.create_index(iname, parts, unique=unique)
+
+    def register_function(self, name: str, handler: Handler) -> None:
+        for inst in self.instances:
+            inst.register_function(name, handler)
+
+    def register_eval(self, expr: str, handler: Handler) -> None:
+        for inst in self.instances:
+            inst.register_eval(expr, handler)
+
+    # -- faults -------------------------------------------------------------------
+    def crash(self, i: int) -> None:
+        """Kill instance ``i``: RST on every connection, refuse new ones."""
+        self.instances[i].crash()
+        if self.master == i:
+            self.record(f"master {self.instances[i].name} crashed")
+        self.world.changed()
+
+    def restart(self, i: int) -> None:
+        """Start a crashed instance again (with its data and read_only setting)."""
+        self.instances[i].start()
+        self.world.changed()
+
+    def pause(self, i: int) -> None:
+        """Freeze instance ``i``: it accepts connections but never answers."""
+        self.instances[i].pause()
+        self.world.changed()
+
+    def resume(self, i: int) -> None:
+        self.instances[i].resume()
+        self.world.changed()
+
+    def partition(self, i: int) -> None:
+        """Cut instance ``i`` off: connections stall, connects hang, replication stops."""
+        self.partitioned.add(i)
+        self.link(i).set(stall=True, blackhole=True)
+        self.record(f"partition {self.instances[i].name}")
+        self.world.changed()
+
+    def heal(self) -> None:
+        """Remove every partition and link fault."""
+        for i in sorted(self.partitioned):
+            self.record(f"heal {self.instances[i].name}")
+        self.partitioned.clear()
+        for i in range(len(self.instances)):
+            link = self.link(i)
+            if link.faults != type(link.faults)():
+                link.clear()
+        self.world.changed()
+
+    def set_ro(self, i: int, flag: bool) -> None:
+        """Planned role switch of one instance (``box.cfg{read_only=flag}``)."""
+        self.instances[i].set_read_only(flag)
+        if not flag:
+            self.master = i
+        elif self.master == i:
+            self.master = None
+        self.world.changed()
+
+    def set_status(self, i: int, status: str) -> None:
+        """Force ``box.info.status`` (``running``/``loading``/``orphan``)."""
+        self.instances[i].set_status(status)
+        self.world.changed()
+
+    async def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass."""
+        await trio.sleep(seconds)
+
+    # -- failover -----------------------------------------------------------------
+    async def failover(self, new_master: int | None = None, *, crash_old: bool = False) -> int | None:
+        """Demote (or crash) the master, wait the drawn window, promote a replica.
+
+        Returns the index of the new master, or None if no instance could be
+        promoted (all down or cut off).
+        """
+        old = self.master
+        window = self.world.rng.uniform(*self.config.failover_window)
+        self.record(f"failover begin old={old} window={window:.6f}")
+        if old is not None:
+            if crash_old:
+                self.crash(old)
+            else:
+                self.instances[old].set_read_only(True)
+        self.master = None
+        self.world.changed()
+        await trio.sleep(window)
+        if new_master is None:
+            candidates = [
+                i for i, inst in enumerate(self.instances)
+                if inst.up and i != old and i not in self.partitioned and inst.status == "running"
+            ]
+            if not candidates and old is not None and self.instances[old].up:
+                candidates = [old]
+            if not candidates:
+                self.record("failover end: no candidate")
+                return None
+            new_master = self.world.rng.choice(candidates)
+        self.instances[new_master].set_read_only(False)
+        self.master = new_master
+        self.record(f"failover end new={new_master}")
+        self.world.changed()
+        return new_master
+
+    def start_failover(self, new_master: int | None = None, *, crash_old: bool = False) -> None:
+        """Begin a failover in the background (returns at once)."""
+
+        async def run() -> None:
+            await self.failover(new_master, crash_old=crash_old)
+
+        self.world.nursery.start_soon(run)
+
+    # -- replication ----------------------------------------------------------------
+    def _on_change(self, source: FakeInstance, change: Change) -> None:
+        i = self.instances.index(source)
+        now = trio.current_time()
+        for j in range(len(self.instances)):
+            if j == i:
+                continue
+            delay = self.config.lag
+            if self.config.lag_jitter > 0:
+                delay += self.world.rng.uniform(0, self.config.lag_jitter)
+            send, _ = self._queues[(i, j)]
+            send.send_nowait((now + delay, change))
+
+    def _can_replicate(self, i: int, j: int) -> bool:
+        a, b = self.instances[i], self.instances[j]
+        return (
+            a.up and b.up and not a.paused and not b.paused
+            and i not in self.partitioned and j not in self.partitioned
+        )
+
+    async def _applier(self, i: int, j: int, recv: trio.MemoryReceiveChannel[tuple[float, Change]]) -> None:
+        last = -math.inf
+        async for apply_at, change in recv:
+            last = max(last, apply_at)  # rows arrive in commit order
+            await trio.sleep_until(last)
+            while not self._can_replicate(i, j):
+                await self.world.wait_changed()
+            self.instances[j].apply_change(change)

@@ -1,0 +1,727 @@
+"""memtx-like spaces: tuples, tree indexes, iterators, DML and update ops.
+
+This is the storage engine of a simulated instance. It reproduces what a
+client can observe from Tarantool 2.6: the order tuples come back in, the
+error codes and messages for bad requests, and the ``_vspace``/``_vindex``
+system views. Messages were checked against a real 2.6.0 server.
+
+Values are the Python objects msgpack decodes to (``int``, ``float``,
+``str``, ``bytes``, ``bool``, ``None``, ``list``, ``dict``, ``ExtType``).
+Field numbers inside this module are 0-based; messages show them 1-based, as
+Tarantool does.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from trio_tarantool._iproto._constants import VINDEX_ID, VSPACE_ID, Iterator as It
+
+# Error codes the engine raises (numbers from Tarantool's errcode.h).
+ER_ILLEGAL_PARAMS = 1
+ER_TUPLE_FOUND = 3
+ER_UNSUPPORTED = 5
+ER_READONLY = 7
+ER_KEY_PART_TYPE = 18
+ER_EXACT_MATCH = 19
+ER_FIELD_TYPE = 23
+ER_UPDATE_SPLICE = 25
+ER_UPDATE_ARG_TYPE = 26
+ER_UNKNOWN_UPDATE_OP = 28
+ER_UPDATE_FIELD = 29
+ER_KEY_PART_COUNT = 31
+ER_NO_SUCH_INDEX_ID = 35
+ER_NO_SUCH_SPACE = 36
+ER_NO_SUCH_FIELD_NO = 37
+ER_FIELD_MISSING = 39
+ER_MORE_THAN_ONE_TUPLE = 41
+ER_ACCESS_DENIED = 42
+ER_CANT_UPDATE_PRIMARY_KEY = 94
+ER_UPDATE_INTEGER_OVERFLOW = 95
+ER_SPACE_EXISTS = 10
+
+UINT64_MAX = (1 << 64) - 1
+INT64_MIN = -(1 << 63)
+FIRST_USER_SPACE_ID = 512
+
+
+class BoxError(Exception):
+    """A server-side error with Tarantool's code and message.
+
+    Raise it from a call/eval handler to make the simulated server answer
+    with that error (``type`` defaults to ``ClientError``).
+    """
+
+    def __init__(self, code: int, message: str, type: str = "ClientError") -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.type = type
+
+    def __str__(self) -> str:
+        return f"({self.code}) {self.message}"
+
+
+# -- values -------------------------------------------------------------------
+
+def _rank_value(v: Any) -> tuple[int, Any]:
+    """A sort key giving Tarantool's scalar order: nil < bool < number < string < bin."""
+    if v is None:
+        return (0, 0)
+    if isinstance(v, bool):
+        return (1, int(v))
+    if isinstance(v, (int, float)):
+        return (2, v)
+    if isinstance(v, str):
+        return (3, v)  # code point order == UTF-8 byte order
+    if isinstance(v, (bytes, bytearray)):
+        return (4, bytes(v))
+    if isinstance(v, msgpack.ExtType):
+        return (5, (v.code, v.data))
+    return (6, repr(v))
+
+
+def _is_type(value: Any, ftype: str) -> bool:
+    """Whether ``value`` may be stored in a field of type ``ftype``."""
+    if ftype == "any":
+        return True
+    if ftype == "unsigned":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if ftype == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ftype == "number":
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+            isinstance(value, msgpack.ExtType) and value.code == 1
+        )
+    if ftype == "double":
+        return isinstance(value, float)
+    if ftype == "string":
+        return isinstance(value, str)
+    if ftype == "varbinary":
+        return isinstance(value, (bytes, bytearray))
+    if ftype == "boolean":
+        return isinstance(value, bool)
+    if ftype == "scalar":
+        return value is not None and not isinstance(value, (list, dict))
+    if ftype == "array":
+        return isinstance(value, list)
+    if ftype == "map":
+        return isinstance(value, dict)
+    if ftype == "uuid":
+        return isinstance(value, msgpack.ExtType) and value.code == 2
+    if ftype == "decimal":
+        return isinstance(value, msgpack.ExtType) and value.code == 1
+    raise ValueError(f"unknown field type {ftype!r}")
+
+
+# -- definitions --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """One entry of a space format."""
+
+    name: str
+    type: str = "any"
+    is_nullable: bool = False
+
+    def to_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.is_nullable:
+            out["is_nullable"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """One index part: a 0-based field number and its type."""
+
+    field: int
+    type: str
+    is_nullable: bool = False
+
+
+@dataclass
+class Index:
+    """A tree index: keys kept sorted, each pointing at a whole tuple.
+
+    A unique index is ordered by its key; a non-unique one by its key, then
+    the primary key (as memtx does), so equal keys come back in primary-key
+    order.
+    """
+
+    space: Space
+    id: int
+    name: str
+    parts: list[Part]
+    unique: bool = True
+    type: str = "TREE"
+    _keys: list[tuple[Any, ...]] = field(default_factory=list)
+    _tuples: list[list[Any]] = field(default_factory=list)
+
+    def key_of(self, tup: Sequence[Any]) -> list[Any]:
+        return [tup[p.field] if p.field < len(tup) else None for p in self.parts]
+
+    def _sort_key(self, tup: Sequence[Any]) -> tuple[Any, ...]:
+        k = tuple(_rank_value(v) for v in self.key_of(tup))
+        if not self.unique:
+            k += tuple(_rank_value(v) for v in self.space.primary.key_of(tup))
+        return k
+
+    def _find(self, tup: Sequence[Any]) -> int:
+        sk = self._sort_key(tup)
+        i = bisect.bisect_left(self._keys, sk)
+        if i < len(self._keys) and self._keys[i] == sk:
+            return i
+        return -1
+
+    def add(self, tup: list[Any]) -> None:
+        sk = self._sort_key(tup)
+        i = bisect.bisect_left(self._keys, sk)
+        self._keys.insert(i, sk)
+        self._tuples.insert(i, tup)
+
+    def remove(self, tup: Sequence[Any]) -> None:
+        i = self._find(tup)
+        if i >= 0:
+            del self._keys[i]
+            del self._tuples[i]
+
+    def __len__(self) -> int:
+        return len(self._tuples)
+
+    # -- lookups ----------------------------------------------------------
+    def check_key(self, key: Sequence[Any], exact: bool = False) -> None:
+        """Validate a search key as Tarantool does (count, then part types)."""
+        n = len(self.parts)
+        if exact:
+            if not self.unique:
+                raise BoxError(
+                    ER_MORE_THAN_ONE_TUPLE,
+                    "Get() doesn't support partial keys and non-unique indexes",
+                )
+            if len(key) != n:
+                raise BoxError(
+                    ER_EXACT_MATCH,
+                    f"Invalid key part count in an exact match (expected {n}, got {len(key)})",
+                )
+        elif len(key) > n:
+            raise BoxError(
+                ER_KEY_PART_COUNT, f"Invalid key part count (expected [0..{n}], got {len(key)})"
+            )
+        for i, (value, part) in enumerate(zip(key, self.parts)):
+            if value is None and part.is_nullable:
+                continue
+            if not _is_type(value, part.type):
+                raise BoxError(
+                    ER_KEY_PART_TYPE,
+                    f"Supplied key type of part {i} does not match index part type: "
+                    f"expected {part.type}",
+                )
+
+    def get(self, key: Sequence[Any]) -> list[Any] | None:
+        """The tuple with exactly this (full, validated) key, if any."""
+        kp = tuple(_rank_value(v) for v in key)
+        i = bisect.bisect_left(self._keys, kp)
+        if i < len(self._keys) and self._keys[i][: len(kp)] == kp:
+            return self._tuples[i]
+        return None
+
+    def iterate(self, iterator: int, key: Sequence[Any]) -> Iterator[list[Any]]:
+        """Tuples in Tarantool's order for ``iterator`` and a (partial) ``key``."""
+        kp = tuple(_rank_value(v) for v in key)
+        n = len(kp)
+        keys, tuples = self._keys, self._tuples
+        ascending = iterator in (It.EQ, It.ALL, It.GE, It.GT)
+        if not kp:
+            order: Iterable[int] = range(len(keys)) if ascending else range(len(keys) - 1, -1, -1)
+            for i in order:
+                yield tuples[i]
+            return
+        lo = bisect.bisect_left(keys, kp)
+        hi = lo
+        while hi < len(keys) and keys[hi][:n] == kp:
+            hi += 1
+        if iterator == It.EQ:
+            order = range(lo, hi)
+        elif iterator == It.REQ:
+            order = range(hi - 1, lo - 1, -1)
+        elif iterator in (It.GE, It.ALL):  # a TREE index treats ALL+key as GE
+            order = range(lo, len(keys))
+        elif iterator == It.GT:
+            order = range(hi, len(keys))
+        elif iterator == It.LE:
+            order = range(hi - 1, -1, -1)
+        elif iterator == It.LT:
+            order = range(lo - 1, -1, -1)
+        else:  # pragma: no cover - filtered by select()
+            raise AssertionError(iterator)
+        for i in order:
+            yield tuples[i]
+
+
+class Space:
+    """A memtx-like space: a format plus indexes, the first being primary."""
+
+    def __init__(
+        self, id: int, name: str, format: Sequence[Field] = (), engine: str = "memtx"
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.format = list(format)
+        self.engine = engine
+        self.indexes: list[Index] = []
+        #: The database whose schema version DDL on this space bumps.
+        self.db: Database | None = None
+
+    @property
+    def primary(self) -> Index:
+        if not self.indexes:
+            raise BoxError(
+                ER_NO_SUCH_INDEX_ID, f"No index #0 is defined in space '{self.name}'"
+            )
+        return self.indexes[0]
+
+    def field_no(self, name: str) -> int:
+        for i, f in enumerate(self.format):
+            if f.name == name:
+                return i
+        raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field '{name}' was not found in the tuple")
+
+    def index(self, index_id: int) -> Index:
+        for idx in self.indexes:
+            if idx.id == index_id:
+                return idx
+        raise BoxError(
+            ER_NO_SUCH_INDEX_ID, f"No index #{index_id} is defined in space '{self.name}'"
+        )
+
+    def create_index(
+        self,
+        name: str,
+        parts: Sequence[tuple[int | str, str] | tuple[int | str, str, bool]],
+        *,
+        unique: bool = True,
+        type: str = "TREE",
+    ) -> Index:
+        """Add an index; ``parts`` are (field number or name, type[, nullable])."""
+        resolved = []
+        for p in parts:
+            fno = self.field_no(p[0]) if isinstance(p[0], str) else int(p[0])
+            nullable = bool(p[2]) if len(p) > 2 else False  # type: ignore[misc]
+            resolved.append(Part(fno, str(p[1]), nullable))
+        idx = Index(self, len(self.indexes), name, resolved, unique if self.indexes else True, type.upper())
+        for tup in self.primary._tuples if self.indexes else []:
+            idx.add(tup)
+        self.indexes.append(idx)
+        if self.db is not None:
+            self.db.schema_version += 1
+        return idx
+
+    def __len__(self) -> int:
+        return len(self.indexes[0]) if self.indexes else 0
+
+    # -- validation ---------------------------------------------------------
+    def validate(self, tup: Sequence[Any]) -> None:
+        """Check a tuple against the format and index part types."""
+        for i, f in enumerate(self.format):
+            if i >= len(tup):
+                if not f.is_nullable:
+                    raise BoxError(
+                        ER_FIELD_MISSING, f"Tuple field {i + 1} required by space format is missing"
+                    )
+                continue
+            value = tup[i]
+            if value is None and f.is_nullable:
+                continue
+            if not _is_type(value, f.type):
+                raise BoxError(
+                    ER_FIELD_TYPE,
+                    f"Tuple field {i + 1} type does not match one required by operation: "
+                    f"expected {f.type}",
+                )
+        for idx in self.indexes:
+            for p in idx.parts:
+                if p.field >= len(tup):
+                    if p.is_nullable:
+                        continue
+                    raise BoxError(
+                        ER_FIELD_MISSING, f"Tuple field {p.field + 1} required by space format is missing"
+                    )
+                value = tup[p.field]
+                if value is None and p.is_nullable:
+                    continue
+                if not _is_type(value, p.type):
+                    raise BoxError(
+                        ER_FIELD_TYPE,
+                        f"Tuple field {p.field + 1} type does not match one required by "
+                        f"operation: expected {p.type}",
+                    )
+
+    def _conflict(self, tup: Sequence[Any], old: Sequence[Any] | None) -> None:
+        for idx in self.indexes:
+            if not idx.unique:
+                continue
+            key = idx.key_of(tup)
+            if any(v is None for v in key) and any(p.is_nullable for p in idx.parts):
+                continue  # nulls never collide in a nullable unique index
+            found = idx.get(key)
+            if found is not None and found is not old:
+                raise BoxError(
+                    ER_TUPLE_FOUND,
+                    f"Duplicate key exists in unique index '{idx.name}' in space '{self.name}'",
+                )
+
+    def _put(self, tup: list[Any], old: list[Any] | None) -> None:
+        if old is not None:
+            for idx in self.indexes:
+                idx.remove(old)
+        for idx in self.indexes:
+            idx.add(tup)
+
+    # -- requests -----------------------------------------------------------
+    def select(
+        self, index_id: int, iterator: int, key: Sequence[Any], offset: int, limit: int
+    ) -> list[list[Any]]:
+        idx = self.index(index_id)
+        if iterator not in (It.EQ, It.REQ, It.ALL, It.LT, It.LE, It.GE, It.GT):
+            raise BoxError(
+                ER_UNSUPPORTED,
+                f"Index '{idx.name}' ({idx.type}) of space '{self.name}' ({self.engine}) "
+                "does not support requested iterator type",
+            )
+        idx.check_key(key)
+        out: list[list[Any]] = []
+        if limit <= 0:
+            return out
+        skipped = 0
+        for tup in idx.iterate(iterator, key):
+            if skipped < offset:
+                skipped += 1
+                continue
+            out.append(tup)
+            if len(out) >= limit:
+                break
+        return out
+
+    def insert(self, tup: list[Any]) -> list[Any]:
+        self.validate(tup)
+        self._conflict(tup, None)
+        self._put(tup, None)
+        return tup
+
+    def replace(self, tup: list[Any]) -> tuple[list[Any], list[Any] | None]:
+        self.validate(tup)
+        old = self.primary.get(self.primary.key_of(tup))
+        self._conflict(tup, old)
+        self._put(tup, old)
+        return tup, old
+
+    def delete(self, index_id: int, key: Sequence[Any]) -> list[Any] | None:
+        idx = self.index(index_id)
+        idx.check_key(key, exact=True)
+        old = idx.get(key)
+        if old is not None:
+            self._put_delete(old)
+        return old
+
+    def _put_delete(self, old: list[Any]) -> None:
+        for idx in self.indexes:
+            idx.remove(old)
+
+    def update(
+        self, index_id: int, key: Sequence[Any], ops: Sequence[Any], index_base: int = 0
+    ) -> tuple[list[Any] | None, list[Any] | None]:
+        """Apply ``ops`` to the tuple with ``key``; returns (new, old)."""
+        idx = self.index(index_id)
+        idx.check_key(key, exact=True)
+        old = idx.get(key)
+        if old is None:
+            check_ops(ops)
+            return None, None
+        new = apply_ops(self, old, ops, index_base)
+        self._check_pk_unchanged(old, new)
+        self.validate(new)
+        self._conflict(new, old)
+        self._put(new, old)
+        return new, old
+
+    def _check_pk_unchanged(self, old: Sequence[Any], new: Sequence[Any]) -> None:
+        pk = self.primary
+        if [_rank_value(v) for v in pk.key_of(old)] != [_rank_value(v) for v in pk.key_of(new)]:
+            raise BoxError(
+                ER_CANT_UPDATE_PRIMARY_KEY,
+                f"Attempt to modify a tuple field which is part of index '{pk.name}' "
+                f"in space '{self.name}'",
+            )
+
+    def upsert(
+        self, tup: list[Any], ops: Sequence[Any], index_base: int = 0
+    ) -> tuple[list[Any] | None, list[Any] | None]:
+        """Insert ``tup`` or apply ``ops`` to the existing tuple; returns (new, old).
+
+        As in Tarantool, an op that fails on the stored tuple is skipped (the
+        server only logs it) and the request still succeeds.
+        """
+        self.validate(tup)
+        check_ops(ops)
+        old = self.primary.get(self.primary.key_of(tup))
+        if old is None:
+            self._conflict(tup, None)
+            self._put(tup, None)
+            return tup, None
+        try:
+            new = apply_ops(self, old, ops, index_base)
+            self._check_pk_unchanged(old, new)
+            self.validate(new)
+            self._conflict(new, old)
+        except BoxError:
+            return old, old
+        self._put(new, old)
+        return new, old
+
+
+# -- update operations ---------------------------------------------------------
+
+_OPS = ("=", "+", "-", "&", "|", "^", "#", "!", ":")
+
+
+def check_ops(ops: Sequence[Any]) -> None:
+    """Reject malformed operation lists before any tuple is looked at."""
+    if not isinstance(ops, (list, tuple)):
+        raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, update operations must be an array {{op,..}}")
+    for i, op in enumerate(ops):
+        if not isinstance(op, (list, tuple)) or not op:
+            raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, update operation must be an array {op,..}")
+        name = op[0]
+        if name not in _OPS:
+            raise BoxError(ER_UNKNOWN_UPDATE_OP, f'Unknown UPDATE operation #{i + 1}: "{name}"')
+        want = 5 if name == ":" else 3
+        if len(op) != want:
+            raise BoxError(
+                ER_UNKNOWN_UPDATE_OP,
+                f"Unknown UPDATE operation #{i + 1}: wrong number of arguments, expected {want}, got {len(op)}",
+            )
+
+
+def _shown(fieldspec: Any, pos: int) -> str:
+    """How an error message names a field (1-based number or the name given)."""
+    return f"'{fieldspec}'" if isinstance(fieldspec, str) else str(pos + 1 if pos >= 0 else fieldspec)
+
+
+def apply_ops(space: Space, tup: Sequence[Any], ops: Sequence[Any], index_base: int = 0) -> list[Any]:
+    """Tarantool's update operations on a copy of ``tup``.
+
+    Field numbers are ``index_base``-based (IPROTO's default is 0), negative
+    numbers count from the end, strings name format fields.
+    """
+    check_ops(ops)
+    out = list(tup)
+    for op in ops:
+        name, spec = op[0], op[1]
+        if isinstance(spec, str):
+            pos = space.field_no(spec)
+        elif isinstance(spec, int) and not isinstance(spec, bool):
+            if spec >= 0:
+                pos = spec - index_base
+                if pos < 0:
+                    raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
+            else:
+                pos = len(out) + spec + (1 if name == "!" else 0)
+                if pos < 0:
+                    raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
+        else:
+            raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, field id must be a number or a string")
+        shown = _shown(spec, pos)
+        if name == "!":
+            if pos > len(out):
+                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
+            out.insert(pos, op[2])
+            continue
+        if name == "=":
+            if pos > len(out):
+                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
+            if pos == len(out):
+                out.append(op[2])
+            else:
+                out[pos] = op[2]
+            continue
+        if pos >= len(out):
+            raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
+        if name == "#":
+            count = op[2]
+            if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+                raise BoxError(ER_UPDATE_FIELD, f"Field {shown} UPDATE error: cannot delete {count} fields")
+            del out[pos : pos + count]
+        elif name in ("+", "-"):
+            cur, arg = out[pos], op[2]
+            if not _is_type(cur, "number") or not _is_type(arg, "number") or isinstance(cur, msgpack.ExtType) or isinstance(arg, msgpack.ExtType):
+                raise BoxError(
+                    ER_UPDATE_ARG_TYPE,
+                    f"Argument type in operation '{name}' on field {shown} does not match "
+                    "field type: expected a number",
+                )
+            res = cur + arg if name == "+" else cur - arg
+            if isinstance(res, int) and not (INT64_MIN <= res <= UINT64_MAX):
+                raise BoxError(
+                    ER_UPDATE_INTEGER_OVERFLOW,
+                    f"Integer overflow when performing '{name}' operation on field {shown}",
+                )
+            out[pos] = res
+        elif name in ("&", "|", "^"):
+            cur, arg = out[pos], op[2]
+            if not _is_type(cur, "unsigned") or not _is_type(arg, "unsigned"):
+                raise BoxError(
+                    ER_UPDATE_ARG_TYPE,
+                    f"Argument type in operation '{name}' on field {shown} does not match "
+                    "field type: expected a positive integer",
+                )
+            out[pos] = cur & arg if name == "&" else cur | arg if name == "|" else cur ^ arg
+        elif name == ":":
+            cur = out[pos]
+            offset, length, paste = op[2], op[3], op[4]
+            if not isinstance(cur, str):
+                raise BoxError(
+                    ER_UPDATE_ARG_TYPE,
+                    f"Argument type in operation ':' on field {shown} does not match "
+                    "field type: expected a string",
+                )
+            n = len(cur)
+            if offset < 0:
+                if -offset > n + 1:
+                    raise BoxError(
+                        ER_UPDATE_SPLICE, f"SPLICE error on field {shown}: offset is out of bound"
+                    )
+                start = n + offset + 1
+            else:
+                start = min(max(offset - index_base, 0), n)
+            if length < 0:
+                if -length > n - start:
+                    length = 0
+                else:
+                    length = n - start + length
+            end = min(start + length, n)
+            out[pos] = cur[:start] + str(paste) + cur[end:]
+    return out
+
+
+# -- the whole database ---------------------------------------------------------
+
+@dataclass
+class Change:
+    """One committed row change, as replication ships it (row-based)."""
+
+    space_id: int
+    old_key: list[Any] | None  # primary key of the replaced/deleted tuple
+    new: list[Any] | None  # the tuple now stored, or None for a delete
+
+
+class Database:
+    """All spaces of one instance plus the schema version and system views."""
+
+    def __init__(self) -> None:
+        self.spaces: dict[int, Space] = {}
+        #: Tarantool 2.6 starts around 80 on a fresh instance; DDL bumps it.
+        self.schema_version = 80
+
+    def space(self, space_id: int) -> Space:
+        if space_id == VSPACE_ID:
+            return self._vspace()
+        if space_id == VINDEX_ID:
+            return self._vindex()
+        sp = self.spaces.get(space_id)
+        if sp is None:
+            raise BoxError(ER_NO_SUCH_SPACE, f"Space '{space_id}' does not exist")
+        return sp
+
+    def create_space(
+        self,
+        name: str,
+        format: Sequence[Field | tuple[str, str] | tuple[str, str, bool]] = (),
+        *,
+        id: int | None = None,
+        engine: str = "memtx",
+    ) -> Space:
+        """DDL: a new user space (ids from 512, like box.schema.space.create)."""
+        for sp in self.spaces.values():
+            if sp.name == name:
+                raise BoxError(ER_SPACE_EXISTS, f"Space '{name}' already exists")
+        if id is None:
+            id = max([FIRST_USER_SPACE_ID - 1, *self.spaces]) + 1
+        fields = [f if isinstance(f, Field) else Field(*f) for f in format]
+        sp = Space(id, name, fields, engine)
+        sp.db = self
+        self.spaces[id] = sp
+        self.schema_version += 1
+        return sp
+
+    def drop_space(self, space_id: int) -> None:
+        self.space(space_id)
+        del self.spaces[space_id]
+        self.schema_version += 1
+
+    def space_by_name(self, name: str) -> Space:
+        for sp in self.spaces.values():
+            if sp.name == name:
+                return sp
+        raise BoxError(ER_NO_SUCH_SPACE, f"Space '{name}' does not exist")
+
+    # -- system views ---------------------------------------------------------
+    _VSPACE_FORMAT = (
+        Field("id", "unsigned"), Field("owner", "unsigned"), Field("name", "string"),
+        Field("engine", "string"), Field("field_count", "unsigned"), Field("flags", "map"),
+        Field("format", "array"),
+    )
+    _VINDEX_FORMAT = (
+        Field("id", "unsigned"), Field("iid", "unsigned"), Field("name", "string"),
+        Field("type", "string"), Field("opts", "map"), Field("parts", "array"),
+    )
+
+    def _system_defs(self) -> list[tuple[Space, list[tuple[str, list[Any], bool]]]]:
+        vs = Space(VSPACE_ID, "_vspace", self._VSPACE_FORMAT, "sysview")
+        vi = Space(VINDEX_ID, "_vindex", self._VINDEX_FORMAT, "sysview")
+        return [
+            (vs, [("primary", [(0, "unsigned")], True), ("owner", [(1, "unsigned")], False),
+                  ("name", [(2, "string")], True)]),
+            (vi, [("primary", [(0, "unsigned"), (1, "unsigned")], True),
+                  ("name", [(0, "unsigned"), (2, "string")], True)]),
+        ]
+
+    def _all_spaces(self) -> list[Space]:
+        system = []
+        for sp, idefs in self._system_defs():
+            for name, parts, unique in idefs:
+                sp.create_index(name, parts, unique=unique)
+            if sp.id == VINDEX_ID:  # _vindex has no index #1
+                sp.indexes[1].id = 2
+            system.append(sp)
+        return system + [self.spaces[k] for k in sorted(self.spaces)]
+
+    def _vspace(self) -> Space:
+        view = Space(VSPACE_ID, "_vspace", self._VSPACE_FORMAT, "sysview")
+        view.create_index("primary", [(0, "unsigned")])
+        view.create_index("owner", [(1, "unsigned")], unique=False)
+        view.create_index("name", [(2, "string")])
+        for sp in self._all_spaces():
+            owner = 1 if sp.id < FIRST_USER_SPACE_ID else 1
+            view.insert([sp.id, owner, sp.name, sp.engine, 0, {}, [f.to_map() for f in sp.format]])
+        return view
+
+    def _vindex(self) -> Space:
+        view = Space(VINDEX_ID, "_vindex", self._VINDEX_FORMAT, "sysview")
+        view.create_index("primary", [(0, "unsigned"), (1, "unsigned")])
+        view.create_index("name", [(0, "unsigned"), (2, "string")])
+        view.indexes[1].id = 2
+        for sp in self._all_spaces():
+            for idx in sp.indexes:
+                parts: list[Any] = [
+                    {"field": p.field, "type": p.type, "is_nullable": True} if p.is_nullable
+                    else [p.field, p.type]
+                    for p in idx.parts
+                ]
+                view.insert([sp.id, idx.id, idx.name, idx.type.lower(), {"unique": idx.unique}, parts])
+        return view
