@@ -496,10 +496,9 @@ class Connection(CrudMixin):
         waiter = self._waiters.get(reply.sync)
         if waiter is None or waiter.on_push is None:
             return
-        data = reply.body.get(C.DATA)
-        message = data[0] if isinstance(data, list) and len(data) == 1 else data
         try:
-            waiter.on_push(message, waiter.on_push_ctx)
+            # The DATA array as it came (``[value]``), as the reference connector passes it.
+            waiter.on_push(reply.body.get(C.DATA), waiter.on_push_ctx)
         except Exception as exc:  # reported to the caller once its reply arrives
             if waiter.push_error is None:
                 waiter.push_error = exc

@@ -436,8 +436,10 @@ def oracle(pending: bytes, max_size: int) -> Expected | str:
         unpacker.feed(payload)
         try:
             header = unpacker.unpack()
-            _ = {} if unpacker.tell() == length else unpacker.unpack()
+            raw_body = {} if unpacker.tell() == length else unpacker.unpack()
         except Exception:
+            return "error"
+        if type(raw_body) is not dict:
             return "error"
         body = {}
     except Exception:
