@@ -54,6 +54,7 @@ from ._iproto import _requests as R
 from ._iproto import constants as C
 from ._response import Response, database_error
 from ._schema import Schema
+from ._tls import TLSOptions, check_transport
 
 PushCallback = Callable[[Any, Any], Any]
 
@@ -195,7 +196,18 @@ class Connection(CrudMixin):
         fetch_schema: bool = True,
         auth_type: str | None = None,
         max_in_flight: int = 4096,
+        transport: str | None = "",
+        ssl_key_file: str | None = None,
+        ssl_cert_file: str | None = None,
+        ssl_ca_file: str | None = None,
+        ssl_ciphers: str | None = None,
+        ssl_password: str | None = None,
+        ssl_password_file: str | None = None,
     ) -> None:
+        self.transport = check_transport(transport)
+        self.tls = TLSOptions(ssl_key_file, ssl_cert_file, ssl_ca_file, ssl_ciphers,
+                              ssl_password, ssl_password_file) if self.transport == "ssl" else None
+        self._ssl_context = self.tls.context() if self.tls is not None else None
         if host is None:
             if not isinstance(port, str) or not port:
                 raise ConfigurationError(f"with host=None, port must be a unix socket path, got {port!r}")
@@ -321,7 +333,8 @@ class Connection(CrudMixin):
         except _iproto.GreetingError as exc:
             raise ProtocolError(f"{where}: {exc}", may_have_executed=False) from exc
         except trio.BrokenResourceError as exc:
-            raise NetworkError(f"connection to {where} lost during the handshake: {exc}",
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise NetworkError(f"connection to {where} lost during the handshake: {cause}",
                                may_have_executed=False) from exc
         link = _Link(stream)
         self._link = link
@@ -332,8 +345,18 @@ class Connection(CrudMixin):
 
     async def _open_stream(self) -> trio.abc.Stream:
         if self.host is None:
-            return await trio.open_unix_socket(str(self.port))
-        return await trio.open_tcp_stream(self.host, int(self.port))
+            stream: trio.abc.Stream = await trio.open_unix_socket(str(self.port))
+        else:
+            stream = await trio.open_tcp_stream(self.host, int(self.port))
+        if self._ssl_context is None:
+            return stream
+        try:
+            tls = trio.SSLStream(stream, self._ssl_context, server_hostname=self.host)
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return tls
 
     async def _handshake(self, stream: trio.abc.Stream) -> None:
         greeting = bytearray()
@@ -775,10 +798,20 @@ async def connect(
     fetch_schema: bool = True,
     auth_type: str | None = None,
     max_in_flight: int = 4096,
+    transport: str | None = "",
+    ssl_key_file: str | None = None,
+    ssl_cert_file: str | None = None,
+    ssl_ca_file: str | None = None,
+    ssl_ciphers: str | None = None,
+    ssl_password: str | None = None,
+    ssl_password_file: str | None = None,
 ) -> AsyncIterator[Connection]:
     """Open a connection; it is closed, and its tasks gone, when the block exits.
 
-    ``host=None`` with a path as ``port`` connects over a unix socket. Raises
+    ``host=None`` with a path as ``port`` connects over a unix socket;
+    ``transport='ssl'`` wraps the stream in TLS (the ``ssl_*`` options: client
+    certificate and key, a CA file that turns server verification on, ciphers,
+    the key's password or a file of candidate passwords). Raises
     :class:`NetworkError` if the server cannot be reached, :class:`DatabaseError`
     if authentication fails, :class:`TarantoolTimeoutError` past
     ``connection_timeout``.
@@ -788,6 +821,9 @@ async def connect(
         connection_timeout=connection_timeout, reconnect_max_attempts=reconnect_max_attempts,
         reconnect_delay=reconnect_delay, encoding=encoding, call_16=call_16,
         fetch_schema=fetch_schema, auth_type=auth_type, max_in_flight=max_in_flight,
+        transport=transport, ssl_key_file=ssl_key_file, ssl_cert_file=ssl_cert_file,
+        ssl_ca_file=ssl_ca_file, ssl_ciphers=ssl_ciphers, ssl_password=ssl_password,
+        ssl_password_file=ssl_password_file,
     )
     # Errors are caught inside the nursery and re-raised outside it, so callers
     # see the exception itself rather than an ExceptionGroup around it.
