@@ -33,7 +33,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("certs")
     server_key, server_cert = _make_cert(d, "server")
     client_key, client_cert = _make_cert(d, "client", password="s3cret")
-    other_key, other_cert = _make_cert(d, "other")
+    _, other_cert = _make_cert(d, "other")
     (d / "passwords").write_text("wrong\ns3cret\n")
     return {"server_key": server_key, "server_cert": server_cert, "client_key": client_key,
             "client_cert": client_cert, "other_cert": other_cert, "passwords": d / "passwords"}
