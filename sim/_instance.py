@@ -100,27 +100,27 @@ class _ServerConn:
 
     async def run(self) -> None:
         with self.cancel_scope:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    await self.instance.wait_running()
-                    self.queue(P.greeting(self.instance.version, self.instance.uuid, self.salt))
-                    await self._reader(nursery)
-                    nursery.cancel_scope.cancel()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, nursery.cancel_scope)
+                await self.instance.wait_running()
+                self.queue(P.greeting(self.instance.version, self.instance.uuid, self.salt))
+                await self._reader(nursery)
+                nursery.cancel_scope.cancel()
         self.sock.close()
 
-    async def _writer(self) -> None:
-        async for data in self._out_recv:
-            await self.instance.wait_running()
-            await self.stream.send_all(data)
+    async def _writer(self, scope: trio.CancelScope) -> None:
+        try:
+            async for data in self._out_recv:
+                await self.instance.wait_running()
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()  # the client is gone: stop reading too
 
     async def _reader(self, nursery: trio.Nursery) -> None:
         while True:
             try:
                 data = await self.stream.receive_some(65536)
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if not data:
                 return
