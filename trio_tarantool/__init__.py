@@ -27,6 +27,12 @@ from ._iproto import Adjust as Adjust
 from ._iproto import Datetime as Datetime
 from ._iproto import Interval as Interval
 from ._iproto._constants import Iterator as Iterator
+from ._pool import ConnectionPool as ConnectionPool
+from ._pool import InstanceStatistics as InstanceStatistics
+from ._pool import PoolTask as PoolTask
+from ._pool import PoolUnit as PoolUnit
+from ._pool import open_pool as open_pool
+from ._pool import queue_factory as queue_factory
 from ._response import Response as Response
 from ._schema import Schema as Schema
 from ._strategy import InstanceState as InstanceState

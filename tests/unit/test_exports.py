@@ -23,6 +23,7 @@ PUBLIC_NAMES = sorted([
     "ConfigurationError",
     "Connection",
     "ConnectionClosedError",
+    "ConnectionPool",
     "CrudError",
     "CrudModuleError",
     "CrudModuleManyError",
@@ -32,13 +33,16 @@ PUBLIC_NAMES = sorted([
     "Error",
     "ErrorCode",
     "InstanceState",
+    "InstanceStatistics",
     "Interval",
     "Iterator",
     "Mode",
     "NetworkError",
     "NotSupportedError",
+    "PoolTask",
     "PoolTolopogyError",
     "PoolTopologyError",
+    "PoolUnit",
     "PreparedStatement",
     "ProtocolError",
     "Response",
@@ -49,6 +53,8 @@ PUBLIC_NAMES = sorted([
     "StrategyInterface",
     "TarantoolTimeoutError",
     "connect",
+    "open_pool",
+    "queue_factory",
 ])
 
 #: Public names that are deliberately a second name for another export.
