@@ -415,32 +415,37 @@ class ConnectionPool(CrudMixin):
         """Own ``unit``'s connection and run a handler for every PoolTask sent to it.
 
         Two nurseries: the outer one holds the connection's reader and writer,
-        which must end by themselves (``conn.close()``) so that they close their
-        socket; the inner one holds the request handlers and is cancelled by
-        :meth:`close`.
+        the inner one the request handlers.  The inner one is cancelled by
+        :meth:`close`.  The outer one is shielded: the reader and writer must
+        end by themselves, through ``conn.close()``, because only then do they
+        close their socket; a cancellation from outside the pool (a deadline
+        around ``async with``) would otherwise leak it.  :meth:`close` always
+        runs when the pool's nursery winds down, so the shield cannot keep the
+        pool alive.
         """
-        async with trio.open_nursery() as conn_nursery:
-            # TODO(lead): replace with a public Connection.attach(nursery).
-            unit.conn._nursery = conn_nursery
-            unit.task = trio.lowlevel.current_task()
-            unit.request_processing_enabled = True
-            try:
-                with self._scope():
-                    async with trio.open_nursery() as handlers:
-                        task_status.started()
-                        async for ptask in unit.receive_channel:
-                            handlers.start_soon(self._handle, unit, ptask)
-            finally:
-                unit.request_processing_enabled = False
-                unit.conn.close()
-                unit.task = None
-                # Tasks still buffered in the channel never reach a handler.
-                while True:
-                    try:
-                        self._finish_closed(unit, unit.receive_channel.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        break
-                unit.receive_channel.close()
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as conn_nursery:
+                # TODO(lead): replace with a public Connection.attach(nursery).
+                unit.conn._nursery = conn_nursery
+                unit.task = trio.lowlevel.current_task()
+                unit.request_processing_enabled = True
+                try:
+                    with self._scope():
+                        async with trio.open_nursery() as handlers:
+                            task_status.started()
+                            async for ptask in unit.receive_channel:
+                                handlers.start_soon(self._handle, unit, ptask)
+                finally:
+                    unit.request_processing_enabled = False
+                    unit.conn.close()
+                    unit.task = None
+                    # Tasks still buffered in the channel never reach a handler.
+                    while True:
+                        try:
+                            self._finish_closed(unit, unit.receive_channel.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                            break
+                    unit.receive_channel.close()
 
     async def _handle(self, unit: PoolUnit, ptask: PoolTask) -> None:
         """Execute one PoolTask on the unit's connection and store its outcome."""

@@ -322,3 +322,14 @@ async def test_encoding_none(replicaset: Replicaset) -> None:
     async with open_pool(replicaset.addrs, encoding=None, **USER) as pool:
         assert all(s.status == Status.HEALTHY for s in pool.statistics())
         assert (await pool.call("whoami", mode=Mode.RW))[0][2] == replicaset.master.listen.encode()
+
+
+async def test_cancelled_from_outside_closes_everything(replicaset: Replicaset) -> None:
+    """A deadline around the whole pool: it ends, with no task and no socket left."""
+    before = trio.lowlevel.current_statistics().tasks_living
+    with trio.move_on_after(0.5) as scope:
+        async with open_pool(replicaset.addrs, **USER) as pool:
+            await pool.call("sleep", 5, mode=Mode.RW)
+    assert scope.cancelled_caught
+    assert pool.is_closed()
+    assert trio.lowlevel.current_statistics().tasks_living == before
