@@ -264,6 +264,7 @@ class Connection(CrudMixin):
         self._lost.set()
         self._last_error: BaseException | None = None
         self._capacity = trio.lowlevel.ParkingLot()
+        self._blocked = 0  # callers parked in _capacity
         self.statistics_sent = 0
 
     # -- public state ---------------------------------------------------------------
@@ -442,7 +443,9 @@ class Connection(CrudMixin):
 
     # -- the two I/O tasks --------------------------------------------------------------
     async def _reader(self, link: _Link, decoder: _iproto.Decoder) -> None:
-        waiters = self._waiters
+        pop = self._waiters.pop
+        reschedule = trio.lowlevel.reschedule
+        Value = outcome.Value
         stream = link.stream
         error: NetworkError | None = None
         with link.scopes[0]:
@@ -453,17 +456,18 @@ class Connection(CrudMixin):
                         error = NetworkError("server closed the connection")
                         break
                     decoder.feed(data)
-                    while (reply := decoder.next_reply()) is not None:
-                        code = reply.code
-                        if code == C.CHUNK:
+                    for reply in decoder.replies():
+                        if reply.code == C.CHUNK:
                             self._on_push(reply)
                             continue
-                        waiter = waiters.pop(reply.sync, None)
+                        waiter = pop(reply.sync, None)
                         if waiter is None:
                             continue  # its caller gave up (cancelled or timed out)
                         if reply.schema_version != self.schema_version and reply.schema_version:
                             self._on_schema_version(reply.schema_version)
-                        self._wake(waiter, outcome.Value(reply))
+                        if not waiter.done:
+                            waiter.done = True
+                            reschedule(waiter.task, Value(reply))
             except ProtocolError as exc:
                 error = exc
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -547,7 +551,11 @@ class Connection(CrudMixin):
             await self._ensure_connected()
             link = self._link
         while len(self._waiters) >= self.max_in_flight:
-            await self._capacity.park()
+            self._blocked += 1
+            try:
+                await self._capacity.park()
+            finally:
+                self._blocked -= 1
             if self._link is None:
                 await self._ensure_connected()
             link = self._link
@@ -588,7 +596,7 @@ class Connection(CrudMixin):
                 f"no reply within socket_timeout={self.socket_timeout}s", may_have_executed=waiter.written
             ) from None
         finally:
-            if self._capacity:
+            if self._blocked:
                 self._capacity.unpark()
         if waiter.push_error is not None:
             raise waiter.push_error
