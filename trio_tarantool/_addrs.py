@@ -34,10 +34,10 @@ OPTIONAL_KEYS: tuple[str, ...] = (
 )
 #: Every key an address may have.
 KNOWN_KEYS: frozenset[str] = frozenset(("host", "port", *OPTIONAL_KEYS))
-#: Transports the connection understands: plain TCP/unix ('' is the same as None).
-SUPPORTED_TRANSPORTS: frozenset[str] = frozenset({"", "none"})
+#: Transports the connection understands: plain TCP/unix ('') and TLS ('ssl').
+SUPPORTED_TRANSPORTS: frozenset[str] = frozenset({"", "ssl"})
 #: Authentication methods the connection implements.
-SUPPORTED_AUTH_TYPES: frozenset[str] = frozenset({"chap-sha1"})
+SUPPORTED_AUTH_TYPES: frozenset[str] = frozenset({"chap-sha1", "pap-sha256"})
 
 
 @dataclass(frozen=True)
@@ -128,15 +128,15 @@ def _check_one(index: int, entry: Any) -> Address:
                 f"{where}: {name} must be a str, got {type(value).__name__} {value!r}"
             )
         options[name] = value
-    transport = options.get("transport")
-    if transport is not None and transport.lower() not in SUPPORTED_TRANSPORTS:
+    transport = options.get("transport", "")
+    if transport not in SUPPORTED_TRANSPORTS:
         raise ConfigurationError(
-            f"{where}: transport {transport!r} is not supported (only plain connections; "
-            f"SSL is a Tarantool Enterprise feature)"
+            f"{where}: transport {transport!r} is not supported (use '' for plain or 'ssl' for TLS)"
         )
-    if any(name.startswith("ssl_") for name in options):
+    ssl_given = sorted(name for name in options if name.startswith("ssl_"))
+    if ssl_given and transport != "ssl":
         raise ConfigurationError(
-            f"{where}: ssl_* options need transport 'ssl', which is not supported"
+            f"{where}: {', '.join(ssl_given)} given but transport is not 'ssl'"
         )
     auth_type = options.get("auth_type")
     if auth_type is not None and auth_type not in SUPPORTED_AUTH_TYPES:

@@ -278,12 +278,18 @@ class ConnectionPool(CrudMixin):
         self.retry_not_executed = bool(retry_not_executed)
         self._units: list[PoolUnit] = []
         for address in addresses:
+            opt = address.options
             conn = Connection(
                 address.host, address.port, user=user, password=password,
                 socket_timeout=socket_timeout, connection_timeout=connection_timeout,
                 reconnect_max_attempts=reconnect_max_attempts, reconnect_delay=reconnect_delay,
                 encoding=encoding, call_16=call_16, fetch_schema=fetch_schema,
-                auth_type=address.options.get("auth_type"),
+                # Per-instance options of the address:
+                auth_type=opt.get("auth_type"), transport=opt.get("transport", ""),
+                ssl_key_file=opt.get("ssl_key_file"), ssl_cert_file=opt.get("ssl_cert_file"),
+                ssl_ca_file=opt.get("ssl_ca_file"), ssl_ciphers=opt.get("ssl_ciphers"),
+                ssl_password=opt.get("ssl_password"),
+                ssl_password_file=opt.get("ssl_password_file"),
             )
             send, receive = queue_factory()
             self._units.append(PoolUnit(address, conn, send, receive))

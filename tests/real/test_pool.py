@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 from tests.real._servers import Replicaset, TarantoolInstance
+from tests.real.test_connection_tls import _make_cert, _tls_proxy
 from trio_tarantool._errors import (
     ConfigurationError,
     ConnectionClosedError,
@@ -145,7 +147,7 @@ async def test_push_through_the_pool(rs_pool: tuple[Replicaset, ConnectionPool])
     resp = await pool.call("push_n", 3, mode=Mode.RO, on_push=lambda d, c: pushed.append((d, c)),
                            on_push_ctx="ctx")
     assert resp == ["done"]
-    assert pushed == [(1, "ctx"), (2, "ctx"), (3, "ctx")]
+    assert pushed == [([1], "ctx"), ([2], "ctx"), ([3], "ctx")]  # the DATA array, as the reference
 
 
 async def test_fetch_schema_false(replicaset: Replicaset) -> None:
@@ -333,3 +335,24 @@ async def test_cancelled_from_outside_closes_everything(replicaset: Replicaset) 
     assert scope.cancelled_caught
     assert pool.is_closed()
     assert trio.lowlevel.current_statistics().tasks_living == before
+
+
+async def test_tls_and_plain_addresses_in_one_pool(
+        tmp_path: Path, tarantool_factory: Callable[..., TarantoolInstance]) -> None:
+    """transport/ssl_* are per address: one instance behind TLS, one plain."""
+    server_key, server_cert = _make_cert(tmp_path, "server")
+    certs = {"server_key": server_key, "server_cert": server_cert}
+    behind_tls, plain = tarantool_factory(), tarantool_factory()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: _tls_proxy(
+            certs, behind_tls, require_client_cert=False, task_status=task_status))
+        addrs = [
+            {"host": "127.0.0.1", "port": port, "transport": "ssl",
+             "ssl_ca_file": str(certs["server_cert"])},
+            {"host": plain.host, "port": plain.port},
+        ]
+        with trio.fail_after(10):
+            async with open_pool(addrs, **USER) as pool:
+                assert all(s.status == Status.HEALTHY for s in pool.statistics())
+                assert {await who(pool, Mode.ANY) for _ in range(4)} == {behind_tls.listen, plain.listen}
+        nursery.cancel_scope.cancel()

@@ -27,6 +27,17 @@ def test_valid_addresses_are_normalised() -> None:
     assert result[2].as_dict() == {"host": None, "port": "/tmp/t.sock", "auth_type": "chap-sha1"}
 
 
+def test_ssl_options_with_ssl_transport() -> None:
+    (address,) = validate_addrs([{
+        "host": "h", "port": 1, "transport": "ssl", "ssl_ca_file": "ca.pem",
+        "ssl_cert_file": "c.pem", "ssl_key_file": "k.pem", "auth_type": "pap-sha256",
+    }])
+    assert address.options == {
+        "transport": "ssl", "ssl_ca_file": "ca.pem", "ssl_cert_file": "c.pem",
+        "ssl_key_file": "k.pem", "auth_type": "pap-sha256",
+    }
+
+
 def test_none_options_are_dropped() -> None:
     assert validate_addrs([{"host": "h", "port": 1, "ssl_key_file": None}]) == [Address("h", 1)]
 
@@ -55,8 +66,8 @@ def test_none_options_are_dropped() -> None:
         ([{"host": None, "port": 3301}], "addrs[0]: host is None but port 3301 is a number"),
         ([{"host": "h", "port": 1, "auth_type": 5}], "addrs[0]: auth_type must be a str, got int 5"),
         ([{"host": "h", "port": 1, "auth_type": "ldap"}], "addrs[0]: auth_type 'ldap' is not supported"),
-        ([{"host": "h", "port": 1, "transport": "ssl"}], "addrs[0]: transport 'ssl' is not supported"),
-        ([{"host": "h", "port": 1, "ssl_ca_file": "ca.pem"}], "addrs[0]: ssl_* options need transport 'ssl'"),
+        ([{"host": "h", "port": 1, "transport": "tls"}], "addrs[0]: transport 'tls' is not supported"),
+        ([{"host": "h", "port": 1, "ssl_ca_file": "ca.pem"}], "addrs[0]: ssl_ca_file given but transport is not 'ssl'"),
         ([{"host": "h", "port": 1}, {"host": "H", "port": "1"}], "addrs[1]: H:1 duplicates addrs[0]"),
         ([{"host": None, "port": "/s"}, {"host": None, "port": "/s"}], "addrs[1]: /s duplicates addrs[0]"),
     ],
