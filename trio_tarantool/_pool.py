@@ -219,6 +219,14 @@ def _info_field(info: Any, name: str) -> Any:
     return info[name.encode()]
 
 
+def _naming(exc: NetworkError, where: str) -> NetworkError:
+    """The same kind of error, its message prefixed with the instance it came from."""
+    try:
+        return type(exc)(f"{where}: {exc.message}", may_have_executed=exc.may_have_executed)
+    except TypeError:  # a subclass with another constructor: keep it as it is
+        return exc
+
+
 class ConnectionPool(CrudMixin):
     """A pool of connections to a Tarantool replicaset, routing by request mode.
 
@@ -270,7 +278,8 @@ class ConnectionPool(CrudMixin):
             raise ConfigurationError(f"strategy_class must be a class, got {strategy_class!r}")
         if probe_timeout is None:
             probe_timeout = max(1.0, float(refresh_delay), float(connection_timeout or 0))
-        self.addrs = addresses
+        #: The validated addresses, as the reference keeps them (list of dicts).
+        self.addrs: list[dict[str, Any]] = [a.as_dict() for a in addresses]
         self.refresh_delay = float(refresh_delay)
         self.probe_timeout = float(probe_timeout)
         self.socket_timeout = socket_timeout
@@ -532,10 +541,16 @@ class ConnectionPool(CrudMixin):
                 else f"box.info probe failed: {exc}"
         if self._closed:
             return
+        if new.status == Status.HEALTHY and not unit.conn.is_connected():
+            # The answer came, then the connection dropped before we got here:
+            # the disconnect watcher is not armed for it, so decide now.
+            new = InstanceState(Status.UNHEALTHY, new.read_only)
+            error = "connection lost right after the probe"
+            unit.wake.set()
         if error is not None:
             unit.last_error = error
         self._set_state(unit, new)
-        if new.status == Status.HEALTHY and unit.conn.is_connected():
+        if new.status == Status.HEALTHY:
             unit.connected.set()
         unit.probes += 1
         self._probe_done.set()
@@ -677,10 +692,10 @@ class ConnectionPool(CrudMixin):
             self._note_failure(unit, exc)
             if not (self.retry_not_executed and not exc.may_have_executed
                     and (isinstance(exc, NetworkError) or exc.code in _REFRESH_CODES)):
-                if isinstance(exc, NetworkError):
-                    raise type(exc)(f"{unit.key}: {exc.message}",
-                                    may_have_executed=exc.may_have_executed) from exc
-                raise
+                named = _naming(exc, unit.key) if isinstance(exc, NetworkError) else exc
+                if named is exc:
+                    raise
+                raise named from exc
             first = exc
         # The request surely did not run: send it once more, elsewhere if possible.
         try:
@@ -698,10 +713,10 @@ class ConnectionPool(CrudMixin):
                 self._raise_closed_during(retry_unit, exc)
             self._note_failure(retry_unit, exc)
             exc.__context__ = first
-            if isinstance(exc, NetworkError):
-                raise type(exc)(f"{retry_unit.key} (after a retry): {exc.message}",
-                                may_have_executed=exc.may_have_executed) from exc
-            raise
+            named = _naming(exc, f"{retry_unit.key} (after a retry)") if isinstance(exc, NetworkError) else exc
+            if named is exc:
+                raise
+            raise named from exc
 
     # -- box API ----------------------------------------------------------------------------
     async def ping(self, notime: bool = False, *, mode: Mode | None = None) -> float | str:
