@@ -148,7 +148,12 @@ def execute(run: Run, addrs: list[str], cap: float, rnd: int) -> dict[str, Any]:
     """Run one worker subprocess and return its JSON (or a failure record)."""
     try:
         proc = subprocess.run(
-            run.argv(addrs, cap), cwd=REPO, capture_output=True, text=True, timeout=cap + 90
+            run.argv(addrs, cap),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=cap + 90,
+            preexec_fn=servers.client_preexec,
         )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode == 0 and lines:
@@ -257,6 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pool", action="store_true")
     p.add_argument("--no-single", action="store_true")
     p.add_argument("--no-write", action="store_true", help="do not touch docs/")
+    p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="pin servers to the last CPU and clients to the others (default: off; on this "
+        "2-CPU VM pinning made sequential runs ~2.5x slower, cross-core wake-ups, "
+        "without reducing the spread)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.rounds, args.n_seq, args.n_conc, args.n_pool, args.cap = 1, 200, 2000, 300, 10.0
@@ -267,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         wanted = args.clients.split(",")
         clients = [c for c in clients if c in wanted]
         ours_pool = ours_pool and "trio_tarantool-pool" in wanted
+    if args.pin and servers.pin_cpus():
+        notes.append(
+            f"servers pinned to CPU {sorted(servers.SERVER_CPUS or ())}, "
+            f"clients to CPU {sorted(servers.CLIENT_CPUS or ())}"
+        )
     for n in notes:
         print(f"note: {n}", flush=True)
     workloads = [w for w in args.workloads.split(",") if w]

@@ -54,6 +54,41 @@ def expected_value(key: int) -> str:
     return f"value-{key:08d}"
 
 
+SERVER_CPUS: set[int] | None = None
+"""CPUs the Tarantool servers are pinned to (None: not pinned); see ``pin_cpus``."""
+CLIENT_CPUS: set[int] | None = None
+"""CPUs the measured client processes are pinned to (None: not pinned)."""
+
+
+def pin_cpus() -> bool:
+    """Split the CPUs: servers on the last one, clients on the others.
+
+    On a small machine the scheduler moving client and server between cores (and
+    onto each other's core) is the main source of run-to-run noise in the latency
+    bound sequential runs; pinning gives every client the same placement. Returns
+    False (and pins nothing) with fewer than 2 usable CPUs.
+    """
+    global SERVER_CPUS, CLIENT_CPUS
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return False
+    SERVER_CPUS, CLIENT_CPUS = {cpus[-1]}, set(cpus[:-1])
+    return True
+
+
+def client_preexec() -> None:
+    """preexec hook for measured clients: pin them (if pinning) and die with us."""
+    if CLIENT_CPUS:
+        os.sched_setaffinity(0, CLIENT_CPUS)
+    _die_with_parent()
+
+
+def _server_preexec() -> None:
+    if SERVER_CPUS:
+        os.sched_setaffinity(0, SERVER_CPUS)
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:
     """preexec hook: ask the kernel to SIGKILL the child when the harness dies."""
     try:
@@ -186,7 +221,7 @@ def _spawn(inst: Instance, *, wal_mode: str, read_only: bool, replication: list[
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_server_preexec,
             # Own process group: a Ctrl-C in the terminal reaches the harness, which
             # then stops the servers in order (and measures nothing half-dead).
             start_new_session=True,
