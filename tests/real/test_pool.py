@@ -86,19 +86,22 @@ async def test_all_rw_cluster(tarantool_factory: Callable[..., TarantoolInstance
 
 
 # -- defaults --------------------------------------------------------------------------
-async def test_dml_defaults_land_on_master(rs_pool: tuple[Replicaset, ConnectionPool]) -> None:
-    rs, pool = rs_pool
+async def test_dml_defaults_land_on_master(replicaset: Replicaset) -> None:
+    rs = replicaset
     key = next(_keys)
-    for _ in range(3):  # three DML rounds: round robin would hit a replica at least once
-        await pool.insert("tester", [key, "a"])
-        await pool.replace("tester", [key, "b"])
-        assert (await pool.update("tester", key, [["=", 1, "c"]]))[0] == [key, "c"]
-        await pool.upsert("tester", [key, "x"], [["=", 1, "d"]])
-        assert (await pool.delete("tester", key))[0] == [key, "d"]
-    # Explicit RO on DML is honoured and refused by the replica.
-    with pytest.raises(DatabaseError) as info:
-        await pool.insert("tester", [key, "a"], mode=Mode.RO, )
-    assert info.value.code == ErrorCode.ER_READONLY
+    # No retry: a DML routed to a replica would fail with ER_READONLY, not be re-sent.
+    async with open_pool(rs.addrs, retry_not_executed=False, **USER) as pool:
+        for _ in range(3):  # three DML rounds: round robin would hit a replica at least once
+            await pool.insert("tester", [key, "a"])
+            await pool.replace("tester", [key, "b"])
+            assert (await pool.update("tester", key, [["=", 1, "c"]]))[0] == [key, "c"]
+            await pool.upsert("tester", [key, "x"], [["=", 1, "d"]])
+            assert (await pool.delete("tester", key))[0] == [key, "d"]
+        assert all(s.last_error is None for s in pool.statistics())
+        # Explicit RO on DML is honoured and refused by the replica.
+        with pytest.raises(DatabaseError) as info:
+            await pool.insert("tester", [key, "a"], mode=Mode.RO)
+        assert info.value.code == ErrorCode.ER_READONLY
     assert rs.master.admin_eval(f"return box.space.tester:get({key})") in ([None], [])
 
 
