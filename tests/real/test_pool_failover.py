@@ -398,3 +398,23 @@ async def test_loading_reply_is_retried_elsewhere(replicaset: Replicaset) -> Non
                 await pool.call("fake_loading", mode=Mode.ANY)
         assert info.value.code == ErrorCode.ER_LOADING
         assert info.value.may_have_executed is False
+
+
+async def test_frozen_instance_at_start_costs_at_most_probe_timeout(replicaset: Replicaset) -> None:
+    frozen = replicaset.replicas[0]
+    frozen.freeze()
+    try:
+        start = trio.current_time()
+        async with open_pool(replicaset.addrs, refresh_delay=0.2, probe_timeout=0.5, **USER) as pool:
+            took = trio.current_time() - start
+            assert 0.4 < took < 1.5, took
+            assert status_of(pool, frozen) == Status.UNHEALTHY
+            assert await who(pool, Mode.RO) == replicaset.replicas[1].listen
+            frozen.thaw()
+
+            async def back() -> bool:
+                return status_of(pool, frozen) == Status.HEALTHY
+
+            await eventually(back, 3.0, "thawed replica HEALTHY")
+    finally:
+        frozen.thaw()
