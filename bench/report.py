@@ -302,27 +302,34 @@ def render_svg(
     parts: list[str] = []
     y = 0
     stats = group(single_runs)
-    groups = []
-    for w in workloads:
-        for t in shapes:
-            bars = [
-                (c, stats.get((w, c, t, "", 0)))
-                for c in clients
-                if not (c == "tarantool-python" and t != 1)
-            ]
-            if any(s is not None for _, s in bars):
-                groups.append((f"{w} · {shape_label(t)}", bars))
-    if groups:
-        elems, h = _panel(
-            "One connection, local Tarantool 2.6 (median req/s; whiskers: min-max over rounds)",
-            groups,
-            COLORS,
-            CLIENT_LABELS,
-            y,
-            width,
-        )
-        parts += elems
-        y += h
+    # Sequential runs are latency bound and ~10x slower than concurrent ones: they get
+    # their own panel (own scale) so their differences stay visible.
+    for title, wanted in (
+        ("One connection, sequential: one task awaits each reply", [t for t in shapes if t == 1]),
+        ("One connection, many tasks sharing it", [t for t in shapes if t != 1]),
+    ):
+        groups = []
+        for w in workloads:
+            for t in wanted:
+                bars = [
+                    (c, stats.get((w, c, t, "", 0)))
+                    for c in clients
+                    if not (c == "tarantool-python" and t != 1)
+                ]
+                if any(s is not None for _, s in bars):
+                    label = w if len(wanted) == 1 else f"{w} · {shape_label(t)}"
+                    groups.append((label, bars))
+        if groups:
+            elems, h = _panel(
+                f"{title} (median req/s; whiskers: min-max over rounds)",
+                groups,
+                COLORS,
+                CLIENT_LABELS,
+                y,
+                width,
+            )
+            parts += elems
+            y += h
     pstats = group(pool_runs)
     if pstats:
         labels = {
