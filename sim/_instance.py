@@ -256,8 +256,15 @@ class FakeInstance:
         if self.up and self.status == "loading":
             self.set_status("running")
 
+    def stop(self) -> None:
+        """Shut down for good at the end of a simulation (traced as ``stop``)."""
+        self._kill("stop")
+
     def crash(self) -> None:
         """Die: reset every connection, refuse new ones. Data survives (WAL)."""
+        self._kill("crash")
+
+    def _kill(self, event: str) -> None:
         if not self.up:
             return
         self.up = False
@@ -268,7 +275,7 @@ class FakeInstance:
             conn.reset()
         self.paused = False
         self._running.set()
-        self.record("crash")
+        self.record(event)
 
     def pause(self) -> None:
         """Freeze (like SIGSTOP): connections are accepted but nothing is answered."""

@@ -176,6 +176,14 @@ class Replicaset:
         self.record(f"partition {self.instances[i].name}")
         self.world.changed()
 
+    def unpartition(self, i: int) -> None:
+        """Heal one instance's partition (other faults stay)."""
+        if i in self.partitioned:
+            self.partitioned.discard(i)
+            self.link(i).set(stall=False, blackhole=False)
+            self.record(f"heal {self.instances[i].name}")
+            self.world.changed()
+
     def heal(self) -> None:
         """Remove every partition and link fault."""
         for i in sorted(self.partitioned):
@@ -216,10 +224,11 @@ class Replicaset:
         window = self.world.rng.uniform(*self.config.failover_window)
         self.record(f"failover begin old={old} window={window:.6f}")
         if old is not None:
+            # The old master is reconfigured read-only even when it is dead,
+            # so a restart cannot bring back a second master.
+            self.instances[old].set_read_only(True)
             if crash_old:
                 self.crash(old)
-            else:
-                self.instances[old].set_read_only(True)
         self.master = None
         self.world.changed()
         await trio.sleep(window)
@@ -247,6 +256,73 @@ class Replicaset:
             await self.failover(new_master, crash_old=crash_old)
 
         self.world.nursery.start_soon(run)
+
+    async def chaos(
+        self,
+        duration: float,
+        *,
+        mean_interval: float = 60.0,
+        outage: tuple[float, float] = (1.0, 20.0),
+        kinds: Sequence[str] = ("failover", "crash_master", "crash", "partition", "pause"),
+    ) -> int:
+        """Inject seeded faults for ``duration`` virtual seconds; returns how many.
+
+        Faults arrive at exponentially distributed intervals (mean
+        ``mean_interval``). Each is one of ``kinds``: a planned ``failover``,
+        ``crash_master`` (failover with the master crashed), or a ``crash``,
+        ``partition`` or ``pause`` of a random instance lasting a drawn
+        ``outage``. Everything is healed and restarted at the end, and a master
+        is elected if none is left.
+        """
+        rng = self.world.rng
+        end = trio.current_time() + duration
+        count = 0
+        async with trio.open_nursery() as nursery:
+            while True:
+                wait = rng.expovariate(1.0 / mean_interval)
+                if trio.current_time() + wait >= end:
+                    await trio.sleep_until(end)
+                    break
+                await trio.sleep(wait)
+                kind = rng.choice(list(kinds))
+                count += 1
+                self.record(f"chaos #{count} {kind}")
+                if kind == "failover":
+                    await self.failover()
+                elif kind == "crash_master":
+                    old = self.master
+                    await self.failover(crash_old=True)
+                    if old is not None:
+                        nursery.start_soon(self._later, rng.uniform(*outage), self.restart, old)
+                else:
+                    i = rng.randrange(len(self.instances))
+                    hold = rng.uniform(*outage)
+                    if kind == "crash":
+                        self.crash(i)
+                        nursery.start_soon(self._later, hold, self.restart, i)
+                    elif kind == "partition":
+                        self.partition(i)
+                        nursery.start_soon(self._later, hold, self.unpartition, i)
+                    elif kind == "pause":
+                        self.pause(i)
+                        nursery.start_soon(self._later, hold, self.resume, i)
+                    else:
+                        raise ValueError(f"unknown chaos kind {kind!r}")
+            nursery.cancel_scope.cancel()
+        self.heal()
+        for i, inst in enumerate(self.instances):
+            if not inst.up:
+                self.restart(i)
+            if inst.paused:
+                self.resume(i)
+        if self.master is None or not self.instances[self.master].up:
+            await self.failover()
+        return count
+
+    @staticmethod
+    async def _later(delay: float, fn: Any, arg: int) -> None:
+        await trio.sleep(delay)
+        fn(arg)
 
     # -- replication ----------------------------------------------------------------
     def _on_change(self, source: FakeInstance, change: Change) -> None:
