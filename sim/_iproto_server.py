@@ -57,7 +57,7 @@ def check_chap_sha1(password: str, salt: bytes, scramble: bytes) -> bool:
         return False
     hash2 = _sha1(_sha1(password.encode("utf-8")))
     mask = _sha1(salt[:20], hash2)
-    candidate = bytes(a ^ b for a, b in zip(scramble, mask))
+    candidate = bytes(a ^ b for a, b in zip(scramble, mask, strict=True))
     return _sha1(candidate) == hash2
 
 
@@ -119,7 +119,7 @@ class PacketReader:
 
 
 def _frame(header: dict[int, Any], body: dict[int, Any] | None) -> bytes:
-    payload = msgpack.packb(header, use_bin_type=True)
+    payload: bytes = msgpack.packb(header, use_bin_type=True)
     if body is not None:
         payload += msgpack.packb(body, use_bin_type=True)
     return b"\xce" + len(payload).to_bytes(4, "big") + payload

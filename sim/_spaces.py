@@ -20,7 +20,8 @@ from typing import Any
 
 import msgpack
 
-from trio_tarantool._iproto._constants import VINDEX_ID, VSPACE_ID, Iterator as It
+from trio_tarantool._iproto._constants import VINDEX_ID, VSPACE_ID
+from trio_tarantool._iproto._constants import Iterator as It
 
 # Error codes the engine raises (numbers from Tarantool's errcode.h).
 ER_ILLEGAL_PARAMS = 1
@@ -213,7 +214,7 @@ class Index:
             raise BoxError(
                 ER_KEY_PART_COUNT, f"Invalid key part count (expected [0..{n}], got {len(key)})"
             )
-        for i, (value, part) in enumerate(zip(key, self.parts)):
+        for i, (value, part) in enumerate(zip(key, self.parts, strict=False)):
             if value is None and part.is_nullable:
                 continue
             if not _is_type(value, part.type):
@@ -312,7 +313,7 @@ class Space:
         resolved = []
         for p in parts:
             fno = self.field_no(p[0]) if isinstance(p[0], str) else int(p[0])
-            nullable = bool(p[2]) if len(p) > 2 else False  # type: ignore[misc]
+            nullable = bool(p[2]) if len(p) > 2 else False
             resolved.append(Part(fno, str(p[1]), nullable))
         idx = Index(self, len(self.indexes), name, resolved, unique if self.indexes else True, type.upper())
         for tup in self.primary._tuples if self.indexes else []:
@@ -707,8 +708,7 @@ class Database:
         view.create_index("owner", [(1, "unsigned")], unique=False)
         view.create_index("name", [(2, "string")])
         for sp in self._all_spaces():
-            owner = 1 if sp.id < FIRST_USER_SPACE_ID else 1
-            view.insert([sp.id, owner, sp.name, sp.engine, 0, {}, [f.to_map() for f in sp.format]])
+            view.insert([sp.id, 1, sp.name, sp.engine, 0, {}, [f.to_map() for f in sp.format]])
         return view
 
     def _vindex(self) -> Space:

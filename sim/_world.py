@@ -25,7 +25,7 @@ from ._instance import FakeInstance, InstanceConfig
 from ._net import Network
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 
 def seed_trio_scheduler(seed: int) -> None:

@@ -22,7 +22,7 @@ def scramble(salt_b64: bytes, password: str) -> bytes:
     h1 = hashlib.sha1(password.encode()).digest()
     h2 = hashlib.sha1(h1).digest()
     h3 = hashlib.sha1(salt + h2).digest()
-    return bytes(a ^ b for a, b in zip(h1, h3))
+    return bytes(a ^ b for a, b in zip(h1, h3, strict=True))
 
 
 class RawClient:

@@ -10,7 +10,7 @@ import trio
 import sim
 import trio_tarantool as tt
 
-DEMO_FORMAT = [("id", "unsigned"), ("name", "string"), ("n", "unsigned", True)]
+DEMO_FORMAT: list[tuple[str, str] | tuple[str, str, bool]] = [("id", "unsigned"), ("name", "string"), ("n", "unsigned", True)]
 DEMO_INDEXES = [
     ("primary", [("id", "unsigned")], True),
     ("byname", [("name", "string")], False),
@@ -168,6 +168,7 @@ async def test_small_chunks_and_latency_keep_replies_correct(autojump_clock: Any
             rows = list(await c.select("demo"))
             assert rows == [[i, f"n{i}"] for i in range(20)]
             rtt = await c.ping()
+            assert isinstance(rtt, float)
             assert 0.01 <= rtt <= 0.03
 
 

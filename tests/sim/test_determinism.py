@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import trio
 import trio.testing
@@ -11,10 +12,10 @@ import sim
 from tests.sim._scenario import scenario
 
 
-def _run(seed: int, duration: float, **kw: object) -> tuple[list[str], dict[str, object]]:
+def _run(seed: int, duration: float, **kw: Any) -> tuple[list[str], dict[str, Any]]:
     sim.seed_trio_scheduler(seed)
     return trio.run(
-        lambda: scenario(seed, duration, **kw),  # type: ignore[arg-type]
+        lambda: scenario(seed, duration, **kw),
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
 
@@ -50,6 +51,6 @@ def test_an_hour_of_failovers_on_three_nodes() -> None:
     rows = stats["rows"]
     assert isinstance(rows, list) and len(set(rows)) == 1  # replicas converged
     # every acknowledged write is there; a failed one may or may not have run
-    assert stats["writes"] <= rows[0] <= stats["writes"] + stats["write_errors"]  # type: ignore[operator]
+    assert stats["writes"] <= rows[0] <= stats["writes"] + stats["write_errors"]
     print(f"\nsimulated 1.0 h in {wall:.2f} s wall: {3600 / wall / 3600:.3f} simulated hours per wall second; "
           f"{stats}")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import random
 
-import pytest
 import trio
 import trio.testing
 

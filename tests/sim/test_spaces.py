@@ -133,7 +133,7 @@ def test_replace_upsert_delete_and_secondary_uniqueness() -> None:
     sp.insert([1, "a@x"])
     sp.insert([2, "b@x"])
     assert _err(sp.replace, [3, "a@x"]) == (3, "Duplicate key exists in unique index 'email' in space 'u'")
-    new, old = sp.replace([1, "c@x"])
+    _, old = sp.replace([1, "c@x"])
     assert old == [1, "a@x"] and sp.select(1, It.EQ, ["a@x"], 0, 9) == []
     sp.upsert([5, "e@x"], [["=", 1, "ignored"]])
     assert sp.select(0, It.EQ, [5], 0, 9) == [[5, "e@x"]]
