@@ -270,7 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         "2-CPU VM pinning made sequential runs ~2.5x slower, cross-core wake-ups, "
         "without reducing the spread)",
     )
+    p.add_argument(
+        "--report",
+        metavar="RAW.json",
+        help="only re-render docs/benchmarks.md and docs/bench.svg from a raw result file",
+    )
     args = p.parse_args(argv)
+    if args.report:
+        return rerender(Path(args.report), write=not args.no_write)
     if args.smoke:
         args.rounds, args.n_seq, args.n_conc, args.n_pool, args.cap = 1, 200, 2000, 300, 10.0
         args.no_write = True
@@ -346,6 +353,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def rerender(raw_path: Path, *, write: bool) -> int:
+    """Rebuild the results section and the SVG from a raw JSON file of an earlier run."""
+    raw = json.loads(raw_path.read_text())
+    meta, single, pool = raw["meta"], raw["single"], raw["pool"]
+    workloads = list(dict.fromkeys(r["workload"] for r in single)) or list(WORKLOADS)
+    shapes = sorted({int(r["tasks"]) for r in single}) or list(SHAPES)
+    present = {r["client"] for r in single}
+    clients = [
+        c
+        for c in ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
+        if c in present
+    ]
+    md = results_markdown(meta, single, pool, workloads, shapes, clients)
+    svg = report.render_svg(single, pool, workloads, shapes, clients)
+    print(md)
+    if write:
+        report.replace_section(DOC, "results", md)
+        SVG.write_text(svg)
+        print(f"wrote {DOC.relative_to(REPO)} and {SVG.relative_to(REPO)}")
+    return 0
+
+
 def results_markdown(
     meta: dict[str, Any],
     single: list[dict[str, Any]],
@@ -370,6 +399,15 @@ def results_markdown(
         lines.append(f"> note: {n}")
     if meta["notes"]:
         lines.append("")
+    summary = report.ratio_summary(single, workloads, shapes, clients)
+    if summary:
+        lines += [
+            "**Summary**: geometric mean over the workloads (in parentheses: how many) of the "
+            "median ratio trio_tarantool / peer, one connection:",
+            "",
+            summary,
+            "",
+        ]
     if single:
         lines += [
             "#### One connection, single instance (`wal_mode='none'`)",

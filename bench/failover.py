@@ -239,7 +239,13 @@ def analyse(
         k: [n for n, r in enumerate(records) if r["outcome"] == k]
         for k in ("ok", "not", "may", "hung")
     }
-    samples = list(dict.fromkeys(r["detail"] for r in records if r["outcome"] != "ok"))[:4]
+    samples = list(
+        dict.fromkeys(
+            re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", r["detail"])
+            for r in records
+            if r["outcome"] != "ok"
+        )
+    )[:4]
     return Outcome(
         client=client,
         scenario=scenario,
@@ -346,13 +352,17 @@ def markdown(results: list[Outcome], args: argparse.Namespace, notes: list[str])
             f"{o.not_executed} | {o.may_executed} | {o.hung} | {o.longest_stall * 1000:,.0f} ms | "
             f"{rec} | {'; '.join(checks)} |"
         )
+    seen: dict[tuple[str, str], list[str]] = {}
+    for o in results:
+        bucket = seen.setdefault((o.scenario, o.client), [])
+        bucket += [m for m in o.samples if m not in bucket]
     details = [
-        f"- {names[o.scenario]}, {o.client}: " + " · ".join(f"`{s}`" for s in o.samples)
-        for o in results
-        if o.samples
+        f"- {names[sc]}, {cl}: " + " · ".join(f"`{m}`" for m in msgs[:4])
+        for (sc, cl), msgs in seen.items()
+        if msgs
     ]
     if details:
-        lines += ["", "Errors seen (first distinct messages):", "", *details]
+        lines += ["", "Errors seen (distinct messages, all rounds):", "", *details]
     return "\n".join(lines)
 
 

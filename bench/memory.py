@@ -206,7 +206,7 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], notes: list[str]) ->
     """The memory section of docs/benchmarks.md."""
     lines = [f"> note: {n}" for n in notes]
     lines += [
-        "| client | requests (1000 in flight) | req/s | RSS connected | RSS warm (5 %) | RSS final "
+        "| client | requests (1000 in flight) | req/s (one run) | RSS connected | RSS warm (5 %) | RSS final "
         "| growth after warm-up | wrong answers |",
         "|" + "---|" * 8,
     ]

@@ -7,6 +7,7 @@ the tables lead with medians, show min-max, and give trio_tarantool / peer ratio
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -148,6 +149,36 @@ def _flags(s: Stat) -> str:
     if s.failed:
         bits.append(f"{s.failed} failed runs")
     return f" ({', '.join(bits)})" if bits else ""
+
+
+def ratio_summary(
+    runs: Sequence[dict[str, Any]],
+    workloads: Sequence[str],
+    shapes: Sequence[int],
+    clients: Sequence[str],
+) -> str:
+    """Markdown table: per shape, the geometric mean over workloads of ours/peer.
+
+    The geometric mean is the right average of ratios (a 2x win and a 2x loss
+    cancel out); each cell also says over how many workloads it was taken.
+    """
+    if OURS not in clients:
+        return ""
+    stats = group(runs)
+    peers = [c for c in clients if c != OURS]
+    head = ["shape", *(f"ours / {CLIENT_LABELS.get(p, p)}" for p in peers)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in shapes:
+        row = [shape_label(t)]
+        for p in peers:
+            logs = []
+            for w in workloads:
+                a, b = stats.get((w, OURS, t, "", 0)), stats.get((w, p, t, "", 0))
+                if a and b and a.rounds and b.rounds and a.median > 0 and b.median > 0:
+                    logs.append(math.log(a.median / b.median))
+            row.append(f"{math.exp(sum(logs) / len(logs)):.2f}x ({len(logs)})" if logs else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def pool_table(runs: Sequence[dict[str, Any]]) -> str:

@@ -93,6 +93,20 @@ def test_table_ratio_is_ours_over_peer() -> None:
     assert row.rstrip(" |").endswith("1.50x")
 
 
+def test_summary_is_the_geometric_mean_of_ratios() -> None:
+    runs = [_run("trio_tarantool", 40.0, 0), _run("asynctnt", 20.0, 0)]
+    other = [
+        dict(r, workload="ping")
+        for r in (_run("trio_tarantool", 10.0, 0), _run("asynctnt", 20.0, 0))
+    ]
+    table = report.ratio_summary(
+        runs + other, ["select", "ping"], [100], ["trio_tarantool", "asynctnt"]
+    )
+    assert "| 100 tasks | 1.00x (2) |" in table
+    table = report.ratio_summary(runs, ["select", "ping"], [100], ["trio_tarantool", "asynctnt"])
+    assert "| 100 tasks | 2.00x (1) |" in table
+
+
 def test_smoke_fails_on_our_wrong_answers_but_reports_peers_only() -> None:
     assert smoke_failures([_run("asynctnt", 1.0, 0, wrong=3)]) == []
     assert len(smoke_failures([_run("trio_tarantool", 1.0, 0, wrong=1)])) == 1
