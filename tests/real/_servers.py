@@ -282,8 +282,12 @@ class TarantoolInstance:
                 "TT_WORK_DIR": str(self.work_dir),
                 "TT_ADMIN_SOCKET": str(self.admin_socket),
                 "TT_READY_FILE": str(self.ready_file),
+                # The Lua side exits (and removes its temp dir) if we die.
+                "TT_PARENT_PID": str(os.getpid()),
             }
         )
+        if self._own_work_dir:
+            env["TT_REMOVE_ON_ORPHAN"] = str(self.work_dir)
         return env
 
     def spawn(self) -> None:

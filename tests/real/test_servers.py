@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +185,33 @@ def test_unix_socket_listen(tarantool_factory: Callable[..., TarantoolInstance])
     inst = tarantool_factory(unix_listen=True)
     assert read_unix_greeting(inst.unix_socket).startswith(b"Tarantool")
     assert inst.admin_eval("return box.cfg.listen") == [str(inst.unix_socket)]
+
+
+def test_instance_exits_when_the_runner_dies() -> None:
+    """A killed pytest runs no finalizer: the instance notices and exits by itself."""
+    code = (
+        "import sys, time\n"
+        "from tests.real._servers import ServerManager\n"
+        "inst = ServerManager().start_instance()\n"
+        "print(inst.pid, inst.work_dir, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with runner:
+        try:
+            assert runner.stdout is not None
+            pid_text, work_dir = runner.stdout.readline().split()
+            pid = int(pid_text)
+            assert _pid_alive(pid)
+        finally:
+            runner.kill()
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _pid_alive(pid)
+    assert not Path(work_dir).exists()

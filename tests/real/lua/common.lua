@@ -33,6 +33,33 @@ function M.env_bool(name, default)
     return value == 'true' or value == '1' or value == 'yes'
 end
 
+--- Exit when the test runner that started this process is gone.
+-- A killed pytest (SIGKILL, a CI timeout) runs no finalizer, so the instance
+-- watches its parent itself: once reparented, it removes its work dir (if
+-- TT_REMOVE_ON_ORPHAN names it) and exits.
+function M.watch_parent()
+    local ppid = tonumber(M.env('TT_PARENT_PID', nil))
+    if ppid == nil then
+        return
+    end
+    local ffi = require('ffi')
+    pcall(ffi.cdef, 'int getppid(void);')
+    fiber.create(function()
+        fiber.name('parent-watch')
+        while true do
+            if ffi.C.getppid() ~= ppid then
+                log.warn('test runner (pid %d) is gone: exiting', ppid)
+                local dir = M.env('TT_REMOVE_ON_ORPHAN', nil)
+                if dir ~= nil then
+                    fio.rmtree(dir)
+                end
+                os.exit(1)
+            end
+            fiber.sleep(0.5)
+        end
+    end)
+end
+
 --- Open the admin console on a unix socket (path given by TT_ADMIN_SOCKET).
 -- Opened before box.cfg so a hung start-up can still be inspected.
 function M.listen_admin()

@@ -10,6 +10,7 @@
 local script_dir = debug.getinfo(1, 'S').source:sub(2):match('(.*/)') or './'
 local common = dofile(script_dir .. 'common.lua')
 
+common.watch_parent()
 common.listen_admin()
 common.define_functions()
 
