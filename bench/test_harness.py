@@ -113,6 +113,10 @@ def test_smoke_fails_on_our_wrong_answers_but_reports_peers_only() -> None:
     assert len(smoke_failures([_run("trio_tarantool", 1.0, 0, errors=1)])) == 1
     failed = {"client": "asynctnt", "workload": "ping", "tasks": 1, "failed": True, "why": "boom"}
     assert len(smoke_failures([failed])) == 1
+    nothing = dict(_run("tarantool-python-pool", 0.0, 0), ok=0, errors=5)
+    assert len(smoke_failures([nothing])) == 1
+    assert smoke_failures([dict(nothing, errors=0, hung=8)]) == []
+    assert len(smoke_failures([dict(nothing, client="trio_tarantool-pool", errors=0, hung=8)])) == 1
 
 
 def test_replace_section_touches_only_its_markers(tmp_path: Path) -> None:

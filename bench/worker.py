@@ -274,15 +274,26 @@ def run_sync_pool(args: argparse.Namespace, tally: Tally) -> None:
     op = _sync_op(pool, args.workload, mode)
     threads = max(1, args.threads)
     warm_deadline = time.perf_counter() + 15
-    warmed = 0
-    i = 0
-    while warmed < _warmup_count(args.n) and time.perf_counter() < warm_deadline:
-        try:
-            op(i)
-            warmed += 1
-        except Exception:
-            time.sleep(0.05)
-        i += 1
+
+    def warm_up() -> None:
+        warmed = 0
+        i = 0
+        while warmed < _warmup_count(args.n) and time.perf_counter() < warm_deadline:
+            try:
+                op(i)
+                warmed += 1
+            except Exception:
+                time.sleep(0.05)
+            i += 1
+
+    warmer = threading.Thread(target=warm_up, daemon=True)
+    warmer.start()
+    warmer.join(timeout=20)
+    if warmer.is_alive():  # a warm-up request blocked: report it, measure nothing
+        tally.hung = 1
+        tally.error_samples.append("a warm-up request blocked for 20 s")
+        _emit(tally)
+        os._exit(0)
     lock = threading.Lock()
     deadline = Deadline(args.cap)
 
