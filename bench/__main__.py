@@ -254,18 +254,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--smoke", action="store_true", help="tiny N, 1 round, < 60 s; no docs written")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--n-seq", type=int, default=20_000, help="requests per sequential run")
     p.add_argument("--n-conc", type=int, default=100_000, help="requests per 100/1000-task run")
     p.add_argument("--n-pool", type=int, default=20_000, help="requests per pool run")
     p.add_argument(
         "--cap", type=float, default=20.0, help="max seconds per run (rate from what completed)"
     )
-    p.add_argument("--workloads", default=",".join(WORKLOADS))
-    p.add_argument("--shapes", default=",".join(map(str, SHAPES)))
-    p.add_argument("--clients", default="", help="comma list to restrict clients")
-    p.add_argument("--no-pool", action="store_true")
-    p.add_argument("--no-single", action="store_true")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list (default: all)")
+    p.add_argument(
+        "--shapes", default=",".join(map(str, SHAPES)), help="tasks per run, 1 = sequential"
+    )
+    p.add_argument(
+        "--clients",
+        default="",
+        help="comma list to restrict clients: trio_tarantool, asynctnt, asynctnt+uvloop, "
+        "tarantool-python, trio_tarantool-pool",
+    )
+    p.add_argument("--no-pool", action="store_true", help="skip the replicaset/pool cases")
+    p.add_argument("--no-single", action="store_true", help="skip the single-connection cases")
     p.add_argument("--no-write", action="store_true", help="do not touch docs/")
     p.add_argument(
         "--pin",

@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ports", help=argparse.SUPPRESS)
     p.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
-    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=1, help="runs per scenario and pool")
     p.add_argument("--before", type=float, default=1.0, help="seconds of writes before the event")
     p.add_argument("--after", type=float, default=4.0, help="seconds of writes after promotion")
     p.add_argument(

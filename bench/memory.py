@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--trace-requests", type=int, default=20_000, help="requests per tracemalloc step"
     )
-    p.add_argument("--clients", default="trio_tarantool,asynctnt")
+    p.add_argument("--clients", default="trio_tarantool,asynctnt", help="comma list")
     p.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = p.parse_args(argv)
     if args.child:
