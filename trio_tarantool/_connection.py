@@ -93,6 +93,11 @@ class _Link:
         #: task (-1 when the stream is not a real socket, e.g. in the simulator).
         self.fd = _socket_fd(stream)
 
+    def abort_park(self, _: Any) -> trio.lowlevel.Abort:
+        """The writer was cancelled while parked: nobody may kick it any more."""
+        self.writer_parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
     def kick(self) -> None:
         """Wake the writer if it waits for work."""
         if self.writer_parked and self.writer_task is not None:
@@ -296,8 +301,17 @@ class Connection(CrudMixin):
         return f"<trio_tarantool.Connection {where} {state} in_flight={len(self._waiters)}>"
 
     # -- lifecycle --------------------------------------------------------------------
-    async def _open(self, nursery: trio.Nursery) -> None:
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Host this connection's reader and writer tasks in ``nursery``.
+
+        For code that manages a :class:`Connection`'s lifetime itself (as the
+        pool does) instead of through :func:`connect`: after ``attach``, the
+        first request connects. Call :meth:`close` before the nursery ends.
+        """
         self._nursery = nursery
+
+    async def _open(self, nursery: trio.Nursery) -> None:
+        self.attach(nursery)
         await self._establish()
 
     def close(self) -> None:
@@ -448,8 +462,8 @@ class Connection(CrudMixin):
         Value = outcome.Value
         stream = link.stream
         error: NetworkError | None = None
-        with link.scopes[0]:
-            try:
+        try:
+            with link.scopes[0]:
                 while True:
                     data = await stream.receive_some(_RECV_SIZE)
                     if not data:
@@ -468,13 +482,15 @@ class Connection(CrudMixin):
                         if not waiter.done:
                             waiter.done = True
                             reschedule(waiter.task, Value(reply))
-            except ProtocolError as exc:
-                error = exc
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                error = NetworkError(f"connection lost: {exc}")
-        if error is not None:
-            self._drop_link(link, error)
-        await trio.aclose_forcefully(stream)
+        except ProtocolError as exc:
+            error = exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            error = NetworkError(f"connection lost: {exc}")
+        finally:
+            # Also when cancelled from outside: nobody may go on waiting on a
+            # dead link, and its socket is closed here, not leaked.
+            self._drop_link(link, error or NetworkError("connection closed: its reader task was cancelled"))
+            await trio.aclose_forcefully(stream)
 
     async def _writer(self, link: _Link) -> None:
         link.writer_task = trio.lowlevel.current_task()
@@ -485,7 +501,7 @@ class Connection(CrudMixin):
                 while True:
                     if not link.outbox:
                         link.writer_parked = True
-                        await trio.lowlevel.wait_task_rescheduled(_abort_ok)
+                        await trio.lowlevel.wait_task_rescheduled(link.abort_park)
                         continue
                     batch = link.outbox
                     link.outbox = []
@@ -499,8 +515,7 @@ class Connection(CrudMixin):
             finally:
                 link.writer_parked = False
                 link.writer_task = None
-        if error is not None:
-            self._drop_link(link, error)
+                self._drop_link(link, error or NetworkError("connection closed: its writer task was cancelled"))
 
     def _write_directly(self, link: _Link, waiter: _Waiter) -> None:
         try:
@@ -784,10 +799,6 @@ class _no_scope:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _abort_ok(_: Any) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.SUCCEEDED
 
 
 @asynccontextmanager

@@ -440,8 +440,7 @@ class ConnectionPool(CrudMixin):
         """
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as conn_nursery:
-                # TODO(lead): replace with a public Connection.attach(nursery).
-                unit.conn._nursery = conn_nursery
+                unit.conn.attach(conn_nursery)
                 unit.task = trio.lowlevel.current_task()
                 unit.request_processing_enabled = True
                 try:

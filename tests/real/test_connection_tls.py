@@ -67,9 +67,10 @@ async def _tls_proxy(certs: dict[str, Path], backend: TarantoolInstance, *, requ
             nursery.start_soon(_pipe, client, upstream)
             nursery.start_soon(_pipe, upstream, client)
 
-    listeners = await trio.open_ssl_over_tcp_listeners(0, ctx, host="127.0.0.1")
-    task_status.started(listeners[0].transport_listener.socket.getsockname()[1])
-    await trio.serve_listeners(handle, listeners)
+    tcp = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    listener = trio.SSLListener(tcp, ctx)
+    task_status.started(tcp.socket.getsockname()[1])
+    await trio.serve_listeners(handle, [listener])
 
 
 @pytest.fixture
