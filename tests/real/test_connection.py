@@ -414,3 +414,54 @@ async def test_decimal_uuid_from_lua(conn: Any) -> None:
     assert resp.data == [decimal.Decimal("-0.001"), uuid.UUID(int=0)]
     resp = await conn.eval("local d = ... return d * 2", decimal.Decimal("1.25"))
     assert resp.data == [decimal.Decimal("2.50")]
+
+
+# ------------------------------------------------------------- value types
+
+
+async def test_value_types_round_trip(conn: Any) -> None:
+    values: list[Any] = [
+        0,
+        1,
+        -1,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        2**32 - 1,
+        2**32,
+        2**63 - 1,
+        2**64 - 1,
+        -(2**31),
+        -(2**63),
+        1.5,
+        -0.25,
+        1e300,
+        True,
+        False,
+        None,
+        "",
+        "ascii",
+        "юникод ✓ 🐍",
+        "x" * 70000,
+        [],
+        [1, [2, [3, []]]],
+        {"k": "v", "nested": {"a": [1, 2]}},
+    ]
+    resp = await conn.call("echo", *values)
+    assert resp.data == values
+    # Integer map keys survive (a Lua table serialized as a map).
+    resp = await conn.eval("return setmetatable({[1] = 'a', [10] = 'b'}, {__serialize = 'map'})")
+    assert resp.data == [{1: "a", 10: "b"}]
+
+
+async def test_unsigned_and_string_key_edges(conn: Any) -> None:
+    for key in (0, 2**64 - 1, 2**32):
+        await conn.insert("tester", (key, f"k{key}"))
+    assert [r[0] for r in await conn.select("tester")] == [0, 2**32, 2**64 - 1]
+    assert _rows(await conn.select("tester", 2**64 - 1)) == [[2**64 - 1, f"k{2**64 - 1}"]]
+    with pytest.raises(DatabaseError) as exc:
+        await conn.insert("tester", (-1, "negative id"))
+    assert exc.value.code == ErrorCode.ER_FIELD_TYPE

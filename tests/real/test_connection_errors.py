@@ -191,3 +191,56 @@ async def test_connection_refused() -> None:
             pytest.fail("connected to a port nobody listens on")
     assert f"127.0.0.1:{port}" in str(exc.value)
     assert exc.value.may_have_executed is False
+
+
+async def test_space_recreated_under_the_same_name(
+    conn: Any, clean_tarantool: TarantoolInstance
+) -> None:
+    """A name the client has cached may point to a new id after drop + create."""
+    clean_tarantool.admin("box.schema.space.create('phoenix'):create_index('pk')")
+    assert [list(r) for r in await conn.insert("phoenix", (1, "first life"))] == [[1, "first life"]]
+    old_id = clean_tarantool.admin_eval("return box.space.phoenix.id")[0]
+    clean_tarantool.admin(
+        "box.space.phoenix:drop() "
+        "box.schema.space.create('phoenix'):create_index('pk') "
+        "box.space.phoenix:insert{2, 'second life'}"
+    )
+    assert clean_tarantool.admin_eval("return box.space.phoenix.id")[0] != old_id
+    # Still the same name: the request must reach the new space.
+    assert [list(r) for r in await conn.select("phoenix")] == [[2, "second life"]]
+
+
+async def test_index_recreated_under_the_same_name(
+    conn: Any, clean_tarantool: TarantoolInstance
+) -> None:
+    clean_tarantool.admin(
+        "local s = box.schema.space.create('reidx') s:create_index('pk') "
+        "s:create_index('a', {parts = {2, 'string'}}) s:create_index('b', {parts = {3, 'string'}}) "
+        "s:insert{1, 'x', 'y'}"
+    )
+    assert [list(r) for r in await conn.select("reidx", "x", index="a")] == [[1, "x", "y"]]
+    # Index 'b' is dropped and 'a' now means the third field, with another id.
+    clean_tarantool.admin(
+        "box.space.reidx.index.a:drop() box.space.reidx.index.b:drop() "
+        "box.space.reidx:create_index('b', {parts = {2, 'string'}}) "
+        "box.space.reidx:create_index('a', {parts = {3, 'string'}})"
+    )
+    assert [list(r) for r in await conn.select("reidx", "y", index="a")] == [[1, "x", "y"]]
+
+
+async def test_unicode_password(tarantool: TarantoolInstance) -> None:
+    tarantool.admin(
+        "box.schema.user.create('unicode_user', {password = 'пароль ✓', if_not_exists = true}) "
+        "box.schema.user.grant('unicode_user', 'execute', 'universe', nil, {if_not_exists = true})"
+    )
+    with trio.fail_after(10):
+        async with connect(
+            tarantool.host, tarantool.port, user="unicode_user", password="пароль ✓"
+        ) as c:
+            assert (await c.eval("return box.session.user()")).data == ["unicode_user"]
+        with pytest.raises(DatabaseError) as exc:
+            async with connect(
+                tarantool.host, tarantool.port, user="unicode_user", password="пароль"
+            ):
+                pytest.fail("connected with a wrong password")
+        assert exc.value.code == ErrorCode.ER_PASSWORD_MISMATCH
