@@ -349,3 +349,26 @@ async def test_explicit_chap_sha1(clean_tarantool: TarantoolInstance) -> None:
     with trio.fail_after(10):
         async with _connect(clean_tarantool, auth_type="chap-sha1") as c:
             assert (await c.eval("return box.session.user()")).data == ["test"]
+
+
+async def test_close_fails_requests_in_flight(clean_tarantool: TarantoolInstance) -> None:
+    from trio_tarantool import ConnectionClosedError
+
+    errors: list[BaseException] = []
+
+    async def slow(c: Any) -> None:
+        try:
+            await c.call("sleep", 2)
+        except ConnectionClosedError as exc:
+            errors.append(exc)
+
+    with trio.fail_after(5):
+        async with _connect(clean_tarantool) as c:
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(slow, c)
+                await trio.sleep(0.1)
+                assert c.in_flight == 3
+                c.close()
+    assert len(errors) == 3
+    assert all(isinstance(e, NetworkError) and e.may_have_executed for e in errors)
