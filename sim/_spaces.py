@@ -442,12 +442,12 @@ class Space:
         idx.check_key(key, exact=True)
         old = idx.get(key)
         if old is None:
-            check_ops(ops)
-            return None, None
+            return None, None  # Tarantool does not look at the ops then
         new = apply_ops(self, old, ops, index_base)
-        self._check_pk_unchanged(old, new)
+        # Order of checks as in 2.6: format, unique indexes, then primary key.
         self.validate(new)
         self._conflict(new, old)
+        self._check_pk_unchanged(old, new)
         self._put(new, old)
         return new, old
 
@@ -475,13 +475,16 @@ class Space:
             self._conflict(tup, None)
             self._put(tup, None)
             return tup, None
+        # memtx logs and skips an op that fails on the stored tuple and a
+        # change of the primary key, but a result that breaks the space
+        # format or a unique index is an error (checked against 2.6).
+        new = apply_ops(self, old, ops, index_base, skip_errors=True)
+        self.validate(new)
         try:
-            new = apply_ops(self, old, ops, index_base)
             self._check_pk_unchanged(old, new)
-            self.validate(new)
-            self._conflict(new, old)
         except BoxError:
             return old, old
+        self._conflict(new, old)
         self._put(new, old)
         return new, old
 
@@ -507,6 +510,21 @@ def check_ops(ops: Sequence[Any]) -> None:
                 ER_UNKNOWN_UPDATE_OP,
                 f"Unknown UPDATE operation #{i + 1}: wrong number of arguments, expected {want}, got {len(op)}",
             )
+        # Argument types are checked when the request is parsed, before any
+        # tuple is looked at (so an upsert fails even when it would insert).
+        spec = op[1]
+        shown = f"'{spec}'" if isinstance(spec, str) else str(spec + 1 if isinstance(spec, int) and spec >= 0 else spec)
+        arg = op[2]
+        if name in ("+", "-") and (not _is_type(arg, "number") or isinstance(arg, msgpack.ExtType)):
+            raise BoxError(
+                ER_UPDATE_ARG_TYPE,
+                f"Argument type in operation '{name}' on field {shown} does not match field type: expected a number",
+            )
+        if name in ("&", "|", "^") and not _is_type(arg, "unsigned"):
+            raise BoxError(
+                ER_UPDATE_ARG_TYPE,
+                f"Argument type in operation '{name}' on field {shown} does not match field type: expected a positive integer",
+            )
 
 
 def _shown(fieldspec: Any, pos: int) -> str:
@@ -514,100 +532,117 @@ def _shown(fieldspec: Any, pos: int) -> str:
     return f"'{fieldspec}'" if isinstance(fieldspec, str) else str(pos + 1 if pos >= 0 else fieldspec)
 
 
-def apply_ops(space: Space, tup: Sequence[Any], ops: Sequence[Any], index_base: int = 0) -> list[Any]:
+def apply_ops(
+    space: Space, tup: Sequence[Any], ops: Sequence[Any], index_base: int = 0,
+    *, skip_errors: bool = False,
+) -> list[Any]:
     """Tarantool's update operations on a copy of ``tup``.
 
     Field numbers are ``index_base``-based (IPROTO's default is 0), negative
-    numbers count from the end, strings name format fields.
+    numbers count from the end, strings name format fields. With
+    ``skip_errors`` (upsert), an op that fails is skipped and the rest apply.
     """
     check_ops(ops)
     out = list(tup)
     for op in ops:
-        name, spec = op[0], op[1]
-        if isinstance(spec, str):
-            pos = space.field_no(spec)
-        elif isinstance(spec, int) and not isinstance(spec, bool):
-            if spec >= 0:
-                pos = spec - index_base
-                if pos < 0:
-                    raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
-            else:
-                pos = len(out) + spec + (1 if name == "!" else 0)
-                if pos < 0:
-                    raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
-        else:
-            raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, field id must be a number or a string")
-        shown = _shown(spec, pos)
-        if name == "!":
-            if pos > len(out):
-                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
-            out.insert(pos, op[2])
+        if not skip_errors:
+            _apply_op(space, out, op, index_base)
             continue
-        if name == "=":
-            if pos > len(out):
-                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
-            if pos == len(out):
-                out.append(op[2])
-            else:
-                out[pos] = op[2]
+        attempt = list(out)
+        try:
+            _apply_op(space, attempt, op, index_base)
+        except BoxError:
             continue
-        if pos >= len(out):
-            raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
-        if name == "#":
-            count = op[2]
-            if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-                raise BoxError(ER_UPDATE_FIELD, f"Field {shown} UPDATE error: cannot delete {count} fields")
-            del out[pos : pos + count]
-        elif name in ("+", "-"):
-            cur, arg = out[pos], op[2]
-            if not _is_type(cur, "number") or not _is_type(arg, "number") or isinstance(cur, msgpack.ExtType) or isinstance(arg, msgpack.ExtType):
-                raise BoxError(
-                    ER_UPDATE_ARG_TYPE,
-                    f"Argument type in operation '{name}' on field {shown} does not match "
-                    "field type: expected a number",
-                )
-            res = cur + arg if name == "+" else cur - arg
-            if isinstance(res, int) and not (INT64_MIN <= res <= UINT64_MAX):
-                raise BoxError(
-                    ER_UPDATE_INTEGER_OVERFLOW,
-                    f"Integer overflow when performing '{name}' operation on field {shown}",
-                )
-            out[pos] = res
-        elif name in ("&", "|", "^"):
-            cur, arg = out[pos], op[2]
-            if not _is_type(cur, "unsigned") or not _is_type(arg, "unsigned"):
-                raise BoxError(
-                    ER_UPDATE_ARG_TYPE,
-                    f"Argument type in operation '{name}' on field {shown} does not match "
-                    "field type: expected a positive integer",
-                )
-            out[pos] = cur & arg if name == "&" else cur | arg if name == "|" else cur ^ arg
-        elif name == ":":
-            cur = out[pos]
-            offset, length, paste = op[2], op[3], op[4]
-            if not isinstance(cur, str):
-                raise BoxError(
-                    ER_UPDATE_ARG_TYPE,
-                    f"Argument type in operation ':' on field {shown} does not match "
-                    "field type: expected a string",
-                )
-            n = len(cur)
-            if offset < 0:
-                if -offset > n + 1:
-                    raise BoxError(
-                        ER_UPDATE_SPLICE, f"SPLICE error on field {shown}: offset is out of bound"
-                    )
-                start = n + offset + 1
-            else:
-                start = min(max(offset - index_base, 0), n)
-            if length < 0:
-                if -length > n - start:
-                    length = 0
-                else:
-                    length = n - start + length
-            end = min(start + length, n)
-            out[pos] = cur[:start] + str(paste) + cur[end:]
+        out = attempt
     return out
+
+
+def _apply_op(space: Space, out: list[Any], op: Sequence[Any], index_base: int) -> None:
+    """Apply one update op to ``out`` in place."""
+    name, spec = op[0], op[1]
+    if isinstance(spec, str):
+        pos = space.field_no(spec)
+    elif isinstance(spec, int) and not isinstance(spec, bool):
+        if spec >= 0:
+            pos = spec - index_base
+            if pos < 0:
+                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
+        else:
+            pos = len(out) + spec + (1 if name == "!" else 0)
+            if pos < 0:
+                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
+    else:
+        raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, field id must be a number or a string")
+    shown = _shown(spec, pos)
+    if name == "!":
+        if pos > len(out):
+            raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
+        out.insert(pos, op[2])
+        return
+    if name == "=":
+        if pos > len(out):
+            raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
+        if pos == len(out):
+            out.append(op[2])
+        else:
+            out[pos] = op[2]
+        return
+    if pos >= len(out):
+        raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
+    if name == "#":
+        count = op[2]
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            raise BoxError(ER_UPDATE_FIELD, f"Field {shown} UPDATE error: cannot delete {count} fields")
+        del out[pos : pos + count]
+    elif name in ("+", "-"):
+        cur, arg = out[pos], op[2]
+        if not _is_type(cur, "number") or not _is_type(arg, "number") or isinstance(cur, msgpack.ExtType) or isinstance(arg, msgpack.ExtType):
+            raise BoxError(
+                ER_UPDATE_ARG_TYPE,
+                f"Argument type in operation '{name}' on field {shown} does not match "
+                "field type: expected a number",
+            )
+        res = cur + arg if name == "+" else cur - arg
+        if isinstance(res, int) and not (INT64_MIN <= res <= UINT64_MAX):
+            raise BoxError(
+                ER_UPDATE_INTEGER_OVERFLOW,
+                f"Integer overflow when performing '{name}' operation on field {shown}",
+            )
+        out[pos] = res
+    elif name in ("&", "|", "^"):
+        cur, arg = out[pos], op[2]
+        if not _is_type(cur, "unsigned") or not _is_type(arg, "unsigned"):
+            raise BoxError(
+                ER_UPDATE_ARG_TYPE,
+                f"Argument type in operation '{name}' on field {shown} does not match "
+                "field type: expected a positive integer",
+            )
+        out[pos] = cur & arg if name == "&" else cur | arg if name == "|" else cur ^ arg
+    elif name == ":":
+        cur = out[pos]
+        offset, length, paste = op[2], op[3], op[4]
+        if not isinstance(cur, str):
+            raise BoxError(
+                ER_UPDATE_ARG_TYPE,
+                f"Argument type in operation ':' on field {shown} does not match "
+                "field type: expected a string",
+            )
+        n = len(cur)
+        if offset < 0:
+            if -offset > n + 1:
+                raise BoxError(
+                    ER_UPDATE_SPLICE, f"SPLICE error on field {shown}: offset is out of bound"
+                )
+            start = n + offset + 1
+        else:
+            start = min(max(offset - index_base, 0), n)
+        if length < 0:
+            if -length > n - start:
+                length = 0
+            else:
+                length = n - start + length
+        end = min(start + length, n)
+        out[pos] = cur[:start] + str(paste) + cur[end:]
 
 
 # -- the whole database ---------------------------------------------------------
@@ -628,12 +663,17 @@ class Database:
         self.spaces: dict[int, Space] = {}
         #: Tarantool 2.6 starts around 80 on a fresh instance; DDL bumps it.
         self.schema_version = 80
+        #: System views, rebuilt when the schema version moves (DDL always bumps it).
+        self._views: dict[int, tuple[int, Space]] = {}
 
     def space(self, space_id: int) -> Space:
-        if space_id == VSPACE_ID:
-            return self._vspace()
-        if space_id == VINDEX_ID:
-            return self._vindex()
+        if space_id in (VSPACE_ID, VINDEX_ID):
+            cached = self._views.get(space_id)
+            if cached is None or cached[0] != self.schema_version:
+                view = self._vspace() if space_id == VSPACE_ID else self._vindex()
+                cached = (self.schema_version, view)
+                self._views[space_id] = cached
+            return cached[1]
         sp = self.spaces.get(space_id)
         if sp is None:
             raise BoxError(ER_NO_SUCH_SPACE, f"Space '{space_id}' does not exist")
