@@ -31,14 +31,15 @@ import itertools
 import math
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import outcome
 import trio
 
 from . import _iproto
+from . import _request as _rq
 from ._crud import CrudMixin
 from ._errors import (
     ConfigurationError,
@@ -52,11 +53,12 @@ from ._errors import (
 )
 from ._iproto import _requests as R
 from ._iproto import constants as C
+from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
 from ._response import Response, database_error
 from ._schema import Schema
 from ._tls import TLSOptions, check_transport
 
-PushCallback = Callable[[Any, Any], Any]
+_WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
 
 _RECV_SIZE = 256 * 1024
 _SCHEMA_RETRIES = 3
@@ -64,13 +66,15 @@ _AUTH_TYPES = ("chap-sha1", "pap-sha256")
 
 
 class _Waiter:
-    """A caller parked until the reply with its sync arrives."""
+    """A task parked until the reply with its sync arrives."""
 
-    __slots__ = ("done", "on_push", "on_push_ctx", "packet", "push_error", "task", "written")
+    __slots__ = ("done", "on_push", "on_push_ctx", "packet", "push_error", "sync", "task", "written")
 
-    def __init__(self, packet: bytes, on_push: PushCallback | None, on_push_ctx: Any) -> None:
+    def __init__(self, packet: bytes, sync: int, task: trio.lowlevel.Task,
+                 on_push: PushCallback | None, on_push_ctx: Any) -> None:
         self.packet = packet
-        self.task = trio.lowlevel.current_task()
+        self.sync = sync
+        self.task = task
         self.written = False
         self.done = False
         self.on_push = on_push
@@ -113,23 +117,6 @@ def _socket_fd(stream: trio.abc.Stream) -> int:
         return fd if fd >= 0 and stat.S_ISSOCK(os.fstat(fd).st_mode) else -1
     except (OSError, AttributeError, TypeError, ValueError):
         return -1
-
-
-def _iterator_value(iterator: Any) -> int:
-    if iterator is None:
-        return C.Iterator.EQ
-    if isinstance(iterator, str):
-        try:
-            return C.Iterator[iterator.upper()]
-        except KeyError:
-            names = ", ".join(i.name for i in C.Iterator)
-            raise ValueError(f"unknown iterator {iterator!r}: expected one of {names}") from None
-    if isinstance(iterator, int) and not isinstance(iterator, bool):
-        try:
-            return C.Iterator(iterator)
-        except ValueError:
-            raise ValueError(f"unknown iterator number {iterator}") from None
-    raise TypeError(f"iterator must be a name, an Iterator or an int, got {type(iterator).__name__}")
 
 
 def _check_timeout(name: str, value: float | None) -> float | None:
@@ -557,6 +544,41 @@ class Connection(CrudMixin):
             trio.lowlevel.reschedule(waiter.task, result)
 
     # -- the request path ---------------------------------------------------------------------
+    def _enqueue(self, link: _Link, request_type: int, body: Mapping[int, Any] | None,
+                 schema_version: int | None, on_push: PushCallback | None, on_push_ctx: Any,
+                 task: trio.lowlevel.Task) -> _Waiter:
+        """Register a waiter for ``task`` and queue (or write) its packet; never blocks."""
+        sync = next(self._sync)
+        if request_type == C.CALL and self.call_16:
+            request_type = C.CALL_16
+        waiter = _Waiter(self._encoder.frame(request_type, sync, body, schema_version), sync,
+                         task, on_push, on_push_ctx)
+        waiters = self._waiters
+        if not waiters and link.writer_parked and link.fd >= 0:
+            # A lone request (the sequential case): write it from this task,
+            # saving a wake-up of the writer. os.write never blocks here (the
+            # socket is non-blocking) and cannot be interrupted half-way, so
+            # cancellation still cannot leave a partial packet behind.
+            self._write_directly(link, waiter)
+            waiters[sync] = waiter
+        else:
+            waiters[sync] = waiter
+            link.outbox.append(waiter)
+            if link.writer_parked:
+                link.kick()
+        return waiter
+
+    def _forget(self, waiter: _Waiter) -> None:
+        """Its caller gave up: drop the waiter, and its packet if not yet written."""
+        waiter.done = True
+        if self._waiters.pop(waiter.sync, None) is not None and not waiter.written:
+            link = self._link
+            if link is not None:
+                try:
+                    link.outbox.remove(waiter)
+                except ValueError:
+                    pass
+
     async def _send(self, request_type: int, body: Mapping[int, Any] | None,
                     schema_version: int | None = None, on_push: PushCallback | None = None,
                     on_push_ctx: Any = None) -> _iproto.Reply:
@@ -575,29 +597,11 @@ class Connection(CrudMixin):
                 await self._ensure_connected()
             link = self._link
         assert link is not None
-        sync = next(self._sync)
-        waiter = _Waiter(self._encoder.frame(request_type, sync, body, schema_version), on_push, on_push_ctx)
-        waiters = self._waiters
-        if not waiters and link.writer_parked and link.fd >= 0:
-            # A lone request (the sequential case): write it from this task,
-            # saving a wake-up of the writer. os.write never blocks here (the
-            # socket is non-blocking) and cannot be interrupted half-way, so
-            # cancellation still cannot leave a partial packet behind.
-            self._write_directly(link, waiter)
-            waiters[sync] = waiter
-        else:
-            waiters[sync] = waiter
-            link.outbox.append(waiter)
-            if link.writer_parked:
-                link.kick()
+        waiter = self._enqueue(link, request_type, body, schema_version, on_push, on_push_ctx,
+                               trio.lowlevel.current_task())
 
         def abort(_: Any) -> trio.lowlevel.Abort:
-            waiter.done = True
-            if self._waiters.pop(sync, None) is not None and not waiter.written:
-                try:
-                    link.outbox.remove(waiter)
-                except ValueError:
-                    pass
+            self._forget(waiter)
             return trio.lowlevel.Abort.SUCCEEDED
 
         try:
@@ -617,39 +621,71 @@ class Connection(CrudMixin):
             raise waiter.push_error
         return reply
 
-    async def _call_request(self, request_type: int, body: Mapping[int, Any] | None,
-                            schema_version: int | None = None, on_push: PushCallback | None = None,
-                            on_push_ctx: Any = None) -> Response:
-        reply = await self._send(request_type, body, schema_version, on_push, on_push_ctx)
-        if reply.code & C.TYPE_ERROR:
-            raise database_error(reply)
-        if reply.decode_error is not None:
-            raise ProtocolError(reply.decode_error, may_have_executed=True)
-        return Response(reply)
+    def _try_submit(self, req: Request, task: trio.lowlevel.Task) -> _Waiter | None:
+        """Queue ``req`` for ``task`` without blocking, if that is possible now.
 
-    async def _named_request(self, build: Callable[[int, int], dict[int, Any]], request_type: int,
-                             space: str | int, index: str | int | None,
-                             on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
-        """A request addressed by space/index name or id.
-
-        With names, the request carries the schema version the names were
-        resolved at; a server whose schema moved on refuses it (not executed)
-        and it is resolved again and re-sent.
+        None when it is not (no socket, too many in flight, names not in the
+        cached schema): the caller then runs :meth:`_perform`, which waits.
+        The reply reschedules ``task`` directly, with the raw reply.
         """
-        if type(space) is int and (index is None or type(index) is int):
-            reply = await self._send(request_type, build(space, index or 0), None, on_push, on_push_ctx)
+        link = self._link
+        if link is None or len(self._waiters) >= self.max_in_flight:
+            return None
+        body = req.body
+        version = None
+        if body is None:
+            schema = self.schema
+            if schema is None or not self.fetch_schema:
+                return None
+            space = req.space
+            space_id = space if type(space) is int else schema.space_id(space)  # type: ignore[arg-type]
+            if space_id is None:
+                return None
+            index = req.index
+            index_id = index if type(index) is int else schema.index_id(space_id, index)  # type: ignore[arg-type]
+            if index_id is None:
+                return None
+            assert req.build is not None
+            body = req.build(space_id, index_id)
+            version = schema.version
+        return self._enqueue(link, req.type, body, version, req.on_push, req.on_push_ctx, task)
+
+    async def _perform(self, req: Request) -> Any:
+        """Send ``req`` (resolving names, reconnecting, waiting as needed); its result."""
+        start = trio.current_time()
+        if req.body is not None:
+            reply = await self._send(req.type, req.body, None, req.on_push, req.on_push_ctx)
         else:
+            assert req.build is not None
             for _ in range(_SCHEMA_RETRIES):
-                space_id, index_id, version = await self._resolve(space, index)
-                reply = await self._send(request_type, build(space_id, index_id), version, on_push, on_push_ctx)
-                if reply.code != C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION:
+                space_id, index_id, version = await self._resolve(req.space, req.index)
+                reply = await self._send(req.type, req.build(space_id, index_id), version,
+                                         req.on_push, req.on_push_ctx)
+                if reply.code != _WRONG_SCHEMA:
                     break
                 self._on_schema_version(reply.schema_version)
                 self.schema = None
+        return self._result(req, reply, start)
+
+    def _result(self, req: Request, reply: _iproto.Reply, start: float) -> Any:
+        """What a method returns for this reply (or the exception it raises)."""
         if reply.code & C.TYPE_ERROR:
             raise database_error(reply)
         if reply.decode_error is not None:
             raise ProtocolError(reply.decode_error, may_have_executed=True)
+        finish = req.finish
+        if finish == FINISH_RESPONSE:
+            return Response(reply)
+        if finish == FINISH_PING:
+            return trio.current_time() - start
+        if finish == FINISH_PING_NOTIME:
+            return "Success"
+        return PreparedStatement(self, Response(reply))
+
+    async def _call_request(self, request_type: int, body: Mapping[int, Any] | None) -> Response:
+        reply = await self._send(request_type, body)
+        if reply.code & C.TYPE_ERROR:
+            raise database_error(reply)
         return Response(reply)
 
     # -- schema ----------------------------------------------------------------------------
@@ -701,55 +737,47 @@ class Connection(CrudMixin):
     # -- box API -------------------------------------------------------------------------
     async def ping(self, notime: bool = False) -> float | str:
         """Round trip to the server: the time it took in seconds, or "Success" with notime."""
-        start = trio.current_time()
-        await self._call_request(C.PING, None)
-        return "Success" if notime else trio.current_time() - start
+        return cast(float | str, await self._perform(_rq.ping(notime)))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
                      limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Tuples of a space by index key; no key (or []) selects all."""
-        if iterator is None and (key is None or (isinstance(key, list | tuple) and not key)):
-            it: int = C.Iterator.ALL
-        else:
-            it = _iterator_value(iterator)
-
-        def build(space_id: int, index_id: int) -> dict[int, Any]:
-            return R.select_body(space_id, index_id, key, offset, limit, it)
-
-        return await self._named_request(build, C.SELECT, space_name, index, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.select(
+            space_name, key, offset=offset, limit=limit, index=index, iterator=iterator,
+            on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def insert(self, space_name: str | int, values: Sequence[Any], *,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple; fails with ER_TUPLE_FOUND if its key exists."""
-        return await self._named_request(lambda s, _: R.tuple_body(s, values), C.INSERT,
-                                         space_name, None, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.insert(
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def replace(self, space_name: str | int, values: Sequence[Any], *,
                       on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple, or replace the one with the same primary key."""
-        return await self._named_request(lambda s, _: R.tuple_body(s, values), C.REPLACE,
-                                         space_name, None, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.replace(
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def update(self, space_name: str | int, key: Any, op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """Apply update operations (``[op, field, arg...]``) to the tuple with ``key``."""
-        return await self._named_request(lambda s, i: R.update_body(s, i, key, op_list), C.UPDATE,
-                                         space_name, index, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.update(
+            space_name, key, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def upsert(self, space_name: str | int, tuple_value: Sequence[Any], op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """Insert ``tuple_value``, or apply ``op_list`` to the existing tuple."""
-        return await self._named_request(lambda s, i: R.upsert_body(s, i, tuple_value, op_list), C.UPSERT,
-                                         space_name, index, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.upsert(
+            space_name, tuple_value, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def delete(self, space_name: str | int, key: Any, *, index: str | int = 0,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Delete the tuple with ``key``; the reply holds the deleted tuple."""
-        return await self._named_request(lambda s, i: R.delete_body(s, i, key), C.DELETE,
-                                         space_name, index, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.delete(
+            space_name, key, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def call(self, func_name: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
@@ -759,36 +787,25 @@ class Connection(CrudMixin):
         passes one array (unlike the reference connector, which spreads a lone
         list into several arguments).
         """
-        if not isinstance(func_name, str) or not func_name:
-            raise TypeError(f"func_name must be a non-empty string, got {func_name!r}")
-        code = C.CALL_16 if self.call_16 else C.CALL
-        return await self._call_request(code, R.call_body(func_name, args), None, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.call(
+            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def eval(self, expr: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
         """Evaluate a Lua chunk with ``...`` bound to ``args``."""
-        if not isinstance(expr, str):
-            raise TypeError(f"expr must be a string, got {type(expr).__name__}")
-        return await self._call_request(C.EVAL, R.eval_body(expr, args), None, on_push, on_push_ctx)
+        return cast(Response, await self._perform(_rq.eval(
+            expr, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def execute(self, query: str | int, params: Any = None) -> Response:
         """Run SQL: text, or the id of a prepared statement; params positional or named."""
-        if not isinstance(query, str | int) or isinstance(query, bool):
-            raise TypeError(f"query must be SQL text or a statement id, got {type(query).__name__}")
-        try:
-            body = R.execute_body(query, params)
-        except TypeError as exc:
-            raise TypeError(str(exc)) from None
-        return await self._call_request(C.EXECUTE, body)
-
-    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Any) -> Response:
-        return await self.call(func_name, *args)
+        return cast(Response, await self._perform(_rq.execute(query, params)))
 
     async def prepare(self, query: str) -> PreparedStatement:
         """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be SQL text, got {type(query).__name__}")
-        return PreparedStatement(self, await self._call_request(C.PREPARE, R.prepare_body(query)))
+        return cast(PreparedStatement, await self._perform(_rq.prepare(query)))
+
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Any) -> Response:
+        return await self.call(func_name, *args)
 
 
 class _no_scope:
