@@ -216,6 +216,7 @@ class FakeInstance:
         self._running.set()
         self._listener: Listener | None = None
         self._conn_counter = 0
+        self._generation = 0  # bumped by every start
         self._install_builtins()
 
     def __repr__(self) -> str:
@@ -247,13 +248,16 @@ class FakeInstance:
         self.up = True
         self.started_at = trio.current_time()
         self._listener = self.world.network.listen((self.host, self.port), self._accept)
+        self._generation += 1
         if self.config.loading_time > 0:
             self.set_status("loading")
-            self.world.call_later(self.config.loading_time, self._finish_loading)
+            generation = self._generation
+            self.world.call_later(self.config.loading_time, lambda: self._finish_loading(generation))
         self.record("start")
 
-    def _finish_loading(self) -> None:
-        if self.up and self.status == "loading":
+    def _finish_loading(self, generation: int) -> None:
+        # A timer from an earlier life of the process must not end this one's loading.
+        if self.up and self.status == "loading" and generation == self._generation:
             self.set_status("running")
 
     def stop(self) -> None:

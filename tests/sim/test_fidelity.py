@@ -143,5 +143,5 @@ def test_sim_matches_real_tarantool(real_server: Any, seed: int) -> None:
     ops = _requests(seed, 200)
     real = _on_real(real_server.host, real_server.port, ops)
     simulated = _on_sim(ops)
-    for i, (op, a, b) in enumerate(zip(ops + [("final", (), {})], real, simulated, strict=True)):
+    for i, (op, a, b) in enumerate(zip([*ops, ("final", (), {})], real, simulated, strict=True)):
         assert a == b, f"request #{i} {op}: real {a} != sim {b}"
