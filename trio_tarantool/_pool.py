@@ -86,6 +86,7 @@ from ._errors import (
     PoolTopologyError,
     TarantoolTimeoutError,
 )
+from ._request import BUILDERS, Request
 from ._response import Response
 from ._strategy import InstanceState, Mode, RoundRobinStrategy, Status, StrategyInterface
 
@@ -100,10 +101,9 @@ __all__ = [
 
 PushCallback = Callable[[Any, Any], Any]
 
+_WRONG_SCHEMA = 0x8000 | ErrorCode.ER_WRONG_SCHEMA_VERSION
 #: Replies that mean "refused before executing" and say something about the role.
 _REFRESH_CODES = frozenset({ErrorCode.ER_READONLY, ErrorCode.ER_LOADING})
-#: Pending requests an instance channel holds before callers wait to enqueue.
-_CHANNEL_BUFFER = 1024
 #: Extra time the pool-level deadline gives the connection's own socket_timeout,
 #: so the connection's error (which knows if the request was sent) wins.
 _TIMEOUT_GRACE = 0.05
@@ -111,9 +111,23 @@ _TIMEOUT_GRACE = 0.05
 _MIN_PROBE_GAP = 0.01
 
 
-@dataclass
+_QUEUED, _SUBMITTED, _DONE = 0, 1, 2
+
+
+class _Slow:
+    """Sent to a caller whose request the instance task could not queue at once."""
+
+
+_SLOW = _Slow()
+
+
+@dataclass(slots=True)
 class PoolTask:
     """One request on its way to an instance task.
+
+    The caller parks until its instance task has handed the request to the
+    instance's connection; the reply then wakes the caller directly (no
+    per-request task, no hop back through the instance task).
 
     Attributes:
         method_name: The :class:`~trio_tarantool.Connection` method to call.
@@ -124,23 +138,25 @@ class PoolTask:
     method_name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    #: Cancelled by the caller when it gives up; the handler runs inside it.
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope, init=False, repr=False)
-    #: Set once ``result`` holds the outcome.
-    done: trio.Event = field(default_factory=trio.Event, init=False, repr=False)
-    result: outcome.Outcome[Any] | None = field(default=None, init=False, repr=False)
-    #: True once a handler started executing it on the connection.
-    started: bool = field(default=False, init=False, repr=False)
+    #: The request built from the three fields above.
+    request: Request | None = field(default=None, repr=False)
+    #: The parked task that sent it.
+    caller: trio.lowlevel.Task | None = field(default=None, repr=False)
+    #: The connection's waiter once queued on the connection.
+    waiter: Any = field(default=None, repr=False)
+    #: _QUEUED in the channel, _SUBMITTED to the connection, or _DONE.
+    state: int = field(default=_QUEUED, repr=False)
 
 
 def queue_factory() -> tuple[trio.MemorySendChannel[PoolTask], trio.MemoryReceiveChannel[PoolTask]]:
     """Build the channel that carries PoolTasks to an instance task.
 
     The reference builds a ``queue.Queue(maxsize=1)`` here; this is a trio
-    memory channel with room for many pending tasks, since the instance task
-    hands each one to a handler at once.
+    memory channel. It needs no bound of its own: each entry is a caller
+    parked until the instance task takes it, which it does without ever
+    waiting, and the connection behind bounds what is in flight.
     """
-    return trio.open_memory_channel[PoolTask](_CHANNEL_BUFFER)
+    return trio.open_memory_channel[PoolTask](math.inf)
 
 
 @dataclass
@@ -427,64 +443,74 @@ class ConnectionPool(CrudMixin):
         return scope
 
     async def _instance_task(self, unit: PoolUnit, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Own ``unit``'s connection and run a handler for every PoolTask sent to it.
+        """Own ``unit``'s connection and hand it every PoolTask sent to it.
 
-        Two nurseries: the outer one holds the connection's reader and writer,
-        the inner one the request handlers.  The inner one is cancelled by
-        :meth:`close`.  The outer one is shielded: the reader and writer must
-        end by themselves, through ``conn.close()``, because only then do they
-        close their socket; a cancellation from outside the pool (a deadline
-        around ``async with``) would otherwise leak it.  :meth:`close` always
-        runs when the pool's nursery winds down, so the shield cannot keep the
-        pool alive.
+        Handing over never waits: the request is queued on the connection for
+        its caller (:meth:`_submit`), so requests to one instance are
+        pipelined and cost no task of their own. The nursery holding the
+        connection's reader and writer is shielded: they must end by
+        themselves, through ``conn.close()``, because only then do they close
+        their socket; a cancellation from outside the pool (a deadline around
+        ``async with``) would otherwise leak it. :meth:`close` always runs when
+        the pool's nursery winds down, so the shield cannot keep the pool alive.
         """
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as conn_nursery:
                 unit.conn.attach(conn_nursery)
                 unit.task = trio.lowlevel.current_task()
                 unit.request_processing_enabled = True
+                receive = unit.receive_channel
                 try:
                     with self._scope():
-                        async with trio.open_nursery() as handlers:
-                            task_status.started()
-                            async for ptask in unit.receive_channel:
-                                handlers.start_soon(self._handle, unit, ptask)
+                        task_status.started()
+                        while True:
+                            self._submit(unit, await receive.receive())
+                            while True:  # drain the batch without a checkpoint per task
+                                try:
+                                    self._submit(unit, receive.receive_nowait())
+                                except trio.WouldBlock:
+                                    break
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    pass
                 finally:
                     unit.request_processing_enabled = False
                     unit.conn.close()
                     unit.task = None
-                    # Tasks still buffered in the channel never reach a handler.
+                    # Tasks still in the channel never reached the connection.
                     while True:
                         try:
-                            self._finish_closed(unit, unit.receive_channel.receive_nowait())
+                            ptask = receive.receive_nowait()
                         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                             break
-                    unit.receive_channel.close()
-
-    async def _handle(self, unit: PoolUnit, ptask: PoolTask) -> None:
-        """Execute one PoolTask on the unit's connection and store its outcome."""
-        try:
-            with ptask.scope:
-                ptask.started = True
-                method = getattr(unit.conn, ptask.method_name)
-                try:
-                    value = await method(*ptask.args, **ptask.kwargs)
-                except Exception as exc:  # Cancelled must propagate, not become a result
-                    ptask.result = outcome.Error(exc)
-                else:
-                    ptask.result = outcome.Value(value)
-        finally:
-            self._finish_closed(unit, ptask)
+                        self._wake(ptask, outcome.Error(ConnectionClosedError(
+                            f"{unit.key}: the pool was closed before the request was sent",
+                            may_have_executed=False)))
+                    receive.close()
 
     @staticmethod
-    def _finish_closed(unit: PoolUnit, ptask: PoolTask) -> None:
-        """Give ``ptask`` a ConnectionClosedError unless it already has an outcome."""
-        if ptask.result is None:
-            ptask.result = outcome.Error(ConnectionClosedError(
-                f"{unit.key}: the pool was closed before the request finished",
-                may_have_executed=ptask.started,
-            ))
-        ptask.done.set()
+    def _wake(ptask: PoolTask, result: outcome.Outcome[Any]) -> None:
+        if ptask.state == _QUEUED:
+            ptask.state = _DONE
+            assert ptask.caller is not None
+            trio.lowlevel.reschedule(ptask.caller, result)
+
+    def _submit(self, unit: PoolUnit, ptask: PoolTask) -> None:
+        """Queue ``ptask`` on the connection for its caller, or send it back."""
+        if ptask.state != _QUEUED:
+            return  # its caller gave up while it waited in the channel
+        assert ptask.request is not None and ptask.caller is not None
+        try:
+            waiter = unit.conn._try_submit(ptask.request, ptask.caller)
+        except Exception as exc:  # e.g. the socket failed on a direct write
+            self._wake(ptask, outcome.Error(exc))
+            return
+        if waiter is None:
+            # Not possible without waiting (reconnect, schema load, too many in
+            # flight): the caller performs it on the connection itself.
+            self._wake(ptask, outcome.Value(_SLOW))
+        else:
+            ptask.waiter = waiter
+            ptask.state = _SUBMITTED
 
     # -- health --------------------------------------------------------------------------
     async def _scanner(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -615,22 +641,40 @@ class ConnectionPool(CrudMixin):
     async def _dispatch(self, unit: PoolUnit, method_name: str, args: tuple[Any, ...],
                         kwargs: dict[str, Any]) -> Any:
         """Send one PoolTask to ``unit`` and wait for its outcome."""
-        ptask = PoolTask(method_name, args, kwargs)
+        conn = unit.conn
+        request = BUILDERS[method_name](*args, **kwargs)  # bad arguments fail here, unsent
+        ptask = PoolTask(method_name, args, kwargs, request, trio.lowlevel.current_task())
+        start = trio.current_time()
+        try:
+            unit.send_channel.send_nowait(ptask)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise self._closed_error() from None
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if ptask.state == _SUBMITTED:
+                conn._forget(ptask.waiter)
+            ptask.state = _DONE
+            return trio.lowlevel.Abort.SUCCEEDED
+
         unit.in_flight += 1
         try:
-            try:
-                await unit.send_channel.send(ptask)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise self._closed_error() from None
-            try:
-                await ptask.done.wait()
-            except BaseException:
-                ptask.scope.cancel()  # caller cancelled: stop the handler too
-                raise
+            if self.socket_timeout is None:
+                reply = await trio.lowlevel.wait_task_rescheduled(abort)
+            else:
+                with trio.fail_after(self.socket_timeout):
+                    reply = await trio.lowlevel.wait_task_rescheduled(abort)
+            if reply is _SLOW or reply.code == _WRONG_SCHEMA:
+                return await conn._perform(request)
+        except trio.TooSlowError:
+            written = ptask.waiter is not None and ptask.waiter.written
+            raise TarantoolTimeoutError(
+                f"no reply within socket_timeout={self.socket_timeout}s", may_have_executed=written
+            ) from None
         finally:
             unit.in_flight -= 1
-        assert ptask.result is not None
-        return ptask.result.unwrap()
+        if ptask.waiter.push_error is not None:
+            raise ptask.waiter.push_error
+        return conn._result(request, reply, start)
 
     def _note_failure(self, unit: PoolUnit, exc: Exception) -> None:
         """Update the unit's state from a request error (rule 2 and 3)."""
