@@ -57,6 +57,7 @@ async def open_replicaset(
     version: str = "2.6.0",
     protocol_version: int | None = None,
     loading_time: float = 0.0,
+    crud: bool = False,
     trace_requests: bool = True,
 ) -> AsyncIterator[Replicaset]:
     """Open a world holding one replicaset of ``n`` instances ``tt1.sim`` ... .
@@ -73,6 +74,7 @@ async def open_replicaset(
       protocol_version: None plays a 2.6 server (IPROTO_ID unknown); an int
         plays a 2.10+ server answering ID and WATCH ``box.status``.
       loading_time: seconds of ER_LOADING after every (re)start.
+      crud: register the crud.* call interface (one storage) on every instance.
       trace_requests: record every request in the trace (not just events).
     """
     config = InstanceConfig(
@@ -81,6 +83,7 @@ async def open_replicaset(
         users=dict(users or {}),
         guest_access=guest_access,
         loading_time=loading_time,
+        crud=crud,
     )
     async with open_world(seed, trace_requests=trace_requests) as world:
         rs = Replicaset(

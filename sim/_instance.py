@@ -170,6 +170,8 @@ class InstanceConfig:
     guest_access: bool = True
     #: Virtual seconds an instance reports ER_LOADING after (re)start.
     loading_time: float = 0.0
+    #: Register the crud.* functions (single-storage crud call interface).
+    crud: bool = False
 
 
 class FakeInstance:
@@ -218,6 +220,8 @@ class FakeInstance:
         self._conn_counter = 0
         self._generation = 0  # bumped by every start
         self._install_builtins()
+        if self.config.crud:
+            self.install_crud()
 
     def __repr__(self) -> str:
         state = "up" if self.up else "down"
@@ -352,6 +356,12 @@ class FakeInstance:
     def register_eval(self, expr: str, handler: Handler) -> None:
         """Make ``eval(expr, ...)`` run ``handler(ctx, *args)`` (exact text match)."""
         self.evals[expr.strip()] = handler
+
+    def install_crud(self) -> None:
+        """Register ``crud.insert``, ``crud.select``, ... (see :mod:`sim._crud`)."""
+        from ._crud import Crud
+
+        Crud(self).install()
 
     def _install_builtins(self) -> None:
         info = lambda ctx, *a: [self.box_info()]  # noqa: E731

@@ -204,3 +204,22 @@ async def test_sql_is_reported_unsupported(autojump_clock: Any) -> None:
             await c.execute("SELECT 1")
         assert e.value.code == 5
         assert rs[0].requests["EXECUTE"] == 1
+
+
+async def test_crud_on_master_and_read_only_replica(autojump_clock: Any) -> None:
+    async with sim.open_replicaset(n=2, crud=True, lag=0.01) as rs:
+        rs.create_space("c", [("id", "unsigned"), ("bucket_id", "unsigned"), ("name", "string")],
+                        indexes=[("id", [("id", "unsigned")], True)])
+        async with tt.connect("tt1.sim", 3301) as m, tt.connect("tt2.sim", 3301) as r:
+            res = await m.crud_insert("c", [1, None, "a"])
+            assert res.rows[0][0] == 1 and isinstance(res.rows[0][1], int)
+            await rs.advance(0.01)
+            assert (await r.crud_get("c", 1)).rows == res.rows  # replicated
+            with pytest.raises(tt.CrudModuleError) as e:
+                await r.crud_insert("c", [2, None, "b"])
+            assert e.value.extra_info_error.fields["err"] == (
+                "Can't modify data because this instance is in read-only mode."
+            )
+            info = await r.crud_storage_info()
+            assert info == {rs[1].uuid: {"status": "running", "is_master": False}}
+            assert await m.crud_len("c") == 1
