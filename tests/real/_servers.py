@@ -49,7 +49,9 @@ Fixtures:
   (``rs.master``, ``rs.replicas``, ``rs.instances``, ``rs.addrs``).
   Helpers: ``rs.kill_master()``, ``rs.promote(inst)``, ``rs.demote(inst)``,
   ``rs.switch_master(inst)``, ``rs.restart(inst)`` (comes back read-only unless
-  it is ``rs.master``), ``rs.wait_replicated()``, and per instance
+  it is ``rs.master``), ``rs.start_loading(inst, seconds)`` (a stopped member
+  answers ``ER_LOADING`` while a peer is down), ``rs.wait_replicated()``, and
+  per instance
   ``inst.kill()`` / ``inst.stop()`` / ``inst.start()`` / ``inst.restart()``,
   ``inst.freeze()`` / ``inst.thaw()``, ``inst.admin(lua)`` (YAML text) and
   ``inst.admin_eval(lua)`` (decoded results).
@@ -682,6 +684,31 @@ class Replicaset:
         else:
             inst.kill()
         inst.start()
+
+    def start_loading(self, inst: TarantoolInstance, seconds: float = 3.0) -> None:
+        """Start a stopped member so that it stays in Tarantool's *loading* state.
+
+        The member is spawned with a replication quorum of every member and a
+        connect timeout of ``seconds``: while at least one peer is down,
+        ``box.cfg`` keeps waiting, and every request (authentication
+        included) is refused with ``ER_LOADING`` (116). After ``seconds`` it
+        gives up waiting and runs as an ``orphan`` (read-only). Nothing here
+        blocks: call ``inst.wait_ready()`` to wait for the end of loading.
+        Later restarts use the normal settings again.
+        """
+        if inst.is_running():
+            raise RuntimeError(f"{inst.name} is running; stop or kill it first")
+        saved = {k: inst.env.get(k) for k in ("TT_QUORUM", "TT_CONNECT_TIMEOUT")}
+        inst.env["TT_QUORUM"] = str(len(self.instances))
+        inst.env["TT_CONNECT_TIMEOUT"] = str(seconds)
+        try:
+            inst.spawn()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    inst.env.pop(key, None)
+                else:
+                    inst.env[key] = value
 
     def wait_replicated(self, timeout: float = 10.0) -> None:
         """Block until every running replica has applied the master's vclock."""

@@ -64,3 +64,27 @@ async def test_failover_seen_by_connections(replicaset: Replicaset) -> None:
                 with trio.fail_after(10):
                     while not await o.select("tester", 10):  # noqa: ASYNC110 - remote state
                         await trio.sleep(0.05)
+
+
+async def test_loading_instance_refuses_then_serves(replicaset: Replicaset) -> None:
+    _, replica, other = replicaset.instances
+    other.kill()  # with a peer down, the restarted replica keeps loading
+    replica.stop()
+    replicaset.start_loading(replica, seconds=2.0)
+    with trio.fail_after(20):
+        refused = 0
+        while True:
+            try:
+                async with _connect(replica, reconnect_max_attempts=0) as c:
+                    # Loading is over: it runs read-only without a full quorum.
+                    assert (await c.call("whoami"))[0][3] is True
+                    break
+            except DatabaseError as exc:
+                assert exc.code == ErrorCode.ER_LOADING
+                assert exc.may_have_executed is False
+                refused += 1
+            except NetworkError:
+                pass  # not listening yet
+            await trio.sleep(0.1)
+    assert refused > 0
+    assert replica.admin_eval("return box.info.status")[0] in {"orphan", "running"}
