@@ -28,6 +28,7 @@ from ._instance import CallContext as CallContext
 from ._instance import FakeInstance as FakeInstance
 from ._instance import Handler as Handler
 from ._instance import InstanceConfig as InstanceConfig
+from ._instance import RequestRecord as RequestRecord
 from ._net import FakeSocket as FakeSocket
 from ._net import Link as Link
 from ._net import LinkFaults as LinkFaults
@@ -97,7 +98,23 @@ async def open_replicaset(
 
 
 __all__ = [
-    "BoxError", "CallContext", "Change", "FakeInstance", "FakeSocket", "Field", "Handler",
-    "InstanceConfig", "Link", "LinkFaults", "Network", "Replicaset", "ReplicasetConfig",
-    "Space", "World", "open_replicaset", "open_world", "seed_trio_scheduler",
+    "BoxError",
+    "CallContext",
+    "Change",
+    "FakeInstance",
+    "FakeSocket",
+    "Field",
+    "Handler",
+    "InstanceConfig",
+    "Link",
+    "LinkFaults",
+    "Network",
+    "Replicaset",
+    "ReplicasetConfig",
+    "RequestRecord",
+    "Space",
+    "World",
+    "open_replicaset",
+    "open_world",
+    "seed_trio_scheduler",
 ]

@@ -66,6 +66,31 @@ class CallContext:
         self.conn.queue(P.push(self.sync, self.instance.db.schema_version, value))
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request an instance handled: when, from which connection, and how it ended.
+
+    ``outcome`` is ``"ok"``, ``"error <code>"``, ``"pending"`` (an async
+    handler still running; it is replaced when the handler finishes) or
+    ``"none"`` (requests without a reply, e.g. WATCH). ``executed`` says
+    whether the request ran (False when refused by ER_READONLY, ER_LOADING,
+    a wrong schema version, access rules or an unknown request type).
+    """
+
+    time: float
+    conn: str
+    sync: int
+    name: str
+    target: str
+    outcome: str
+    executed: bool
+    read_only: bool
+
+
+#: Error codes with which the instance refuses a request without running it.
+_NOT_EXECUTED = frozenset({7, 42, 48, 109, 116})
+
+
 @dataclass
 class _Watch:
     acked: bool = False
@@ -205,6 +230,8 @@ class FakeInstance:
         self.functions: dict[str, Handler] = {}
         self.evals: dict[str, Handler] = {}
         self.requests: Counter[str] = Counter()
+        #: Every handled request, in order (see :class:`RequestRecord`).
+        self.request_log: list[RequestRecord] = []
         self.connections: list[_ServerConn] = []
         self.lsn = 0
         self.up = False
@@ -468,12 +495,39 @@ class FakeInstance:
         self.requests[name] += 1
         self.world.record_request(self.name, conn.name, name, sync, body)
         sv = self.db.schema_version
+        target = str(body.get(C.FUNCTION_NAME, body.get(C.EXPR, body.get(C.SPACE_ID, ""))))
+        was_ro = self.ro
         try:
-            return self._dispatch(conn, rtype, sync, header, body)
+            result = self._dispatch(conn, rtype, sync, header, body)
         except BoxError as exc:
             if self.world.trace_requests:
                 self.record(f"{conn.name} sync={sync} error {exc.code}")
+            self._log(conn, sync, name, target, f"error {exc.code}", exc.code not in _NOT_EXECUTED, was_ro)
             return P.error_response(sync, sv, exc.code, exc.message, error_type=exc.type)
+        if result is None:
+            self._log(conn, sync, name, target, "none", True, was_ro)
+        elif isinstance(result, bytes):
+            self._log(conn, sync, name, target, "ok", True, was_ro)
+        else:
+            index = len(self.request_log)
+            self._log(conn, sync, name, target, "pending", True, was_ro)
+            result = self._track(result, index)
+        return result
+
+    def _log(self, conn: _ServerConn, sync: int, name: str, target: str, outcome: str,
+             executed: bool, read_only: bool) -> None:
+        self.request_log.append(RequestRecord(
+            trio.current_time(), conn.name, sync, name, target, outcome, executed, read_only))
+
+    async def _track(self, pending: Awaitable[bytes], index: int) -> bytes:
+        """Finish an async handler and fill in its log entry's outcome."""
+        data = await pending
+        code = P.reply_code(data)
+        rec = self.request_log[index]
+        outcome = "ok" if code == C.OK else f"error {code & ~C.TYPE_ERROR}"
+        self.request_log[index] = RequestRecord(rec.time, rec.conn, rec.sync, rec.name,
+                                                rec.target, outcome, rec.executed, rec.read_only)
+        return data
 
     def _dispatch(self, conn: _ServerConn, rtype: Any, sync: int, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
         sv = self.db.schema_version

@@ -172,6 +172,14 @@ def error_response(
     return _frame(header, body)
 
 
+def reply_code(packet: bytes) -> int:
+    """The response type of one framed packet this module produced."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(packet[5:])
+    header = next(unpacker)
+    return int(header[C.REQUEST_TYPE])
+
+
 #: Request type numbers to names, for traces and counters.
 REQUEST_NAMES: dict[int, str] = {
     C.SELECT: "SELECT", C.INSERT: "INSERT", C.REPLACE: "REPLACE", C.UPDATE: "UPDATE",

@@ -223,3 +223,23 @@ async def test_crud_on_master_and_read_only_replica(autojump_clock: Any) -> None
             info = await r.crud_storage_info()
             assert info == {rs[1].uuid: {"status": "running", "is_master": False}}
             assert await m.crud_len("c") == 1
+
+
+async def test_request_log_says_what_ran_where(autojump_clock: Any) -> None:
+    async with sim.open_replicaset(n=2, users={"u": "p"}) as rs:
+        _demo(rs)
+
+        async def slow(ctx: sim.CallContext) -> list[Any]:
+            await trio.sleep(1)
+            raise sim.BoxError(32, "boom")
+
+        rs.register_function("slow", slow)
+        async with tt.connect("tt2.sim", 3301, user="u", password="p") as c:
+            with pytest.raises(tt.DatabaseError):
+                await c.insert("demo", [1, "a"])
+            with pytest.raises(tt.DatabaseError):
+                await c.call("slow")
+        log = [(r.name, r.target, r.outcome, r.executed, r.read_only) for r in rs[1].request_log]
+        assert ("INSERT", "512", "error 7", False, True) in log
+        assert ("CALL", "slow", "error 32", True, True) in log
+        assert all(r.time <= trio.current_time() for r in rs[1].request_log)
