@@ -698,9 +698,9 @@ class ConnectionPool(CrudMixin):
                     kwargs: dict[str, Any] | None = None) -> Any:
         """Route one request by ``mode``, with failover (theory of operation, rule 4)."""
         if mode is None:
-            raise ValueError("Please, specify 'mode' keyword argument")
+            raise ConfigurationError("Please, specify 'mode' keyword argument")
         if not isinstance(mode, Mode):
-            raise ValueError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+            raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
         if self._closed or not self._connected:
             raise self._closed_error()
         kwargs = kwargs or {}
