@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from tests.real._servers import TarantoolInstance
-from trio_tarantool import ProtocolError, connect
+from trio_tarantool import BoxError, ProtocolError, connect
 
 
 async def test_invalid_utf8_fails_one_request_not_the_connection(clean_tarantool: TarantoolInstance) -> None:
@@ -26,3 +26,21 @@ async def test_invalid_utf8_fails_one_request_not_the_connection(clean_tarantool
         async with connect(inst.host, inst.port, user=inst.user, password=inst.password,
                            encoding=None) as raw:
             assert [list(r) for r in await raw.select("tester", 77)] == [[77, b"\xff\xfe"]]
+
+
+async def test_error_objects_arrive_as_box_errors(clean_tarantool: TarantoolInstance) -> None:
+    """The MP_ERROR extension (3), enabled per session on 2.4+, decodes to a BoxError chain."""
+    inst = clean_tarantool
+    with trio.fail_after(10):
+        async with connect(inst.host, inst.port, user=inst.user, password=inst.password) as conn:
+            resp = await conn.eval(
+                "box.session.settings.error_marshaling_enabled = true "
+                "local cause = box.error.new({code = 3, reason = 'root cause'}) "
+                "local e = box.error.new({code = 777, reason = 'custom'}) "
+                "e:set_prev(cause) return e, 1"
+            )
+            err, one = resp.data
+            assert one == 1
+            assert isinstance(err, BoxError)
+            assert (err.type, err.errcode, err.message) == ("ClientError", 777, "custom")
+            assert err.prev is not None and (err.prev.errcode, err.prev.message) == (3, "root cause")
