@@ -173,6 +173,9 @@ class _Pipe:
         return bytes(out)
 
     async def wait(self, deadline: float = float("inf")) -> None:
+        if deadline == float("inf"):
+            await self._lot.park()  # no cancel scope needed (the common case)
+            return
         with trio.move_on_at(deadline):
             await self._lot.park()
 

@@ -243,3 +243,14 @@ async def test_request_log_says_what_ran_where(autojump_clock: Any) -> None:
         assert ("INSERT", "512", "error 7", False, True) in log
         assert ("CALL", "slow", "error 32", True, True) in log
         assert all(r.time <= trio.current_time() for r in rs[1].request_log)
+
+
+async def test_client_against_a_210_server(autojump_clock: Any) -> None:
+    async with sim.open_replicaset(n=1, protocol_version=4, version="2.11.1") as rs:
+        _demo(rs)
+        async with tt.connect("tt1.sim", 3301) as c:
+            assert c.protocol_version == 4
+            assert 3 in c.features  # watchers
+            await c.insert("demo", [1, "a"])
+            assert list(await c.select("demo")) == [[1, "a"]]
+        assert rs[0].requests["ID"] == 1
