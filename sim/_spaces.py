@@ -544,21 +544,26 @@ def apply_ops(
     """
     check_ops(ops)
     out = list(tup)
+    # Which existing fields an earlier op of this request changed (flags move
+    # with the fields on '!' and '#'): 2.6 lets '=' overwrite such a field but
+    # refuses arithmetic, bitwise and splice on it ("double update of the
+    # same field"). Fields added by '!' or an appending '=' are not flagged.
+    touched = [False] * len(out)
     for op in ops:
         if not skip_errors:
-            _apply_op(space, out, op, index_base)
+            _apply_op(space, out, touched, op, index_base)
             continue
-        attempt = list(out)
+        attempt, attempt_touched = list(out), list(touched)
         try:
-            _apply_op(space, attempt, op, index_base)
+            _apply_op(space, attempt, attempt_touched, op, index_base)
         except BoxError:
             continue
-        out = attempt
+        out, touched = attempt, attempt_touched
     return out
 
 
-def _apply_op(space: Space, out: list[Any], op: Sequence[Any], index_base: int) -> None:
-    """Apply one update op to ``out`` in place."""
+def _apply_op(space: Space, out: list[Any], touched: list[bool], op: Sequence[Any], index_base: int) -> None:
+    """Apply one update op to ``out`` (and its ``touched`` flags) in place."""
     name, spec = op[0], op[1]
     if isinstance(spec, str):
         pos = space.field_no(spec)
@@ -578,14 +583,17 @@ def _apply_op(space: Space, out: list[Any], op: Sequence[Any], index_base: int) 
         if pos > len(out):
             raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
         out.insert(pos, op[2])
+        touched.insert(pos, False)  # a new field takes arithmetic later (2.6)
         return
     if name == "=":
         if pos > len(out):
             raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
         if pos == len(out):
             out.append(op[2])
+            touched.append(False)
         else:
             out[pos] = op[2]
+            touched[pos] = True
         return
     if pos >= len(out):
         raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
@@ -594,7 +602,12 @@ def _apply_op(space: Space, out: list[Any], op: Sequence[Any], index_base: int) 
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise BoxError(ER_UPDATE_FIELD, f"Field {shown} UPDATE error: cannot delete {count} fields")
         del out[pos : pos + count]
-    elif name in ("+", "-"):
+        del touched[pos : pos + count]
+        return
+    if touched[pos]:
+        raise BoxError(ER_UPDATE_FIELD, f"Field {pos + 1} UPDATE error: double update of the same field")
+    touched[pos] = True
+    if name in ("+", "-"):
         cur, arg = out[pos], op[2]
         if not _is_type(cur, "number") or not _is_type(arg, "number") or isinstance(cur, msgpack.ExtType) or isinstance(arg, msgpack.ExtType):
             raise BoxError(

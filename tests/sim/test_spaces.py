@@ -144,3 +144,34 @@ def test_replace_upsert_delete_and_secondary_uniqueness() -> None:
     assert sp.delete(1, ["b@x"]) == [2, "b@x"]
     assert sp.delete(0, [2]) is None
     assert [t[0] for t in sp.select(0, It.ALL, [], 0, 9)] == [1, 5]
+
+
+def test_double_update_of_the_same_field_follows_26() -> None:
+    db = Database()
+    sp = db.create_space("x", [])
+    sp.create_index("primary", [(0, "unsigned")])
+    sp.insert([1, "a", 5, 6])
+
+    def upd(ops: list[Any]) -> Any:
+        sp.replace([1, "a", 5, 6])
+        try:
+            return sp.update(0, [1], ops)[0]
+        except BoxError as exc:
+            return (exc.code, exc.message)
+
+    double = (29, "Field 3 UPDATE error: double update of the same field")
+    assert upd([["=", 2, 1], ["=", 2, 2]]) == [1, "a", 2, 6]
+    assert upd([["+", 2, 1], ["+", 2, 2]]) == double
+    assert upd([["=", 2, 1], ["+", 2, 2]]) == double
+    assert upd([["+", 2, 1], ["=", 2, 2]]) == [1, "a", 2, 6]
+    assert upd([["+", 3, 1], ["+", -1, 2]]) == (29, "Field 4 UPDATE error: double update of the same field")
+    assert upd([["#", 2, 1], ["=", 2, 2]]) == [1, "a", 2]
+    assert upd([["!", 2, 1], ["!", 2, 2]]) == [1, "a", 2, 1, 5, 6]
+    assert upd([["!", 2, 1], ["=", 2, 2]]) == [1, "a", 2, 5, 6]
+    assert upd([[":", 1, 1, 0, "x"], [":", 1, 1, 0, "y"]]) == (29, "Field 2 UPDATE error: double update of the same field")
+    assert upd([["=", 4, 1], ["=", 4, 2]]) == [1, "a", 5, 6, 2]
+    assert upd([["+", 2, 1], ["+", 3, 2]]) == [1, "a", 6, 8]
+    assert upd([["!", 2, 1], ["+", 2, 2]]) == [1, "a", 3, 5, 6]
+    assert upd([["=", 4, 1], ["+", 4, 2]]) == [1, "a", 5, 6, 3]
+    assert upd([["=", 2, 1], ["!", 2, 7], ["+", 3, 2]]) == double[:1] + ("Field 4 UPDATE error: double update of the same field",)
+    assert upd([["+", 2, 1], ["#", 1, 1], ["+", 1, 2]]) == (29, "Field 2 UPDATE error: double update of the same field")
