@@ -173,5 +173,5 @@ def test_double_update_of_the_same_field_follows_26() -> None:
     assert upd([["+", 2, 1], ["+", 3, 2]]) == [1, "a", 6, 8]
     assert upd([["!", 2, 1], ["+", 2, 2]]) == [1, "a", 3, 5, 6]
     assert upd([["=", 4, 1], ["+", 4, 2]]) == [1, "a", 5, 6, 3]
-    assert upd([["=", 2, 1], ["!", 2, 7], ["+", 3, 2]]) == double[:1] + ("Field 4 UPDATE error: double update of the same field",)
+    assert upd([["=", 2, 1], ["!", 2, 7], ["+", 3, 2]]) == (29, "Field 4 UPDATE error: double update of the same field")
     assert upd([["+", 2, 1], ["#", 1, 1], ["+", 1, 2]]) == (29, "Field 2 UPDATE error: double update of the same field")
