@@ -166,8 +166,17 @@ class _ServerConn:
     async def _finish(self, pending: Awaitable[bytes]) -> None:
         self.queue(await pending)
 
-    def reset(self) -> None:
-        self.sock.reset()
+    def kill(self) -> None:
+        """The process died: the kernel closes the socket.
+
+        As on Linux, a socket with received-but-unread bytes is aborted with
+        an RST (the client sees ECONNRESET); otherwise it gets a FIN (EOF),
+        and a later write from the client fails.
+        """
+        if self.sock.has_unread_data() or self.reader.buffered:
+            self.sock.reset()
+        else:
+            self.sock.close()
         self.cancel_scope.cancel()
 
     def notify(self, key: str, value: Any) -> None:
@@ -300,6 +309,7 @@ class FakeInstance:
         self._kill("crash")
 
     def _kill(self, event: str) -> None:
+        """Stop listening and close every connection as a dying process does."""
         if not self.up:
             return
         self.up = False
@@ -307,7 +317,7 @@ class FakeInstance:
             self.world.network.unlisten(self._listener)
             self._listener = None
         for conn in list(self.connections):
-            conn.reset()
+            conn.kill()
         self.paused = False
         self._running.set()
         self.record(event)

@@ -70,6 +70,11 @@ class PacketReader:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet parsed into a whole packet."""
+        return len(self._buf)
+
     def packets(self) -> Iterator[tuple[dict[int, Any], dict[int, Any]]]:
         while True:
             parsed = self._length()

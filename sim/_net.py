@@ -404,6 +404,10 @@ class FakeSocket(trio.socket.SocketType):
         finally:
             self._reader_busy = False
 
+    def has_unread_data(self) -> bool:
+        """True if bytes sent to this socket were not read yet (arrived or in flight)."""
+        return self._rx is not None and self._rx.buffered > 0
+
     def is_writable_now(self) -> bool:
         """True if ``send`` would take at least one byte without waiting."""
         tx = self._tx

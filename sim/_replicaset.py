@@ -149,7 +149,7 @@ class Replicaset:
 
     # -- faults -------------------------------------------------------------------
     def crash(self, i: int) -> None:
-        """Kill instance ``i``: RST on every connection, refuse new ones."""
+        """Kill instance ``i``: its connections close (FIN, or RST with unread bytes), new ones are refused."""
         self.instances[i].crash()
         if self.master == i:
             self.record(f"master {self.instances[i].name} crashed")

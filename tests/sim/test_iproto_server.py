@@ -233,3 +233,21 @@ async def test_garbage_closes_the_connection(autojump_clock: Any) -> None:
         await c.stream.send_all(b"\xc1\xc1\xc1")
         with pytest.raises(EOFError):
             await c.recv()
+
+
+async def test_crash_gives_fin_when_idle_and_rst_with_unread_requests(autojump_clock: Any) -> None:
+    async with sim.open_replicaset(n=2) as rs:
+        idle = await _client(rs, 0)
+        rs.crash(0)
+        with pytest.raises(EOFError):  # a clean FIN: the kernel closed the socket
+            await idle.recv()
+        busy = await _client(rs, 1)
+        rs.pause(1)
+        await busy.send(C.PING)
+        await trio.sleep(1)
+        await busy.send(C.PING)  # stays unread in the frozen server's socket
+        await trio.sleep(1)
+        rs.crash(1)
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await busy.recv()
+        assert isinstance(info.value.__cause__, ConnectionResetError)
