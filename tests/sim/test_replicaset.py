@@ -120,3 +120,26 @@ async def test_planned_switch_with_set_ro(autojump_clock: Any) -> None:
         rs.set_ro(1, False)
         assert rs.roles() == ["ro", "rw"] and rs.master == 1
         assert "rw" in repr(rs)
+
+
+async def test_errors_escape_unwrapped_and_the_network_is_uninstalled(autojump_clock: Any) -> None:
+    with pytest.raises(ValueError, match="boom"):
+        async with sim.open_replicaset(n=1):
+            raise ValueError("boom")
+    sock = trio.socket.socket()
+    try:
+        assert not isinstance(sock, sim.FakeSocket)  # real sockets again
+    finally:
+        sock.close()
+
+
+async def test_repr_roles_and_counters(autojump_clock: Any) -> None:
+    async with sim.open_replicaset(n=3) as rs:
+        rs.crash(2)
+        rs.pause(1)
+        assert rs.roles() == ["rw", "paused", "down"]
+        assert repr(rs) == "<Replicaset tt1:rw tt2:paused tt3:down master=0>"
+        assert "tt1.sim:3301 up" in repr(rs[0])
+        async with tt.connect("tt1.sim", 3301) as c:
+            await c.ping()
+        assert rs[0].requests["PING"] == 1 and rs[0].requests["ID"] == 1
