@@ -36,6 +36,7 @@ ER_NO_SUCH_USER = 45
 ER_PASSWORD_MISMATCH = 47
 ER_UNKNOWN_REQUEST_TYPE = 48
 ER_WRONG_SCHEMA_VERSION = 109
+ER_VIEW_IS_RO = 113
 ER_LOADING = 116
 ER_UNSUPPORTED = 5
 
@@ -417,6 +418,14 @@ class FakeInstance:
         if self.ro:
             raise BoxError(ER_READONLY, "Can't modify data because this instance is in read-only mode.")
 
+    def _writable_space(self, space_id: int) -> Space:
+        """The space a write goes to; "no such space" is reported before read-only (as 2.6)."""
+        space = self.db.space(space_id)
+        if space.engine == "sysview":
+            raise BoxError(ER_VIEW_IS_RO, f"View '{space.name}' is read-only")
+        self.check_writable()
+        return space
+
     def _commit(self, space: Space, new: list[Any] | None, old: list[Any] | None) -> None:
         if new is None and old is None:
             return
@@ -447,35 +456,30 @@ class FakeInstance:
         self.lsn += 1
 
     def insert(self, space_id: int, tup: list[Any]) -> list[Any]:
-        self.check_writable()
-        space = self.db.space(space_id)
+        space = self._writable_space(space_id)
         space.insert(tup)
         self._commit(space, tup, None)
         return tup
 
     def replace(self, space_id: int, tup: list[Any]) -> list[Any]:
-        self.check_writable()
-        space = self.db.space(space_id)
+        space = self._writable_space(space_id)
         new, old = space.replace(tup)
         self._commit(space, new, old)
         return new
 
     def update(self, space_id: int, index_id: int, key: list[Any], ops: list[Any], index_base: int = 0) -> list[Any] | None:
-        self.check_writable()
-        space = self.db.space(space_id)
+        space = self._writable_space(space_id)
         new, old = space.update(index_id, key, ops, index_base)
         self._commit(space, new, old)
         return new
 
     def upsert(self, space_id: int, tup: list[Any], ops: list[Any], index_base: int = 0) -> None:
-        self.check_writable()
-        space = self.db.space(space_id)
+        space = self._writable_space(space_id)
         new, old = space.upsert(tup, ops, index_base)
         self._commit(space, new, old)
 
     def delete(self, space_id: int, index_id: int, key: list[Any]) -> list[Any] | None:
-        self.check_writable()
-        space = self.db.space(space_id)
+        space = self._writable_space(space_id)
         old = space.delete(index_id, key)
         if old is not None:
             self.lsn += 1

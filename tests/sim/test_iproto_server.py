@@ -251,3 +251,12 @@ async def test_crash_gives_fin_when_idle_and_rst_with_unread_requests(autojump_c
         with pytest.raises(trio.BrokenResourceError) as info:
             await busy.recv()
         assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+async def test_write_error_precedence(autojump_clock: Any) -> None:
+    async with sim.open_replicaset(n=2) as rs:
+        c = await _client(rs, 1)  # a read-only replica
+        h, b = await c.request(C.INSERT, {C.SPACE_ID: 777, C.TUPLE: [1]})
+        assert _code(h) == C.TYPE_ERROR | 36  # no such space wins over read-only
+        h, b = await c.request(C.INSERT, {C.SPACE_ID: C.VSPACE_ID, C.TUPLE: [1]})
+        assert (_code(h), b[C.ERROR_24]) == (C.TYPE_ERROR | 113, "View '_vspace' is read-only")
