@@ -414,8 +414,9 @@ def results_markdown(
     summary = report.ratio_summary(single, workloads, shapes, clients)
     if summary:
         lines += [
-            "**Summary**: geometric mean over the workloads (in parentheses: how many) of the "
-            "median ratio trio_tarantool / peer, one connection:",
+            "**Summary**: geometric mean over the workloads of the ratio trio_tarantool / peer "
+            "on one connection, from the medians and from each client's best round (the "
+            "least disturbed by other load on this shared 2-CPU machine):",
             "",
             summary,
             "",

@@ -102,9 +102,9 @@ def test_summary_is_the_geometric_mean_of_ratios() -> None:
     table = report.ratio_summary(
         runs + other, ["select", "ping"], [100], ["trio_tarantool", "asynctnt"]
     )
-    assert "| 100 tasks | 1.00x (2) |" in table
+    assert "| 100 tasks | 1.00x; 1.00x (2 workloads) |" in table
     table = report.ratio_summary(runs, ["select", "ping"], [100], ["trio_tarantool", "asynctnt"])
-    assert "| 100 tasks | 2.00x (1) |" in table
+    assert "| 100 tasks | 2.00x; 2.00x (1 workloads) |" in table
 
 
 def test_smoke_fails_on_our_wrong_answers_but_reports_peers_only() -> None:
