@@ -43,6 +43,7 @@ ER_FIELD_MISSING = 39
 ER_MORE_THAN_ONE_TUPLE = 41
 ER_ACCESS_DENIED = 42
 ER_CANT_UPDATE_PRIMARY_KEY = 94
+ER_UNSUPPORTED_INDEX_FEATURE = 112
 ER_UPDATE_INTEGER_OVERFLOW = 95
 ER_SPACE_EXISTS = 10
 
@@ -389,13 +390,13 @@ class Space:
         self, index_id: int, iterator: int, key: Sequence[Any], offset: int, limit: int
     ) -> list[list[Any]]:
         idx = self.index(index_id)
+        idx.check_key(key)  # the key is validated before the iterator type
         if iterator not in (It.EQ, It.REQ, It.ALL, It.LT, It.LE, It.GE, It.GT):
             raise BoxError(
-                ER_UNSUPPORTED,
+                ER_UNSUPPORTED_INDEX_FEATURE,
                 f"Index '{idx.name}' ({idx.type}) of space '{self.name}' ({self.engine}) "
                 "does not support requested iterator type",
             )
-        idx.check_key(key)
         out: list[list[Any]] = []
         if limit <= 0:
             return out

@@ -59,8 +59,8 @@ def _requests(seed: int, count: int) -> list[Op]:
                 tup[r.randrange(len(tup))] = value()
             out.append((kind, (SPACE, tup), {}))
         elif kind == "select":
-            index = r.choice([0, 0, 1])
-            it = r.choice(["EQ", "REQ", "ALL", "LT", "LE", "GE", "GT"])
+            index = r.choice([0, 0, 1, 1, 5])
+            it = r.choice(["EQ", "REQ", "ALL", "LT", "LE", "GE", "GT", "EQ", "GE", "BITS_ALL_SET"])
             k: Any = [] if r.random() < 0.2 else ([key()] if index == 0 else [r.choice(names)])
             if r.random() < 0.05:
                 k = [key(), key()]

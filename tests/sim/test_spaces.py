@@ -61,9 +61,8 @@ def test_iterators_follow_tree_semantics() -> None:
     assert ids(It.EQ, [4]) == []
     assert ids(It.GE, [0], offset=1, limit=1) == [3]
     assert ids(It.ALL, [], limit=0) == []
-    with pytest.raises(BoxError) as info:
-        sp.select(0, It.BITS_ALL_SET, [], 0, 10)
-    assert info.value.code == 5
+    assert _err(sp.select, 0, It.BITS_ALL_SET, [], 0, 10) == (
+        112, "Index 'primary' (TREE) of space 'x' (memtx) does not support requested iterator type")
 
 
 def test_non_unique_index_orders_equal_keys_by_primary_key_and_partial_keys() -> None:
