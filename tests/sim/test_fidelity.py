@@ -93,7 +93,7 @@ def _op(r: random.Random) -> list[Any]:
     return [name, field, arg]
 
 
-async def _run(conn: tt.Connection, ops: list[Op]) -> list[Any]:
+async def _run(conn: tt.Connection, ops: list[Op], space: str = SPACE) -> list[Any]:
     results: list[Any] = []
     for name, args, kw in ops:
         try:
@@ -101,32 +101,36 @@ async def _run(conn: tt.Connection, ops: list[Op]) -> list[Any]:
             results.append(("ok", [list(t) for t in resp]))
         except tt.DatabaseError as exc:
             results.append(("err", exc.code))
-    results.append(("final", [list(t) for t in await conn.select(SPACE)]))
+    results.append(("final", [list(t) for t in await conn.select(space)]))
     return results
 
 
-def _on_real(host: str, port: int, ops: list[Op]) -> list[Any]:
+def _on_real(host: str, port: int, ops: list[Op], space: str = SPACE) -> list[Any]:
     async def main() -> list[Any]:
         async with tt.connect(host, port, user="test", password="test-password",
                               connection_timeout=10, socket_timeout=10) as conn:
-            return await _run(conn, ops)
+            return await _run(conn, ops, space)
 
     return trio.run(main)
 
 
-def _on_sim(ops: list[Op]) -> list[Any]:
+def _fid_schema(rs: sim.Replicaset) -> None:
+    rs.create_space(SPACE, [("id", "unsigned"), ("name", "string"), ("n", "unsigned", True)],
+                    indexes=[("primary", [("id", "unsigned")], True),
+                             ("byname", [("name", "string")], False)])
+
+
+def _on_sim(ops: list[Op], space: str = SPACE, schema: Any = _fid_schema) -> list[Any]:
     async def main() -> list[Any]:
         async with sim.open_replicaset(n=1, users={"test": "test-password"}) as rs:
-            rs.create_space(SPACE, [("id", "unsigned"), ("name", "string"), ("n", "unsigned", True)],
-                            indexes=[("primary", [("id", "unsigned")], True),
-                                     ("byname", [("name", "string")], False)])
+            schema(rs)
             async with tt.connect(rs[0].host, rs[0].port, user="test", password="test-password") as conn:
-                return await _run(conn, ops)
+                return await _run(conn, ops, space)
 
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def real_server() -> Iterator[Any]:
     with ServerManager() as manager:
         yield manager.start_instance(name="fidelity")
@@ -139,5 +143,70 @@ def test_sim_matches_real_tarantool(real_server: Any, seed: int) -> None:
     ops = _requests(seed, 200)
     real = _on_real(real_server.host, real_server.port, ops)
     simulated = _on_sim(ops)
+    for i, (op, a, b) in enumerate(zip([*ops, ("final", (), {})], real, simulated, strict=True)):
+        assert a == b, f"request #{i} {op}: real {a} != sim {b}"
+
+
+# -- a composite primary key and a scalar secondary index -----------------------
+
+CREATE_LUA_2 = """
+local s = box.schema.space.create('fid2', {format = {
+    {name = 'a', type = 'unsigned'}, {name = 'b', type = 'string'}}})
+s:create_index('primary', {parts = {{1, 'unsigned'}, {2, 'string'}}})
+s:create_index('byc', {parts = {{3, 'scalar'}}, unique = false})
+return true
+"""
+
+
+def _fid2_schema(rs: sim.Replicaset) -> None:
+    rs.create_space("fid2", [("a", "unsigned"), ("b", "string")],
+                    indexes=[("primary", [(0, "unsigned"), (1, "string")], True),
+                             ("byc", [(2, "scalar")], False)])
+
+
+def _requests_2(seed: int, count: int) -> list[Op]:
+    """Partial keys on a two-part key; mixed scalar types (bool < number < string)."""
+    r = random.Random(seed)
+
+    def scalar() -> Any:
+        return r.choice([True, False, 0, 1, 2, 1.5, -3, "x", "y", "", "10"])
+
+    out: list[Op] = []
+    for _ in range(count):
+        kind = r.choice(["insert", "replace", "select", "select", "select", "delete", "update"])
+        a, b = r.randrange(4), r.choice(["p", "q", "r"])
+        if kind in ("insert", "replace"):
+            tup: list[Any] = [a, b, scalar()]
+            if r.random() < 0.3:
+                tup.append(scalar())
+            if r.random() < 0.05:
+                tup = [a, b]  # no field 3 for the secondary index
+            out.append((kind, ("fid2", tup), {}))
+        elif kind == "select":
+            index = r.choice([0, 0, 1])
+            it = r.choice(["EQ", "REQ", "ALL", "LT", "LE", "GE", "GT"])
+            if index == 0:
+                key: Any = r.choice([[], [a], [a, b], [a, b], [a, 5]])
+            else:
+                key = r.choice([[], [scalar()], [scalar()]])
+            out.append(("select", ("fid2", key), {"index": index, "iterator": it,
+                                                  "limit": r.choice([100, 3]), "offset": r.choice([0, 1])}))
+        elif kind == "delete":
+            out.append(("delete", ("fid2", r.choice([[a, b], [a]])), {}))
+        else:
+            ops = [[r.choice(["=", "+", ":"]), 2, r.choice([1, "s", 2.5])]]
+            if ops[0][0] == ":":
+                ops = [[":", 3, 1, 1, "z"]]
+            out.append(("update", ("fid2", [a, b], ops), {}))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(1, 21))
+def test_composite_keys_and_scalar_order_match_real_tarantool(real_server: Any, seed: int) -> None:
+    real_server.admin_eval("if box.space.fid2 then box.space.fid2:drop() end return true")
+    real_server.admin_eval(CREATE_LUA_2)
+    ops = _requests_2(seed, 200)
+    real = _on_real(real_server.host, real_server.port, ops, "fid2")
+    simulated = _on_sim(ops, "fid2", _fid2_schema)
     for i, (op, a, b) in enumerate(zip([*ops, ("final", (), {})], real, simulated, strict=True)):
         assert a == b, f"request #{i} {op}: real {a} != sim {b}"
