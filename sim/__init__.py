@@ -41,6 +41,7 @@ from ._spaces import Field as Field
 from ._spaces import Space as Space
 from ._world import World as World
 from ._world import open_world as open_world
+from ._world import run as run
 from ._world import seed_trio_scheduler as seed_trio_scheduler
 
 
@@ -116,5 +117,6 @@ __all__ = [
     "World",
     "open_replicaset",
     "open_world",
+    "run",
     "seed_trio_scheduler",
 ]

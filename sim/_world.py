@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 import sys
 import uuid as _uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -41,6 +41,23 @@ def seed_trio_scheduler(seed: int) -> None:
     # creation order before shuffling it with the (now seeded) generator.
     _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     _run._r.seed(seed)
+
+
+T = TypeVar("T")
+
+
+def run(async_fn: Callable[..., Awaitable[T]], *args: Any, seed: int | None = 0) -> T:
+    """``trio.run`` in virtual time (MockClock, autojump at 0) with a seeded scheduler.
+
+    The same ``async_fn``, arguments and seed give the same run; this is the
+    one-``trio.run``-per-example entry point for Hypothesis tests (pass
+    ``seed=None`` there to leave trio's scheduler to Hypothesis' seeding).
+    """
+    import trio.testing
+
+    if seed is not None:
+        seed_trio_scheduler(seed)
+    return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 class World:

@@ -5,19 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import trio
-import trio.testing
-
 import sim
 from tests.sim._scenario import scenario
 
 
 def _run(seed: int, duration: float, **kw: Any) -> tuple[list[str], dict[str, Any]]:
-    sim.seed_trio_scheduler(seed)
-    return trio.run(
-        lambda: scenario(seed, duration, **kw),
-        clock=trio.testing.MockClock(autojump_threshold=0),
-    )
+    return sim.run(lambda: scenario(seed, duration, **kw), seed=seed)
 
 
 def test_same_seed_gives_identical_traces() -> None:
