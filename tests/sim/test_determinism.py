@@ -47,3 +47,31 @@ def test_an_hour_of_failovers_on_three_nodes() -> None:
     assert stats["writes"] <= rows[0] <= stats["writes"] + stats["write_errors"]
     print(f"\nsimulated 1.0 h in {wall:.2f} s wall: {3600 / wall / 3600:.3f} simulated hours per wall second; "
           f"{stats}")
+
+
+_CHILD = """
+import hashlib, sim
+from tests.sim._scenario import scenario
+trace, stats = sim.run(lambda: scenario(99, 300.0, mean_interval=20.0), seed=99)
+print(hashlib.sha256("\\n".join(trace).encode()).hexdigest(), len(trace), stats["faults"])
+"""
+
+
+def test_identical_traces_across_processes_with_different_hash_seeds() -> None:
+    """No set-order or id() decision anywhere (sim, client): a fresh interpreter
+    with another PYTHONHASHSEED produces the very same trace."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-c", _CHILD], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=120, check=True)
+        outputs.append(done.stdout.strip())
+    assert outputs[0] == outputs[1]
+    _digest, lines, faults = outputs[0].split()
+    assert int(lines) > 1000 and int(faults) > 3
