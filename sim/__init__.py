@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ._instance import CallContext as CallContext
 from ._instance import FakeInstance as FakeInstance
 from ._instance import Handler as Handler
 from ._instance import InstanceConfig as InstanceConfig
@@ -35,6 +34,7 @@ from ._net import LinkFaults as LinkFaults
 from ._net import Network as Network
 from ._replicaset import Replicaset as Replicaset
 from ._replicaset import ReplicasetConfig as ReplicasetConfig
+from ._session import CallContext as CallContext
 from ._spaces import BoxError as BoxError
 from ._spaces import Change as Change
 from ._spaces import Field as Field

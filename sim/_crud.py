@@ -27,10 +27,12 @@ import msgpack
 
 from trio_tarantool._iproto._constants import Iterator as It
 
-from ._spaces import BoxError, Space, _rank_value
+from ._spaces import BoxError, Space
+from ._values import rank_value as _rank_value
 
 if TYPE_CHECKING:
-    from ._instance import CallContext, FakeInstance
+    from ._instance import FakeInstance
+    from ._session import CallContext
 
 BUCKET_COUNT = 3000
 _ITERATORS = {"=": It.EQ, "==": It.EQ, "<": It.LT, "<=": It.LE, ">": It.GT, ">=": It.GE}

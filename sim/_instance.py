@@ -25,6 +25,7 @@ from trio_tarantool._iproto import _constants as C
 
 from . import _iproto_server as P
 from ._net import FakeSocket, Listener
+from ._session import CallContext, ServerConn, Watch
 from ._spaces import ER_ACCESS_DENIED, ER_READONLY, BoxError, Change, Database, Field, Space
 
 if TYPE_CHECKING:
@@ -53,20 +54,6 @@ values (or None for none), or a coroutine that does. Raise :class:`BoxError`
 to answer with an error."""
 
 
-@dataclass
-class CallContext:
-    """What a call/eval handler gets: the instance, the caller, and ``push``."""
-
-    instance: FakeInstance
-    user: str
-    sync: int
-    conn: _ServerConn
-
-    def push(self, value: Any) -> None:
-        """Send an out-of-band message (IPROTO_CHUNK) before the final reply."""
-        self.conn.queue(P.push(self.sync, self.instance.db.schema_version, value))
-
-
 @dataclass(frozen=True)
 class RequestRecord:
     """One request an instance handled: when, from which connection, and how it ended.
@@ -90,105 +77,6 @@ class RequestRecord:
 
 #: Error codes with which the instance refuses a request without running it.
 _NOT_EXECUTED = frozenset({7, 42, 48, 109, 116})
-
-
-@dataclass
-class _Watch:
-    acked: bool = False
-    dirty: bool = False
-
-
-class _ServerConn:
-    """One accepted connection: reader loop plus an ordered writer."""
-
-    def __init__(self, instance: FakeInstance, sock: FakeSocket, number: int) -> None:
-        self.instance = instance
-        self.sock = sock
-        self.number = number
-        self.stream = trio.SocketStream(sock)
-        self.user = "guest"
-        self.salt = instance.world.rng.randbytes(32)
-        self.reader = P.PacketReader()
-        self.watches: dict[str, _Watch] = {}
-        self._out_send, self._out_recv = trio.open_memory_channel[bytes](float("inf"))
-        self.cancel_scope = trio.CancelScope()
-
-    @property
-    def name(self) -> str:
-        return f"conn:{self.sock.getpeername()[1]}"
-
-    def queue(self, data: bytes) -> None:
-        """Send ``data`` after everything queued before it."""
-        try:
-            self._out_send.send_nowait(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-    async def run(self) -> None:
-        with self.cancel_scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, nursery.cancel_scope)
-                await self.instance.wait_running()
-                self.queue(P.greeting(self.instance.version, self.instance.uuid, self.salt))
-                await self._reader(nursery)
-                nursery.cancel_scope.cancel()
-        self.sock.close()
-
-    async def _writer(self, scope: trio.CancelScope) -> None:
-        try:
-            async for data in self._out_recv:
-                await self.instance.wait_running()
-                await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            scope.cancel()  # the client is gone: stop reading too
-
-    async def _reader(self, nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                data = await self.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if not data:
-                return
-            self.reader.feed(data)
-            try:
-                packets = list(self.reader.packets())
-            except P.ProtocolViolation as exc:
-                self.instance.record(f"{self.name} protocol error: {exc}")
-                return
-            for header, body in packets:
-                await self.instance.wait_running()
-                result = self.instance.handle(self, header, body)
-                if isinstance(result, bytes):
-                    self.queue(result)
-                elif result is not None:
-                    nursery.start_soon(self._finish, result)
-
-    async def _finish(self, pending: Awaitable[bytes]) -> None:
-        self.queue(await pending)
-
-    def kill(self) -> None:
-        """The process died: the kernel closes the socket.
-
-        As on Linux, a socket with received-but-unread bytes is aborted with
-        an RST (the client sees ECONNRESET); otherwise it gets a FIN (EOF),
-        and a later write from the client fails.
-        """
-        if self.sock.has_unread_data() or self.reader.buffered:
-            self.sock.reset()
-        else:
-            self.sock.close()
-        self.cancel_scope.cancel()
-
-    def notify(self, key: str, value: Any) -> None:
-        w = self.watches.get(key)
-        if w is None:
-            return
-        if w.acked:
-            w.acked = False
-            self.queue(P.event(key, value))
-        else:
-            w.dirty = True
 
 
 @dataclass
@@ -242,7 +130,7 @@ class FakeInstance:
         self.requests: Counter[str] = Counter()
         #: Every handled request, in order (see :class:`RequestRecord`).
         self.request_log: list[RequestRecord] = []
-        self.connections: list[_ServerConn] = []
+        self.connections: list[ServerConn] = []
         self.lsn = 0
         self.up = False
         self.paused = False
@@ -490,7 +378,7 @@ class FakeInstance:
     # -- connections ------------------------------------------------------------
     async def _accept(self, sock: FakeSocket) -> None:
         self._conn_counter += 1
-        conn = _ServerConn(self, sock, self._conn_counter)
+        conn = ServerConn(self, sock, self._conn_counter)
         if not self.up:
             sock.reset()
             sock.close()
@@ -501,7 +389,7 @@ class FakeInstance:
         finally:
             self.connections.remove(conn)
 
-    def handle(self, conn: _ServerConn, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
+    def handle(self, conn: ServerConn, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
         """Answer one request: reply bytes, an awaitable of them, or None (no reply)."""
         rtype = header.get(C.REQUEST_TYPE)
         sync = header.get(C.SYNC, 0)
@@ -528,7 +416,7 @@ class FakeInstance:
             result = self._track(result, index)
         return result
 
-    def _log(self, conn: _ServerConn, sync: int, name: str, target: str, outcome: str,
+    def _log(self, conn: ServerConn, sync: int, name: str, target: str, outcome: str,
              executed: bool, read_only: bool) -> None:
         self.request_log.append(RequestRecord(
             trio.current_time(), conn.name, sync, name, target, outcome, executed, read_only))
@@ -543,7 +431,7 @@ class FakeInstance:
                                                 rec.target, outcome, rec.executed, rec.read_only)
         return data
 
-    def _dispatch(self, conn: _ServerConn, rtype: Any, sync: int, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
+    def _dispatch(self, conn: ServerConn, rtype: Any, sync: int, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
         sv = self.db.schema_version
         cfg = self.config
         if rtype == C.PING:
@@ -567,7 +455,7 @@ class FakeInstance:
                 return None
             w = conn.watches.get(key)
             if w is None:
-                conn.watches[key] = _Watch(acked=False)
+                conn.watches[key] = Watch(acked=False)
                 return P.event(key, self._watch_value(key))
             w.acked = True
             if w.dirty:
@@ -631,7 +519,7 @@ class FakeInstance:
             what = f"{kind} access to space '{sname}'"
         raise BoxError(ER_ACCESS_DENIED, f"{what} is denied for user 'guest'")
 
-    def _auth(self, conn: _ServerConn, sync: int, body: dict[int, Any]) -> bytes:
+    def _auth(self, conn: ServerConn, sync: int, body: dict[int, Any]) -> bytes:
         user = body.get(C.USER_NAME)
         tup = body.get(C.TUPLE) or []
         sv = self.db.schema_version
@@ -657,7 +545,7 @@ class FakeInstance:
             return {"id": self.id, "instance_uuid": self.uuid, "replicaset_uuid": self.world.cluster_uuid}
         return None
 
-    def _call(self, conn: _ServerConn, rtype: int, sync: int, body: dict[int, Any]) -> bytes | Awaitable[bytes]:
+    def _call(self, conn: ServerConn, rtype: int, sync: int, body: dict[int, Any]) -> bytes | Awaitable[bytes]:
         args = list(body.get(C.TUPLE, []) or [])
         if rtype == C.EVAL:
             expr = str(body.get(C.EXPR, ""))

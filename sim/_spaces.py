@@ -1,4 +1,4 @@
-"""memtx-like spaces: tuples, tree indexes, iterators, DML and update ops.
+"""memtx-like spaces: tuples, tree indexes, iterators, DML, system views.
 
 This is the storage engine of a simulated instance. It reproduces what a
 client can observe from Tarantool 2.6: the order tuples come back in, the
@@ -8,7 +8,8 @@ system views. Messages were checked against a real 2.6.0 server.
 Values are the Python objects msgpack decodes to (``int``, ``float``,
 ``str``, ``bytes``, ``bool``, ``None``, ``list``, ``dict``, ``ExtType``).
 Field numbers inside this module are 0-based; messages show them 1-based, as
-Tarantool does.
+Tarantool does. Update operations live in :mod:`sim._update_ops`, values,
+type rules and error codes in :mod:`sim._values`.
 """
 
 from __future__ import annotations
@@ -18,108 +19,33 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from trio_tarantool._iproto._constants import VINDEX_ID, VSPACE_ID
 from trio_tarantool._iproto._constants import Iterator as It
 
-# Error codes the engine raises (numbers from Tarantool's errcode.h).
-ER_ILLEGAL_PARAMS = 1
-ER_TUPLE_FOUND = 3
-ER_UNSUPPORTED = 5
-ER_READONLY = 7
-ER_KEY_PART_TYPE = 18
-ER_EXACT_MATCH = 19
-ER_FIELD_TYPE = 23
-ER_UPDATE_SPLICE = 25
-ER_UPDATE_ARG_TYPE = 26
-ER_UNKNOWN_UPDATE_OP = 28
-ER_UPDATE_FIELD = 29
-ER_KEY_PART_COUNT = 31
-ER_NO_SUCH_INDEX_ID = 35
-ER_NO_SUCH_SPACE = 36
-ER_NO_SUCH_FIELD_NO = 37
-ER_FIELD_MISSING = 39
-ER_MORE_THAN_ONE_TUPLE = 41
-ER_ACCESS_DENIED = 42
-ER_CANT_UPDATE_PRIMARY_KEY = 94
-ER_UNSUPPORTED_INDEX_FEATURE = 112
-ER_UPDATE_INTEGER_OVERFLOW = 95
-ER_SPACE_EXISTS = 10
+from ._update_ops import apply_ops, check_ops
+from ._values import (  # re-exported: the engine's public names
+    ER_ACCESS_DENIED,
+    ER_CANT_UPDATE_PRIMARY_KEY,
+    ER_EXACT_MATCH,
+    ER_FIELD_MISSING,
+    ER_FIELD_TYPE,
+    ER_KEY_PART_COUNT,
+    ER_KEY_PART_TYPE,
+    ER_MORE_THAN_ONE_TUPLE,
+    ER_NO_SUCH_FIELD_NO,
+    ER_NO_SUCH_INDEX_ID,
+    ER_NO_SUCH_SPACE,
+    ER_READONLY,
+    ER_SPACE_EXISTS,
+    ER_TUPLE_FOUND,
+    ER_UNSUPPORTED_INDEX_FEATURE,
+    FIRST_USER_SPACE_ID,
+    BoxError,
+)
+from ._values import is_type as _is_type
+from ._values import rank_value as _rank_value
 
-UINT64_MAX = (1 << 64) - 1
-INT64_MIN = -(1 << 63)
-FIRST_USER_SPACE_ID = 512
-
-
-class BoxError(Exception):
-    """A server-side error with Tarantool's code and message.
-
-    Raise it from a call/eval handler to make the simulated server answer
-    with that error (``type`` defaults to ``ClientError``).
-    """
-
-    def __init__(self, code: int, message: str, type: str = "ClientError") -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.type = type
-
-    def __str__(self) -> str:
-        return f"({self.code}) {self.message}"
-
-
-# -- values -------------------------------------------------------------------
-
-def _rank_value(v: Any) -> tuple[int, Any]:
-    """A sort key giving Tarantool's scalar order: nil < bool < number < string < bin."""
-    if v is None:
-        return (0, 0)
-    if isinstance(v, bool):
-        return (1, int(v))
-    if isinstance(v, (int, float)):
-        return (2, v)
-    if isinstance(v, str):
-        return (3, v)  # code point order == UTF-8 byte order
-    if isinstance(v, (bytes, bytearray)):
-        return (4, bytes(v))
-    if isinstance(v, msgpack.ExtType):
-        return (5, (v.code, v.data))
-    return (6, repr(v))
-
-
-def _is_type(value: Any, ftype: str) -> bool:
-    """Whether ``value`` may be stored in a field of type ``ftype``."""
-    if ftype == "any":
-        return True
-    if ftype == "unsigned":
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    if ftype == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if ftype == "number":
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
-            isinstance(value, msgpack.ExtType) and value.code == 1
-        )
-    if ftype == "double":
-        return isinstance(value, float)
-    if ftype == "string":
-        return isinstance(value, str)
-    if ftype == "varbinary":
-        return isinstance(value, (bytes, bytearray))
-    if ftype == "boolean":
-        return isinstance(value, bool)
-    if ftype == "scalar":
-        return value is not None and not isinstance(value, (list, dict))
-    if ftype == "array":
-        return isinstance(value, list)
-    if ftype == "map":
-        return isinstance(value, dict)
-    if ftype == "uuid":
-        return isinstance(value, msgpack.ExtType) and value.code == 2
-    if ftype == "decimal":
-        return isinstance(value, msgpack.ExtType) and value.code == 1
-    raise ValueError(f"unknown field type {ftype!r}")
-
+__all__ = ["ER_ACCESS_DENIED", "ER_READONLY", "BoxError", "Change", "Database", "Field", "Index", "Part", "Space"]
 
 # -- definitions --------------------------------------------------------------
 
@@ -488,175 +414,6 @@ class Space:
         self._conflict(new, old)
         self._put(new, old)
         return new, old
-
-
-# -- update operations ---------------------------------------------------------
-
-_OPS = ("=", "+", "-", "&", "|", "^", "#", "!", ":")
-
-
-def check_ops(ops: Sequence[Any]) -> None:
-    """Reject malformed operation lists before any tuple is looked at."""
-    if not isinstance(ops, (list, tuple)):
-        raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, update operations must be an array {{op,..}}")
-    for i, op in enumerate(ops):
-        if not isinstance(op, (list, tuple)) or not op:
-            raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, update operation must be an array {op,..}")
-        name = op[0]
-        if name not in _OPS:
-            raise BoxError(ER_UNKNOWN_UPDATE_OP, f'Unknown UPDATE operation #{i + 1}: "{name}"')
-        want = 5 if name == ":" else 3
-        if len(op) != want:
-            raise BoxError(
-                ER_UNKNOWN_UPDATE_OP,
-                f"Unknown UPDATE operation #{i + 1}: wrong number of arguments, expected {want}, got {len(op)}",
-            )
-        # Argument types are checked when the request is parsed, before any
-        # tuple is looked at (so an upsert fails even when it would insert).
-        spec = op[1]
-        shown = f"'{spec}'" if isinstance(spec, str) else str(spec + 1 if isinstance(spec, int) and spec >= 0 else spec)
-        arg = op[2]
-        if name in ("+", "-") and (not _is_type(arg, "number") or isinstance(arg, msgpack.ExtType)):
-            raise BoxError(
-                ER_UPDATE_ARG_TYPE,
-                f"Argument type in operation '{name}' on field {shown} does not match field type: expected a number",
-            )
-        if name in ("&", "|", "^") and not _is_type(arg, "unsigned"):
-            raise BoxError(
-                ER_UPDATE_ARG_TYPE,
-                f"Argument type in operation '{name}' on field {shown} does not match field type: expected a positive integer",
-            )
-
-
-def _shown(fieldspec: Any, pos: int) -> str:
-    """How an error message names a field (1-based number or the name given)."""
-    return f"'{fieldspec}'" if isinstance(fieldspec, str) else str(pos + 1 if pos >= 0 else fieldspec)
-
-
-def apply_ops(
-    space: Space, tup: Sequence[Any], ops: Sequence[Any], index_base: int = 0,
-    *, skip_errors: bool = False,
-) -> list[Any]:
-    """Tarantool's update operations on a copy of ``tup``.
-
-    Field numbers are ``index_base``-based (IPROTO's default is 0), negative
-    numbers count from the end, strings name format fields. With
-    ``skip_errors`` (upsert), an op that fails is skipped and the rest apply.
-    """
-    check_ops(ops)
-    out = list(tup)
-    # Which existing fields an earlier op of this request changed (flags move
-    # with the fields on '!' and '#'): 2.6 lets '=' overwrite such a field but
-    # refuses arithmetic, bitwise and splice on it ("double update of the
-    # same field"). Fields added by '!' or an appending '=' are not flagged.
-    touched = [False] * len(out)
-    for op in ops:
-        if not skip_errors:
-            _apply_op(space, out, touched, op, index_base)
-            continue
-        attempt, attempt_touched = list(out), list(touched)
-        try:
-            _apply_op(space, attempt, attempt_touched, op, index_base)
-        except BoxError:
-            continue
-        out, touched = attempt, attempt_touched
-    return out
-
-
-def _apply_op(space: Space, out: list[Any], touched: list[bool], op: Sequence[Any], index_base: int) -> None:
-    """Apply one update op to ``out`` (and its ``touched`` flags) in place."""
-    name, spec = op[0], op[1]
-    if isinstance(spec, str):
-        pos = space.field_no(spec)
-    elif isinstance(spec, int) and not isinstance(spec, bool):
-        if spec >= 0:
-            pos = spec - index_base
-            if pos < 0:
-                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
-        else:
-            pos = len(out) + spec + (1 if name == "!" else 0)
-            if pos < 0:
-                raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {spec} was not found in the tuple")
-    else:
-        raise BoxError(ER_ILLEGAL_PARAMS, "Illegal parameters, field id must be a number or a string")
-    shown = _shown(spec, pos)
-    if name == "!":
-        if pos > len(out):
-            raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
-        out.insert(pos, op[2])
-        touched.insert(pos, False)  # a new field takes arithmetic later (2.6)
-        return
-    if name == "=":
-        if pos > len(out):
-            raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
-        if pos == len(out):
-            out.append(op[2])
-            touched.append(False)
-        else:
-            out[pos] = op[2]
-            touched[pos] = True
-        return
-    if pos >= len(out):
-        raise BoxError(ER_NO_SUCH_FIELD_NO, f"Field {shown} was not found in the tuple")
-    if name == "#":
-        count = op[2]
-        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-            raise BoxError(ER_UPDATE_FIELD, f"Field {shown} UPDATE error: cannot delete {count} fields")
-        del out[pos : pos + count]
-        del touched[pos : pos + count]
-        return
-    if touched[pos]:
-        raise BoxError(ER_UPDATE_FIELD, f"Field {pos + 1} UPDATE error: double update of the same field")
-    touched[pos] = True
-    if name in ("+", "-"):
-        cur, arg = out[pos], op[2]
-        if not _is_type(cur, "number") or not _is_type(arg, "number") or isinstance(cur, msgpack.ExtType) or isinstance(arg, msgpack.ExtType):
-            raise BoxError(
-                ER_UPDATE_ARG_TYPE,
-                f"Argument type in operation '{name}' on field {shown} does not match "
-                "field type: expected a number",
-            )
-        res = cur + arg if name == "+" else cur - arg
-        if isinstance(res, int) and not (INT64_MIN <= res <= UINT64_MAX):
-            raise BoxError(
-                ER_UPDATE_INTEGER_OVERFLOW,
-                f"Integer overflow when performing '{name}' operation on field {shown}",
-            )
-        out[pos] = res
-    elif name in ("&", "|", "^"):
-        cur, arg = out[pos], op[2]
-        if not _is_type(cur, "unsigned") or not _is_type(arg, "unsigned"):
-            raise BoxError(
-                ER_UPDATE_ARG_TYPE,
-                f"Argument type in operation '{name}' on field {shown} does not match "
-                "field type: expected a positive integer",
-            )
-        out[pos] = cur & arg if name == "&" else cur | arg if name == "|" else cur ^ arg
-    elif name == ":":
-        cur = out[pos]
-        offset, length, paste = op[2], op[3], op[4]
-        if not isinstance(cur, str):
-            raise BoxError(
-                ER_UPDATE_ARG_TYPE,
-                f"Argument type in operation ':' on field {shown} does not match "
-                "field type: expected a string",
-            )
-        n = len(cur)
-        if offset < 0:
-            if -offset > n + 1:
-                raise BoxError(
-                    ER_UPDATE_SPLICE, f"SPLICE error on field {shown}: offset is out of bound"
-                )
-            start = n + offset + 1
-        else:
-            start = min(max(offset - index_base, 0), n)
-        if length < 0:
-            if -length > n - start:
-                length = 0
-            else:
-                length = n - start + length
-        end = min(start + length, n)
-        out[pos] = cur[:start] + str(paste) + cur[end:]
 
 
 # -- the whole database ---------------------------------------------------------
