@@ -44,6 +44,7 @@ from ._crud import CrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
+    Error,
     ErrorCode,
     NetworkError,
     NotSupportedError,
@@ -650,9 +651,8 @@ class Connection(CrudMixin):
             version = schema.version
         return self._enqueue(link, req.type, body, version, req.on_push, req.on_push_ctx, task)
 
-    async def _perform(self, req: Request) -> Any:
-        """Send ``req`` (resolving names, reconnecting, waiting as needed); its result."""
-        start = trio.current_time()
+    async def _perform(self, req: Request) -> Response:
+        """Send ``req`` (resolving names, reconnecting, waiting as needed); its Response."""
         if req.body is not None:
             reply = await self._send(req.type, req.body, None, req.on_push, req.on_push_ctx)
         else:
@@ -665,22 +665,26 @@ class Connection(CrudMixin):
                     break
                 self._on_schema_version(reply.schema_version)
                 self.schema = None
-        return self._result(req, reply, start)
+        if reply.code & C.TYPE_ERROR or reply.decode_error is not None:
+            raise _failure(reply)
+        return Response(reply)
 
     def _result(self, req: Request, reply: _iproto.Reply, start: float) -> Any:
-        """What a method returns for this reply (or the exception it raises)."""
-        if reply.code & C.TYPE_ERROR:
-            raise database_error(reply)
-        if reply.decode_error is not None:
-            raise ProtocolError(reply.decode_error, may_have_executed=True)
+        """What a method returns for this reply (or the exception it raises), for
+        callers that sent ``req`` through :meth:`_try_submit` at ``start``."""
+        if reply.code & C.TYPE_ERROR or reply.decode_error is not None:
+            raise _failure(reply)
+        return self._finish(req, Response(reply), start)
+
+    def _finish(self, req: Request, response: Response, start: float) -> Any:
         finish = req.finish
         if finish == FINISH_RESPONSE:
-            return Response(reply)
+            return response
         if finish == FINISH_PING:
             return trio.current_time() - start
         if finish == FINISH_PING_NOTIME:
             return "Success"
-        return PreparedStatement(self, Response(reply))
+        return PreparedStatement(self, response)
 
     async def _call_request(self, request_type: int, body: Mapping[int, Any] | None) -> Response:
         reply = await self._send(request_type, body)
@@ -737,47 +741,49 @@ class Connection(CrudMixin):
     # -- box API -------------------------------------------------------------------------
     async def ping(self, notime: bool = False) -> float | str:
         """Round trip to the server: the time it took in seconds, or "Success" with notime."""
-        return cast(float | str, await self._perform(_rq.ping(notime)))
+        req = _rq.ping(notime)
+        start = trio.current_time()
+        return cast(float | str, self._finish(req, await self._perform(req), start))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
                      limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Tuples of a space by index key; no key (or []) selects all."""
-        return cast(Response, await self._perform(_rq.select(
+        return await self._perform(_rq.select(
             space_name, key, offset=offset, limit=limit, index=index, iterator=iterator,
-            on_push=on_push, on_push_ctx=on_push_ctx)))
+            on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def insert(self, space_name: str | int, values: Sequence[Any], *,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple; fails with ER_TUPLE_FOUND if its key exists."""
-        return cast(Response, await self._perform(_rq.insert(
-            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.insert(
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def replace(self, space_name: str | int, values: Sequence[Any], *,
                       on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple, or replace the one with the same primary key."""
-        return cast(Response, await self._perform(_rq.replace(
-            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.replace(
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def update(self, space_name: str | int, key: Any, op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """Apply update operations (``[op, field, arg...]``) to the tuple with ``key``."""
-        return cast(Response, await self._perform(_rq.update(
-            space_name, key, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.update(
+            space_name, key, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def upsert(self, space_name: str | int, tuple_value: Sequence[Any], op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """Insert ``tuple_value``, or apply ``op_list`` to the existing tuple."""
-        return cast(Response, await self._perform(_rq.upsert(
-            space_name, tuple_value, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.upsert(
+            space_name, tuple_value, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def delete(self, space_name: str | int, key: Any, *, index: str | int = 0,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Delete the tuple with ``key``; the reply holds the deleted tuple."""
-        return cast(Response, await self._perform(_rq.delete(
-            space_name, key, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.delete(
+            space_name, key, index=index, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def call(self, func_name: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
@@ -787,25 +793,33 @@ class Connection(CrudMixin):
         passes one array (unlike the reference connector, which spreads a lone
         list into several arguments).
         """
-        return cast(Response, await self._perform(_rq.call(
-            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.call(
+            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def eval(self, expr: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
         """Evaluate a Lua chunk with ``...`` bound to ``args``."""
-        return cast(Response, await self._perform(_rq.eval(
-            expr, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
+        return await self._perform(_rq.eval(
+            expr, *args, on_push=on_push, on_push_ctx=on_push_ctx))
 
     async def execute(self, query: str | int, params: Any = None) -> Response:
         """Run SQL: text, or the id of a prepared statement; params positional or named."""
-        return cast(Response, await self._perform(_rq.execute(query, params)))
+        return await self._perform(_rq.execute(query, params))
 
     async def prepare(self, query: str) -> PreparedStatement:
         """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""
-        return cast(PreparedStatement, await self._perform(_rq.prepare(query)))
+        return PreparedStatement(self, await self._perform(_rq.prepare(query)))
 
     async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Any) -> Response:
         return await self.call(func_name, *args)
+
+
+def _failure(reply: _iproto.Reply) -> Error:
+    """The exception for a reply that is an error or could not be decoded."""
+    if reply.code & C.TYPE_ERROR:
+        return database_error(reply)
+    assert reply.decode_error is not None
+    return ProtocolError(reply.decode_error, may_have_executed=True)
 
 
 class _no_scope:

@@ -34,32 +34,30 @@ class Request:
 
     __slots__ = ("body", "build", "finish", "index", "on_push", "on_push_ctx", "space", "type")
 
-    def __init__(self, request_type: int, body: dict[int, Any] | None, *,
-                 space: str | int = 0, index: str | int = 0,
-                 build: Callable[[int, int], dict[int, Any]] | None = None,
+    def __init__(self, request_type: int, body: dict[int, Any] | None,
                  on_push: PushCallback | None = None, on_push_ctx: Any = None,
-                 finish: int = FINISH_RESPONSE) -> None:
+                 finish: int = FINISH_RESPONSE, space: str | int = 0, index: str | int = 0,
+                 build: Callable[[int, int], dict[int, Any]] | None = None) -> None:
+        # Positional on purpose: this runs once per request.
         self.type = request_type
         self.body = body
-        self.space = space
-        self.index = index
-        self.build = build
         self.on_push = on_push
         self.on_push_ctx = on_push_ctx
         self.finish = finish
+        self.space = space
+        self.index = index
+        self.build = build
 
 
 def _named(request_type: int, space: str | int, index: str | int,
            build: Callable[[int, int], dict[int, Any]], on_push: PushCallback | None,
            on_push_ctx: Any) -> Request:
-    if type(space) is int and type(index) is int:
-        return Request(request_type, build(space, index), on_push=on_push, on_push_ctx=on_push_ctx)
+    """A request that names its space or index: built once they are resolved."""
     if not isinstance(space, str | int) or isinstance(space, bool):
         raise TypeError(f"space must be a name or an id, got {type(space).__name__} {space!r}")
     if not isinstance(index, str | int) or isinstance(index, bool):
         raise TypeError(f"index must be a name or an id, got {type(index).__name__} {index!r}")
-    return Request(request_type, None, space=space, index=index, build=build,
-                   on_push=on_push, on_push_ctx=on_push_ctx)
+    return Request(request_type, None, on_push, on_push_ctx, FINISH_RESPONSE, space, index, build)
 
 
 def iterator_value(iterator: Any) -> int:
@@ -84,44 +82,57 @@ def iterator_value(iterator: Any) -> int:
 
 
 def ping(notime: bool = False) -> Request:
-    return Request(C.PING, {}, finish=FINISH_PING_NOTIME if notime else FINISH_PING)
+    return Request(C.PING, {}, None, None, FINISH_PING_NOTIME if notime else FINISH_PING)
 
 
 def select(space_name: str | int, key: Any = None, *, offset: int = 0, limit: int = 0xFFFFFFFF,
            index: str | int = 0, iterator: Any = None, on_push: PushCallback | None = None,
            on_push_ctx: Any = None) -> Request:
-    if iterator is None and (key is None or (isinstance(key, list | tuple) and not key)):
-        it: int = C.Iterator.ALL
+    if iterator is None:
+        empty = key is None or (type(key) in (list, tuple) and not key)
+        it: int = C.Iterator.ALL if empty else C.Iterator.EQ
     else:
         it = iterator_value(iterator)
+    if type(space_name) is int and type(index) is int:
+        return Request(C.SELECT, R.select_body(space_name, index, key, offset, limit, it), on_push, on_push_ctx)
     return _named(C.SELECT, space_name, index,
                   lambda s, i: R.select_body(s, i, key, offset, limit, it), on_push, on_push_ctx)
 
 
 def insert(space_name: str | int, values: Sequence[Any], *, on_push: PushCallback | None = None,
            on_push_ctx: Any = None) -> Request:
+    if type(space_name) is int:
+        return Request(C.INSERT, R.tuple_body(space_name, values), on_push, on_push_ctx)
     return _named(C.INSERT, space_name, 0, lambda s, _: R.tuple_body(s, values), on_push, on_push_ctx)
 
 
 def replace(space_name: str | int, values: Sequence[Any], *, on_push: PushCallback | None = None,
             on_push_ctx: Any = None) -> Request:
+    if type(space_name) is int:
+        return Request(C.REPLACE, R.tuple_body(space_name, values), on_push, on_push_ctx)
     return _named(C.REPLACE, space_name, 0, lambda s, _: R.tuple_body(s, values), on_push, on_push_ctx)
 
 
 def update(space_name: str | int, key: Any, op_list: Sequence[Any], *, index: str | int = 0,
            on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Request:
+    if type(space_name) is int and type(index) is int:
+        return Request(C.UPDATE, R.update_body(space_name, index, key, op_list), on_push, on_push_ctx)
     return _named(C.UPDATE, space_name, index, lambda s, i: R.update_body(s, i, key, op_list),
                   on_push, on_push_ctx)
 
 
 def upsert(space_name: str | int, tuple_value: Sequence[Any], op_list: Sequence[Any], *,
            index: str | int = 0, on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Request:
+    if type(space_name) is int and type(index) is int:
+        return Request(C.UPSERT, R.upsert_body(space_name, index, tuple_value, op_list), on_push, on_push_ctx)
     return _named(C.UPSERT, space_name, index, lambda s, i: R.upsert_body(s, i, tuple_value, op_list),
                   on_push, on_push_ctx)
 
 
 def delete(space_name: str | int, key: Any, *, index: str | int = 0,
            on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Request:
+    if type(space_name) is int and type(index) is int:
+        return Request(C.DELETE, R.delete_body(space_name, index, key), on_push, on_push_ctx)
     return _named(C.DELETE, space_name, index, lambda s, i: R.delete_body(s, i, key), on_push, on_push_ctx)
 
 
@@ -130,14 +141,14 @@ def call(func_name: str, *args: Any, on_push: PushCallback | None = None,
     """CALL (the connection sends CALL_16 instead when opened with ``call_16``)."""
     if not isinstance(func_name, str) or not func_name:
         raise TypeError(f"func_name must be a non-empty string, got {func_name!r}")
-    return Request(C.CALL, R.call_body(func_name, args), on_push=on_push, on_push_ctx=on_push_ctx)
+    return Request(C.CALL, R.call_body(func_name, args), on_push, on_push_ctx)
 
 
 def eval(expr: str, *args: Any, on_push: PushCallback | None = None,
          on_push_ctx: Any = None) -> Request:
     if not isinstance(expr, str):
         raise TypeError(f"expr must be a string, got {type(expr).__name__}")
-    return Request(C.EVAL, R.eval_body(expr, args), on_push=on_push, on_push_ctx=on_push_ctx)
+    return Request(C.EVAL, R.eval_body(expr, args), on_push, on_push_ctx)
 
 
 def execute(query: str | int, params: Any = None) -> Request:
@@ -149,7 +160,7 @@ def execute(query: str | int, params: Any = None) -> Request:
 def prepare(query: str) -> Request:
     if not isinstance(query, str):
         raise TypeError(f"query must be SQL text, got {type(query).__name__}")
-    return Request(C.PREPARE, R.prepare_body(query), finish=FINISH_PREPARE)
+    return Request(C.PREPARE, R.prepare_body(query), None, None, FINISH_PREPARE)
 
 
 #: Builders by method name, for code that carries requests as (name, args, kwargs).
