@@ -40,9 +40,11 @@ the simulator, by tests/sim):
    connections and "no instance fits" errors wake every probe loop, so the
    pool does not wait out ``refresh_delay`` to see a role change.  Within
    ``probe_timeout`` of such a role signal, a request that finds no fitting
-   instance waits for the refresh (at most ``probe_timeout``) and tries
-   again, instead of failing with :class:`PoolTopologyError` at once; in a
-   stable topology the error is immediate, as in the reference connector.
+   instance keeps refreshing the probes and trying again until one fits or
+   ``probe_timeout`` has passed since the signal, instead of failing with
+   :class:`PoolTopologyError` at once (a planned switch-over delays writes,
+   it does not fail them); in a stable topology the error is immediate, as
+   in the reference connector.
 4. **At most once.** A request that surely did not execute (refused with
    ``ER_READONLY``/``ER_LOADING``, or a :class:`NetworkError` with
    ``may_have_executed`` False) is re-dispatched once to an instance fitting
@@ -715,18 +717,27 @@ class ConnectionPool(CrudMixin):
             f"retry included)", may_have_executed=True,
         )
 
+    async def _pick(self, mode: Mode) -> PoolUnit:
+        """The strategy's instance for ``mode``, waiting out a role change.
+
+        Within ``probe_timeout`` of a role signal (a refusal, a lost
+        connection), finding no fitting instance is taken as a switch-over in
+        progress: the probes are refreshed until one fits or that time is up,
+        so a planned switch delays requests instead of failing them. In a
+        stable topology the PoolTopologyError is immediate.
+        """
+        while True:
+            try:
+                return self.strategy.getnext(mode)
+            except PoolTopologyError:
+                if trio.current_time() - self._role_signal_at > self.probe_timeout:
+                    self._wake_all(role_signal=False)
+                    raise
+                await self._refresh_all()
+
     async def _send_with_retry(self, mode: Mode, method_name: str, args: tuple[Any, ...],
                                kwargs: dict[str, Any]) -> Any:
-        try:
-            unit = self.strategy.getnext(mode)
-        except PoolTopologyError:
-            if trio.current_time() - self._role_signal_at > self.probe_timeout:
-                self._wake_all(role_signal=False)
-                raise
-            # A role change is being looked at (a refusal or a lost connection
-            # just woke the probes): wait for that refresh instead of failing.
-            await self._refresh_all()
-            unit = self.strategy.getnext(mode)
+        unit = await self._pick(mode)
         try:
             return await self._dispatch(unit, method_name, args, kwargs)
         except (DatabaseError, NetworkError) as exc:
@@ -742,13 +753,9 @@ class ConnectionPool(CrudMixin):
             first = exc
         # The request surely did not run: send it once more, elsewhere if possible.
         try:
-            retry_unit = self.strategy.getnext(mode)
+            retry_unit = await self._pick(mode)  # e.g. a planned switch-over in progress
         except PoolTopologyError:
-            await self._refresh_all()  # e.g. a planned switch-over in progress
-            try:
-                retry_unit = self.strategy.getnext(mode)
-            except PoolTopologyError:
-                raise first from None
+            raise first from None
         try:
             return await self._dispatch(retry_unit, method_name, args, kwargs)
         except (DatabaseError, NetworkError) as exc:
