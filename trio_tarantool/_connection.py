@@ -62,6 +62,8 @@ from ._tls import TLSOptions, check_transport
 _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
 
 _RECV_SIZE = 256 * 1024
+#: Reads served without waiting before the reader yields to other tasks anyway.
+_EAGER_READS = 16
 _SCHEMA_RETRIES = 3
 _AUTH_TYPES = ("chap-sha1", "pap-sha256")
 
@@ -450,10 +452,27 @@ class Connection(CrudMixin):
         Value = outcome.Value
         stream = link.stream
         error: NetworkError | None = None
+        fd = link.fd
+        eager = 0
+        data: bytes | bytearray
         try:
             with link.scopes[0]:
                 while True:
-                    data = await stream.receive_some(_RECV_SIZE)
+                    if fd >= 0:
+                        # Read the socket directly: trio's receive_some adds a
+                        # scheduler round trip even when data is waiting.
+                        try:
+                            data = os.read(fd, _RECV_SIZE)
+                        except BlockingIOError:
+                            eager = 0
+                            await trio.lowlevel.wait_readable(fd)
+                            continue
+                        eager += 1
+                        if eager > _EAGER_READS:  # stay fair to other tasks
+                            eager = 0
+                            await trio.lowlevel.checkpoint()
+                    else:
+                        data = await stream.receive_some(_RECV_SIZE)
                     if not data:
                         error = NetworkError("server closed the connection")
                         break
@@ -483,6 +502,7 @@ class Connection(CrudMixin):
     async def _writer(self, link: _Link) -> None:
         link.writer_task = trio.lowlevel.current_task()
         stream = link.stream
+        fd = link.fd
         error: NetworkError | None = None
         with link.scopes[1]:
             try:
@@ -497,7 +517,10 @@ class Connection(CrudMixin):
                         waiter.written = True
                     data = b"".join([w.packet for w in batch])
                     self.statistics_sent += len(batch)
-                    await stream.send_all(data)
+                    if fd >= 0:
+                        await _write_all(fd, data)
+                    else:
+                        await stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 error = NetworkError(f"connection lost while sending: {exc}")
             finally:
@@ -820,6 +843,16 @@ def _failure(reply: _iproto.Reply) -> Error:
         return database_error(reply)
     assert reply.decode_error is not None
     return ProtocolError(reply.decode_error, may_have_executed=True)
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    """Write everything to a non-blocking socket, waiting only when it is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(fd)
 
 
 class _no_scope:
