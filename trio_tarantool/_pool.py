@@ -737,7 +737,10 @@ class ConnectionPool(CrudMixin):
 
     async def _send_with_retry(self, mode: Mode, method_name: str, args: tuple[Any, ...],
                                kwargs: dict[str, Any]) -> Any:
-        unit = await self._pick(mode)
+        try:
+            unit = self.strategy.getnext(mode)
+        except PoolTopologyError:
+            unit = await self._pick(mode)
         try:
             return await self._dispatch(unit, method_name, args, kwargs)
         except (DatabaseError, NetworkError) as exc:
