@@ -113,6 +113,9 @@ REPLICATOR_PASSWORD = "replicator-password"
 START_TIMEOUT = 30.0
 #: How long SIGTERM gets before SIGKILL follows.
 STOP_GRACE = 5.0
+#: replication_timeout of the members while a replicaset bootstraps (the retry
+#: interval between members that are not up yet; 0.5 s afterwards).
+BOOT_REPLICATION_TIMEOUT = 0.1
 #: Size of the IPROTO greeting.
 GREETING_SIZE = 128
 
@@ -568,10 +571,12 @@ class ServerManager:
                 if "Address already in use" not in str(exc) or attempt == retries - 1:
                     raise
                 continue
-            # Later restarts must not wait for dead peers: one connection is enough.
+            # Later restarts must not wait for dead peers: one connection is enough;
+            # and they run with the steady replication_timeout from the start.
             for inst in members:
                 inst.env["TT_QUORUM"] = "1"
                 inst.env["TT_CONNECT_TIMEOUT"] = "1"
+                del inst.env["TT_BOOT_REPLICATION_TIMEOUT"]
             return Replicaset(members)
         raise AssertionError("unreachable")
 
@@ -590,6 +595,9 @@ class ServerManager:
                     "TT_REPLICATION": ",".join(uris),
                     "TT_READ_ONLY": "false" if i == 1 else "true",
                     "TT_WAL_MODE": wal_mode,
+                    # Members retry each other every 0.1 s (not 0.5) during
+                    # this first, simultaneous bootstrap (see replica.lua).
+                    "TT_BOOT_REPLICATION_TIMEOUT": str(BOOT_REPLICATION_TIMEOUT),
                 },
             )
             self.instances.append(inst)

@@ -152,10 +152,11 @@ def test_replicaset_roles_and_replication(replicaset: Replicaset) -> None:
     master, r2, r3 = replicaset.instances
     assert replicaset.master is master
     for inst, expect_ro in ((master, False), (r2, True), (r3, True)):
-        ro, has_tester, listen = inst.admin_eval(
-            "return box.info.ro, box.space.tester ~= nil, box.cfg.listen"
+        ro, has_tester, listen, timeout = inst.admin_eval(
+            "return box.info.ro, box.space.tester ~= nil, box.cfg.listen, box.cfg.replication_timeout"
         )
-        assert (ro, has_tester, listen) == (expect_ro, True, inst.listen)
+        # The short bootstrap replication_timeout is gone once the set is up.
+        assert (ro, has_tester, listen, timeout) == (expect_ro, True, inst.listen, 0.5)
     master.admin("box.space.tester:insert{7, 'replicated'}")
     replicaset.wait_replicated()
     for inst in replicaset.replicas:
@@ -175,10 +176,9 @@ def test_replicaset_failover_and_restart(replicaset: Replicaset) -> None:
     # The old master comes back read-only (no longer the master) and catches up.
     replicaset.restart(old)
     replicaset.wait_replicated()
-    assert old.admin_eval("return box.info.ro, box.space.tester:get(8)") == [
-        True,
-        [8, "after failover"],
-    ]
+    assert old.admin_eval(
+        "return box.info.ro, box.space.tester:get(8), box.cfg.replication_timeout"
+    ) == [True, [8, "after failover"], 0.5]
 
 
 def test_unix_socket_listen(tarantool_factory: Callable[..., TarantoolInstance]) -> None:

@@ -6,6 +6,9 @@
 --                    e.g. replicator:replicator-password@127.0.0.1:40001
 --   TT_READ_ONLY     'true' for replicas, 'false' for the master
 --   TT_QUORUM        replication_connect_quorum (default: every member)
+--   TT_CONNECT_TIMEOUT  replication_connect_timeout (default 10)
+--   TT_BOOT_REPLICATION_TIMEOUT  replication_timeout while box.cfg runs
+--                    (default: the steady 0.5); see below
 --   TT_WORK_DIR, TT_WAL_MODE, TT_ADMIN_SOCKET, TT_READY_FILE as in instance.lua
 --
 -- The master creates the schema (users, spaces, functions); a replica is
@@ -24,6 +27,16 @@ for uri in common.env('TT_REPLICATION', ''):gmatch('[^,]+') do
 end
 local read_only = common.env_bool('TT_READ_ONLY', true)
 
+-- replication_timeout is the heartbeat period (a peer silent for 4 times
+-- that is disconnected) and also how long a member waits before it retries a
+-- peer that refused it (not listening yet, or still bootstrapping). When a
+-- whole set starts at once every member hits such retries, so the first
+-- bootstrap runs with a short value (TT_BOOT_REPLICATION_TIMEOUT, set by
+-- _servers.py for that start only) and switches to the steady one as soon as
+-- box.cfg returns.
+local steady_timeout = 0.5
+local boot_timeout = tonumber(common.env('TT_BOOT_REPLICATION_TIMEOUT', tostring(steady_timeout)))
+
 box.cfg{
     listen = common.env('TT_LISTEN', '127.0.0.1:3301'),
     work_dir = common.env('TT_WORK_DIR', nil),
@@ -34,10 +47,13 @@ box.cfg{
     read_only = read_only,
     replication_connect_quorum = tonumber(common.env('TT_QUORUM', tostring(#replication))),
     replication_connect_timeout = tonumber(common.env('TT_CONNECT_TIMEOUT', '10')),
-    replication_timeout = 0.5,
+    replication_timeout = boot_timeout,
     replication_sync_timeout = 5,
     checkpoint_interval = 0,
 }
+if boot_timeout ~= steady_timeout then
+    box.cfg{replication_timeout = steady_timeout}
+end
 
 if not box.info.ro then
     box.once('trio_tarantool_replicator_v1', function()
