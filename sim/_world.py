@@ -128,7 +128,7 @@ class World:
     ) -> FakeInstance:
         """Create an instance reachable as ``host:port`` (``host`` resolves to ``ip``)."""
         if ip is None:
-            ip = f"10.77.0.{len(self.instances) + 1}"
+            ip = f"127.77.0.{len(self.instances) + 1}"
         self.network.add_host(host, ip)
         inst = FakeInstance(self, name, host, port, instance_id=len(self.instances) + 1, config=config)
         self.instances.append(inst)

@@ -61,8 +61,8 @@ def test_any_faults_short_of_loss_deliver_the_same_bytes_in_order(
         async with trio.open_nursery() as nursery:
             net = Network(random.Random(seed), nursery)
             net.install()
-            net.link(("10.9.9.9", 1)).set(chunk_size=chunk_size, delay=delay, jitter=jitter)
-            a, b = await _pair(net, ("10.9.9.9", 1))
+            net.link(("127.99.9.9", 1)).set(chunk_size=chunk_size, delay=delay, jitter=jitter)
+            a, b = await _pair(net, ("127.99.9.9", 1))
             got = bytearray()
 
             async def reader() -> None:
@@ -86,7 +86,7 @@ def test_any_faults_short_of_loss_deliver_the_same_bytes_in_order(
 async def test_refuse_blackhole_and_unknown_names(autojump_clock: object) -> None:
     async with trio.open_nursery() as nursery:
         net = await _make_network(nursery)
-        net.add_host("svc.sim", "10.1.1.1")
+        net.add_host("svc.sim", "127.66.1.1")
 
         async def handler(sock: FakeSocket) -> None:
             await trio.SocketStream(sock).send_all(b"hi")
@@ -105,7 +105,7 @@ async def test_refuse_blackhole_and_unknown_names(autojump_clock: object) -> Non
             await trio.open_tcp_stream("svc.sim", 7)
         assert scope.cancelled_caught
         net.link(("svc.sim", 7)).clear()
-        stream = await trio.open_tcp_stream("10.1.1.1", 7)  # numeric addresses work too
+        stream = await trio.open_tcp_stream("127.66.1.1", 7)  # numeric addresses work too
         assert await stream.receive_some(10) == b"hi"
         with pytest.raises(OSError):
             await trio.open_tcp_stream("nowhere.sim", 7)
