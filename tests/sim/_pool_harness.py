@@ -1,0 +1,724 @@
+"""Drive the real ConnectionPool through a scenario on the simulator and check it.
+
+A *scenario* is a :class:`PoolConfig` plus a list of steps (plain tuples, so
+Hypothesis can draw and shrink them and a failure can be replayed from its
+JSON text). :func:`run_scenario` runs it in one ``sim.run`` (virtual time,
+seeded scheduler) against a 3-instance simulated replicaset through
+``trio_tarantool.open_pool``, and returns a :class:`ScenarioResult` with every
+invariant violation and a readable trace.
+
+What is observed, and how:
+
+* **Dispatch decisions**: the pool gets a :class:`RecordingStrategy` (a
+  :class:`RoundRobinStrategy` subclass, through ``strategy_class=``) which
+  notes, for each ``getnext``, the virtual time, the mode, the chosen
+  instance, the pool's view of every instance (its ``InstanceState``) at that
+  moment and the request (by the trio task that asked: each request runs in
+  its own task).
+* **What really ran where**: every simulated instance's ``handle`` is wrapped
+  (on the instance object only) so each request carrying a scenario id is
+  matched with the ``sim.RequestRecord`` the instance logged for it
+  (executed or refused, read-only at the time).
+* **Ground truth**: ``rs.roles()``.
+
+Each request carries a unique id the reply must echo: ``select`` reads a row
+keyed by the id (put on every instance just before), ``replace`` writes
+``[id, "v<id>"]`` (its reply is the tuple), ``call`` runs a registered
+``echo(id)``.
+
+Invariants (checked after every step, and at the end):
+
+R1  RW goes only to an instance the pool sees healthy and rw; RO only to a
+    healthy one it does not know as rw; ANY to a healthy one.
+R2  PREFER_RW/PREFER_RO use the other kind only when the pool sees no
+    healthy instance of the preferred kind.
+R3  A PoolTopologyError from the strategy means no healthy instance of the
+    view fits the mode.
+R4  Round robin: while the view is unchanged, the picks from each rotation
+    list (rw, ro, any) spread within +-1 over the instances of that list.
+    (RW and PREFER_RW share the rw rotation, as do RO and PREFER_RO the ro
+    one, so the spread is checked per list, not per mode.)
+O1  Every request ends with exactly one outcome, and a result is its own
+    (echoes its id).
+O2  A success executed exactly once; a failure with may_have_executed False
+    (and a PoolTopologyError) executed zero times; no request executes twice
+    (automatic retries never repeat a write); a request executes only on an
+    instance the strategy chose for it; at most two picks per request (one
+    retry), one with retry_not_executed=False.
+O3  No write executed on an instance that was read-only then (sim truth).
+T1  No request lasts longer than the pool's documented bound,
+    ``2 * socket_timeout + 0.05`` s (theory of operation, rule 6).
+L1  After the pool closes, none of its tasks lives.
+L2  Liveness: once everything is healed and exactly one master exists, the
+    pool's view (``pool.statistics()``) equals the truth (``rs.roles()``)
+    within ``refresh_delay + 4 RTT + 0.02`` s, and an RW request succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+import sim
+import trio_tarantool as tt
+from trio_tarantool._iproto import _constants as C
+from trio_tarantool._pool import PoolUnit
+from trio_tarantool._strategy import InstanceState, Mode, RoundRobinStrategy, Status
+
+__all__ = [
+    "EPS",
+    "PoolConfig",
+    "ScenarioResult",
+    "Step",
+    "run_scenario",
+    "scenario_from_json",
+    "scenario_to_json",
+]
+
+#: The epsilon of the boundary time steps (virtual seconds).
+EPS = 0.001
+#: The pool's slack over 2 * socket_timeout (``_TIMEOUT_GRACE`` in _pool.py, rule 6).
+POOL_GRACE = 0.05
+N = 3
+MODES = ("ANY", "RW", "RO", "PREFER_RW", "PREFER_RO")
+KINDS = ("select", "replace", "call")
+#: Symbolic time steps, resolved against the scenario's configuration.
+TIME_STEPS = ("0", "tiny", "small", "refresh-", "refresh+", "socket-", "socket+", "probe-", "probe+")
+#: Scenario ids start here (far from anything else in the spaces).
+FIRST_ID = 1000
+
+Step = tuple[Any, ...]
+
+_POOL_DIR = os.path.dirname(tt.__file__) + os.sep
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Settings of one scenario: world seed, pool timings, link latency."""
+
+    seed: int = 0
+    refresh_delay: float = 0.5
+    socket_timeout: float = 0.5
+    probe_timeout: float | None = None
+    connection_timeout: float | None = None
+    #: One-way latency of every client link (virtual seconds).
+    link_delay: float = 0.0005
+    retry_not_executed: bool = True
+    #: Seconds of ER_LOADING (status "loading") after every restart.
+    loading_time: float = 0.0
+    #: A fault in place before the pool opens: (kind, instance) with kind
+    #: crash, pause or partition (the pool must open anyway, rule 7).
+    start_fault: tuple[str, int] | None = None
+
+
+def scenario_to_json(config: PoolConfig, steps: Sequence[Step]) -> str:
+    """The scenario as one line of JSON (what ``tests/sim/soak.py --replay`` takes)."""
+    return json.dumps({"config": config.__dict__, "steps": [list(s) for s in steps]},
+                      separators=(",", ":"))
+
+
+def scenario_from_json(text: str) -> tuple[PoolConfig, list[Step]]:
+    data = json.loads(text)
+    config = data["config"]
+    if config.get("start_fault") is not None:
+        config["start_fault"] = tuple(config["start_fault"])
+    return PoolConfig(**config), [tuple(s) for s in data["steps"]]
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+@dataclass
+class Pick:
+    """One ``getnext`` of the strategy."""
+
+    time: float
+    mode: Mode
+    #: Index of the chosen instance, None when PoolTopologyError was raised.
+    chosen: int | None
+    view: tuple[InstanceState, ...]
+    request: int | None
+
+
+@dataclass
+class Execution:
+    """One scenario request as an instance handled it (from its request_log)."""
+
+    instance: int
+    time: float
+    executed: bool
+    read_only: bool
+    outcome: str
+
+
+@dataclass
+class Req:
+    """One scenario request: what was asked, what came back, what really ran."""
+
+    id: int
+    mode: Mode
+    kind: str
+    start: float
+    end: float | None = None
+    outcomes: list[str] = field(default_factory=list)
+    #: None: success; else the exception.
+    error: BaseException | None = None
+    picks: list[Pick] = field(default_factory=list)
+    executions: list[Execution] = field(default_factory=list)
+    done: trio.Event = field(default_factory=trio.Event)
+
+    def describe(self) -> str:
+        return f"#{self.id} {self.mode.name} {self.kind}"
+
+
+def _view_text(view: Sequence[InstanceState]) -> str:
+    out = []
+    for st in view:
+        if st.status != Status.HEALTHY:
+            out.append("--")
+        else:
+            out.append("rw" if st.read_only is False else "ro" if st.read_only else "r?")
+    return " ".join(out)
+
+
+_TRUTH_ABBR = {"rw": "rw", "ro": "ro", "down": "dn", "paused": "pz"}
+
+
+class RecordingStrategy(RoundRobinStrategy[PoolUnit]):
+    """The default strategy, recording every decision with the view it was made on."""
+
+    def __init__(self, units: Sequence[PoolUnit], run: ScenarioRun) -> None:
+        super().__init__(units)
+        self.run = run
+
+    def getnext(self, mode: Mode) -> PoolUnit:
+        view = tuple(u.state for u in self.pool)
+        try:
+            unit = super().getnext(mode)
+        except tt.PoolTopologyError:
+            self.run.on_pick(mode, None, view)
+            raise
+        self.run.on_pick(mode, list(self.pool).index(unit), view)
+        return unit
+
+    def update(self) -> None:
+        super().update()
+        self.run.on_view_change(tuple(u.state for u in self.pool))
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    config: PoolConfig
+    steps: list[Step]
+    violations: list[str]
+    trace: list[str]
+    requests: int
+    outcomes: Counter[str]
+    #: (mode name, kind, outcome text) of every request, in id order.
+    records: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Seconds from healing to the pool's view matching the truth for good.
+    converged_after: float | None = None
+    #: The simulator's trace (only with ``run_scenario(..., world_trace=True)``).
+    world_trace: list[str] = field(default_factory=list)
+
+    def report(self, tail: int = 400) -> str:
+        lines = [f"{len(self.violations)} invariant violation(s):"]
+        lines += [f"  ! {v}" for v in self.violations[:30]]
+        lines.append(f"config: {self.config}")
+        lines.append("steps:")
+        lines += [f"  {i:3d}. {s}" for i, s in enumerate(self.steps)]
+        shown = self.trace[-tail:]
+        lines.append(f"trace ({len(self.trace)} events{', last ' + str(tail) if len(self.trace) > tail else ''}; "
+                     "time | truth tt1 tt2 tt3 | pool view | event):")
+        lines += shown
+        lines.append("replay (prints the full trace):")
+        lines.append(f"  .venv/bin/python -m tests.sim.soak --replay '{scenario_to_json(self.config, self.steps)}'")
+        return "\n".join(lines)
+
+
+class ScenarioRun:
+    """State of one scenario while it runs (one ``trio.run``)."""
+
+    def __init__(self, config: PoolConfig, steps: Sequence[Step]) -> None:
+        self.config = config
+        self.steps = list(steps)
+        self.trace: list[str] = []
+        self.violations: list[str] = []
+        self.requests: dict[int, Req] = {}
+        self.by_task: dict[trio.lowlevel.Task, Req] = {}
+        self.next_id = FIRST_ID
+        #: Seconds from healing until the pool's view equalled the truth (for good).
+        self.converged_after: float | None = None
+        #: One event per failover started by a step, set when it ends.
+        self.failovers: list[trio.Event] = []
+        self.rs: sim.Replicaset | None = None
+        self.pool: tt.ConnectionPool | None = None
+        self.view: tuple[InstanceState, ...] = ()
+        # Round-robin windows: list name -> Counter of picks, reset on a view change.
+        self._rr_view: tuple[InstanceState, ...] | None = None
+        self._rr: dict[str, Counter[int]] = {}
+
+    # -- trace -----------------------------------------------------------------------
+    def log(self, event: str) -> None:
+        truth = " ".join(_TRUTH_ABBR[r] for r in self.rs.roles()) if self.rs is not None else "?"
+        if self.pool is not None:
+            view = _view_text([u.state for u in self.pool._units])
+        else:
+            view = "?"
+        self.trace.append(f"{trio.current_time():11.6f} | {truth} | {view} | {event}")
+
+    def violation(self, text: str) -> None:
+        self.violations.append(f"t={trio.current_time():.6f}: {text}")
+        self.log(f"VIOLATION {text}")
+
+    @property
+    def probe_timeout(self) -> float:
+        assert self.pool is not None
+        return self.pool.probe_timeout
+
+    @property
+    def bound(self) -> float:
+        """The pool's documented upper bound on a request's duration (rule 6)."""
+        return 2 * self.config.socket_timeout + POOL_GRACE
+
+    def resolve_time(self, symbol: str) -> float:
+        c = self.config
+        return {
+            "0": 0.0, "tiny": EPS, "small": 0.01,
+            "refresh-": c.refresh_delay - EPS, "refresh+": c.refresh_delay + EPS,
+            "socket-": c.socket_timeout - EPS, "socket+": c.socket_timeout + EPS,
+            "probe-": self.probe_timeout - EPS, "probe+": self.probe_timeout + EPS,
+        }[symbol]
+
+    # -- strategy hooks (synchronous, inside the pool) ----------------------------------
+    def on_view_change(self, view: tuple[InstanceState, ...]) -> None:
+        if view != self.view:
+            self.view = view
+            self.log("view changed")
+
+    def on_pick(self, mode: Mode, chosen: int | None, view: tuple[InstanceState, ...]) -> None:
+        req = self.by_task.get(trio.lowlevel.current_task())
+        self.view = view
+        pick = Pick(trio.current_time(), mode, chosen, view, req.id if req is not None else None)
+        who = req.describe() if req is not None else f"(no scenario request) {mode.name}"
+        if req is not None:
+            req.picks.append(pick)
+        self.log(f"pick {who} -> {'PoolTopologyError' if chosen is None else rs_name(chosen)}")
+        healthy = [i for i, s in enumerate(view) if s.status == Status.HEALTHY]
+        rw = [i for i in healthy if view[i].read_only is False]
+        ro = [i for i in healthy if view[i].read_only is not False]
+        fits = {Mode.ANY: healthy, Mode.RW: rw, Mode.RO: ro,
+                Mode.PREFER_RW: rw or ro, Mode.PREFER_RO: ro or rw}[mode]
+        if chosen is None:
+            if fits:  # R3
+                self.violation(f"{who}: PoolTopologyError although {[rs_name(i) for i in fits]} fit the view")
+            return
+        if chosen not in fits:  # R1, R2
+            self.violation(f"{who} sent to {rs_name(chosen)} whose view is {_view_text(view).split()[chosen]}"
+                           f" (fitting: {[rs_name(i) for i in fits]})")
+            return
+        # R4: the rotation list the pick came from.
+        listname = "any" if mode == Mode.ANY else ("rw" if chosen in rw else "ro")
+        members = {"any": healthy, "rw": rw, "ro": ro}[listname]
+        if view != self._rr_view:
+            self._rr_view = view
+            self._rr = {}
+        counts = self._rr.setdefault(listname, Counter())
+        counts[chosen] += 1
+        spread = [counts[i] for i in members]
+        if max(spread) - min(spread) > 1:
+            self.violation(f"round robin over the {listname} list {[rs_name(i) for i in members]} is uneven "
+                           f"while the view is unchanged: picks {dict((rs_name(i), counts[i]) for i in members)}")
+
+    # -- execution oracle -------------------------------------------------------------
+    def wrap_instance(self, index: int, inst: sim.FakeInstance, ids_space: int, kv_space: int) -> None:
+        original = inst.handle
+
+        def handle(conn: Any, header: dict[int, Any], body: dict[int, Any]) -> Any:
+            rid = _request_id(header, body, ids_space, kv_space)
+            at = len(inst.request_log)
+            result = original(conn, header, body)
+            if rid is not None:
+                rec = inst.request_log[at]
+                req = self.requests.get(rid)
+                ex = Execution(index, rec.time, rec.executed, rec.read_only, rec.outcome)
+                if req is None:
+                    self.violation(f"{inst.name} got a request with unknown id {rid}")
+                else:
+                    req.executions.append(ex)
+                    self.log(f"{inst.name} {'EXECUTED' if rec.executed else 'refused'} {req.describe()} "
+                             f"({rec.outcome}, ro={rec.read_only})")
+                    # O3: a write never runs on a read-only instance.
+                    if rec.executed and req.kind == "replace" and rec.read_only:
+                        self.violation(f"{req.describe()} executed on read-only {inst.name}")
+            return result
+
+        inst.handle = handle  # type: ignore[method-assign]
+
+    # -- requests ---------------------------------------------------------------------
+    def new_request(self, mode: Mode, kind: str) -> Req:
+        rid = self.next_id
+        self.next_id += 1
+        req = Req(rid, mode, kind, trio.current_time())
+        self.requests[rid] = req
+        if kind == "select":
+            assert self.rs is not None
+            for inst in self.rs.instances:  # the row the select must echo, everywhere
+                inst.db.space_by_name("ids").replace([rid, f"r{rid}"])
+        return req
+
+    async def perform(self, req: Req) -> None:
+        pool = self.pool
+        assert pool is not None
+        self.by_task[trio.lowlevel.current_task()] = req
+        self.log(f"start {req.describe()}")
+        expected: list[Any]
+        try:
+            if req.kind == "select":
+                got = list(await pool.select("ids", req.id, mode=req.mode))
+                expected = [[req.id, f"r{req.id}"]]
+            elif req.kind == "replace":
+                got = list(await pool.replace("kv", [req.id, f"v{req.id}"], mode=req.mode))
+                expected = [[req.id, f"v{req.id}"]]
+            else:
+                got = list(await pool.call("echo", req.id, mode=req.mode))
+                expected = [req.id]
+        except Exception as exc:  # any outcome is recorded; unexpected kinds are violations
+            self.finish(req, exc)
+        else:
+            self.finish(req, None)
+            if got != expected:  # O1: its own reply
+                self.violation(f"{req.describe()} got {got!r}, not its own reply {expected!r}")
+        finally:
+            del self.by_task[trio.lowlevel.current_task()]
+
+    def finish(self, req: Req, error: BaseException | None) -> None:
+        now = trio.current_time()
+        text = "ok" if error is None else f"{type(error).__name__}({_may(error)}): {error}"
+        req.outcomes.append(text)
+        if len(req.outcomes) > 1:  # O1
+            self.violation(f"{req.describe()} ended twice: {req.outcomes}")
+            return
+        req.end = now
+        req.error = error
+        req.done.set()
+        self.log(f"end {req.describe()} after {now - req.start:.6f}s: {text[:160]}")
+        if error is not None and not isinstance(error, tt.Error):
+            self.violation(f"{req.describe()} failed with a non-trio_tarantool exception {error!r}")
+
+    # -- invariants -------------------------------------------------------------------
+    def check(self, final: bool = False) -> None:
+        now = trio.current_time()
+        for req in self.requests.values():
+            executed = [e for e in req.executions if e.executed]
+            if len(executed) > 1:
+                self.violation(f"{req.describe()} executed {len(executed)} times: {executed}")
+            picked = {p.chosen for p in req.picks if p.chosen is not None}
+            for e in req.executions:
+                if e.instance not in picked:
+                    self.violation(f"{req.describe()} reached {rs_name(e.instance)}, never chosen for it "
+                                   f"(chosen: {sorted(map(rs_name, picked))})")
+            successful_picks = sum(p.chosen is not None for p in req.picks)
+            limit = 2 if self.config.retry_not_executed else 1
+            if successful_picks > limit:
+                self.violation(f"{req.describe()} was dispatched {successful_picks} times (limit {limit})")
+            if req.end is None:
+                if now - req.start > self.bound + 1e-9:  # T1, still running
+                    self.violation(f"{req.describe()} still running after {now - req.start:.6f}s "
+                                   f"(bound {self.bound:.6f}s)")
+                elif final:
+                    self.violation(f"{req.describe()} never ended")
+                continue
+            if req.end - req.start > self.bound + 1e-9:  # T1
+                self.violation(f"{req.describe()} took {req.end - req.start:.6f}s (bound {self.bound:.6f}s)")
+            if req.error is None:
+                # O2: a success ran exactly once (an async reply is logged before it is sent).
+                if len(executed) != 1:
+                    self.violation(f"{req.describe()} succeeded but executed {len(executed)} times")
+            elif not _may(req.error) and executed:
+                self.violation(f"{req.describe()} failed as not executed ({req.outcomes[0][:120]}) "
+                               f"but executed on {[rs_name(e.instance) for e in executed]}")
+
+    def dedupe(self) -> None:
+        seen: set[str] = set()
+        out = []
+        for v in self.violations:
+            key = v.split(": ", 1)[1] if ": " in v else v
+            if key not in seen:
+                seen.add(key)
+                out.append(v)
+        self.violations = out
+
+
+def rs_name(i: int) -> str:
+    return f"tt{i + 1}"
+
+
+def _may(error: BaseException) -> bool:
+    """may_have_executed of an outcome (PoolTopologyError: never dispatched)."""
+    if isinstance(error, tt.PoolTopologyError):
+        return False
+    return bool(getattr(error, "may_have_executed", True))
+
+
+def _request_id(header: dict[int, Any], body: dict[int, Any], ids_space: int, kv_space: int) -> int | None:
+    rtype = header.get(C.REQUEST_TYPE)
+    try:
+        if rtype == C.SELECT and body.get(C.SPACE_ID) == ids_space:
+            return int(body[C.KEY][0])
+        if rtype == C.REPLACE and body.get(C.SPACE_ID) == kv_space:
+            return int(body[C.TUPLE][0])
+        if rtype == C.CALL and body.get(C.FUNCTION_NAME) == "echo":
+            return int(body[C.TUPLE][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _pool_tasks() -> list[str]:
+    """Names of living tasks whose code is trio_tarantool's."""
+    found: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        code = getattr(task.coro, "cr_code", None)
+        if code is not None and code.co_filename.startswith(_POOL_DIR):
+            found.append(task.name)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return found
+
+
+# --- steps ------------------------------------------------------------------------------
+
+
+async def _apply(run: ScenarioRun, step: Step, nursery: trio.Nursery) -> None:
+    rs = run.rs
+    assert rs is not None
+    kind = step[0]
+    run.log(f"step {list(step)}")
+    if kind == "req":
+        req = run.new_request(Mode[step[1]], step[2])
+        nursery.start_soon(run.perform, req)
+    elif kind == "burst":
+        for _ in range(step[3]):
+            req = run.new_request(Mode[step[1]], step[2])
+            nursery.start_soon(run.perform, req)
+    elif kind == "advance":
+        await trio.sleep(run.resolve_time(step[1]))
+    elif kind in ("crash", "restart", "partition", "unpartition", "pause", "resume"):
+        getattr(rs, kind)(step[1])
+    elif kind == "set_ro":
+        rs.set_ro(step[1], bool(step[2]))
+    elif kind == "switch":  # planned switch-over: demote every master, promote one
+        for i in range(len(rs)):
+            if i != step[1]:
+                rs.set_ro(i, True)
+        rs.set_ro(step[1], False)
+    elif kind == "heal":
+        rs.heal()
+    elif kind == "status":  # box.info.status: "orphan" (ro, unhealthy) or "running"
+        rs.set_status(step[1], step[2])
+    elif kind == "link":  # a link fault short of a partition
+        link = rs.link(step[1])
+        if step[2] == "slow":  # replies take most of socket_timeout, with jitter
+            link.set(delay=run.config.socket_timeout * 0.4, jitter=run.config.socket_timeout * 0.2)
+        elif step[2] == "reset":  # new connections die after the greeting
+            link.set(reset_after=150)
+        elif step[2] == "refuse":
+            link.set(refuse=True)
+        else:
+            link.clear()
+    elif kind in ("failover", "failover_crash"):
+        ended = trio.Event()
+        run.failovers.append(ended)  # now, not when the task starts: liveness waits for it
+
+        async def failover() -> None:
+            try:
+                new = await rs.failover(crash_old=kind == "failover_crash")
+                run.log(f"failover ended: new master {rs_name(new) if new is not None else None}")
+            finally:
+                ended.set()
+
+        nursery.start_soon(failover)
+    else:
+        raise ValueError(f"unknown step {step!r}")
+
+
+async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
+    """L2: heal everything, one master; the view must equal the truth in time; RW works."""
+    rs, pool = run.rs, run.pool
+    assert rs is not None and pool is not None
+    for ended in run.failovers:
+        await ended.wait()
+    run.log("liveness: heal everything")
+    rs.heal()
+    for i, inst in enumerate(rs.instances):
+        if not inst.up:
+            rs.restart(i)
+        if inst.paused:
+            rs.resume(i)
+        if inst.status != "running":
+            rs.set_status(i, "running")
+    masters = [i for i, inst in enumerate(rs.instances) if not inst.read_only]
+    if len(masters) != 1:
+        keep = masters[0] if masters else 0
+        for i in range(len(rs)):
+            rs.set_ro(i, i != keep)
+    # A restarted instance loads for loading_time first (ER_LOADING, unhealthy).
+    loading = [inst.started_at + run.config.loading_time for inst in rs.instances if inst.status == "loading"]
+    if loading:
+        await trio.sleep_until(max(loading))
+    assert all(inst.status == "running" for inst in rs.instances), rs.instances
+    healed_at = trio.current_time()
+    # A probe that was in flight when the world healed may still wait out its
+    # probe_timeout (nothing tells the pool the network is back), and the next
+    # one comes refresh_delay later; it takes a few round trips (connect,
+    # greeting, ID, box.info) plus the pool's 10 ms minimum probe gap.
+    rtt = 2 * run.config.link_delay
+    budget = pool.probe_timeout + run.config.refresh_delay + 4 * rtt + 0.02
+    truth = [(Status.HEALTHY, role == "ro") for role in rs.roles()]
+    # The view must equal the truth at the end of the budget (an early match
+    # proves nothing: the pool may not even have seen a crash-and-restart yet).
+    first_match: float | None = None
+    deadline = healed_at + budget
+    while True:
+        view = [(s.status, s.read_only) for s in pool.statistics()]
+        if view == truth and first_match is None:
+            first_match = trio.current_time()
+        elif view != truth:
+            first_match = None
+        if trio.current_time() >= deadline:
+            break
+        await trio.sleep_until(min(trio.current_time() + 0.005, deadline))
+    if first_match is None:
+        view_text = [f"{s.addr} {s.status.name} ro={s.read_only} ({s.last_error})" for s in pool.statistics()]
+        run.violation(f"liveness: the pool's view {view_text} did not reach the truth {rs.roles()} "
+                      f"within {budget:.4f}s of healing")
+        return
+    run.converged_after = first_match - healed_at
+    run.log(f"liveness: view equals the truth since {run.converged_after:.6f}s after healing")
+    req = run.new_request(Mode.RW, "replace")
+    await run.perform(req)
+    if req.error is not None:
+        run.violation(f"liveness: the RW request after convergence failed: {req.outcomes[0]}")
+
+
+#: Virtual seconds a scenario may take at most (steps, liveness and closing included).
+VIRTUAL_LIMIT = 600.0
+
+
+class ScenarioHung(Exception):
+    """The scenario did not finish within VIRTUAL_LIMIT virtual seconds."""
+
+
+async def _watchdog(run: ScenarioRun, scope: trio.CancelScope) -> None:
+    """Fail a scenario that hangs (in virtual time) with the task tree of the moment."""
+    await trio.sleep(VIRTUAL_LIMIT)
+    dump = _task_tree(trio.lowlevel.current_root_task())
+    run.violation(f"the scenario did not finish within {VIRTUAL_LIMIT} virtual seconds; tasks:\n{dump}")
+    raise ScenarioHung("\n".join(run.trace[-200:]) + "\n" + dump)
+
+
+def _task_tree(task: trio.lowlevel.Task, depth: int = 0) -> str:
+    pad = "  " * depth
+    lines = [f"{pad}- {task.name}"]
+    for frame, lineno in task.iter_await_frames():
+        code = frame.f_code
+        if "/trio/" in code.co_filename:
+            continue
+        lines.append(f"{pad}    {code.co_filename}:{lineno} {code.co_name}")
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            lines.append(_task_tree(child, depth + 1))
+    return "\n".join(lines)
+
+
+def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool = False) -> ScenarioResult:
+    """Run one scenario in its own ``trio.run`` and return what was seen.
+
+    ``world_trace`` also keeps the simulator's own trace (every request each
+    instance handled, every ground-truth change) in ``result.world_trace``.
+    """
+    run = ScenarioRun(config, steps)
+    world: list[str] = []
+
+    async def main() -> None:
+        async with sim.open_replicaset(n=N, seed=config.seed, failover_window=(0.05, 1.0),
+                                       loading_time=config.loading_time,
+                                       trace_requests=world_trace) as rs:
+            world[:] = [rs.trace]  # type: ignore[list-item]  # the live list
+            run.rs = rs
+            rs.create_space("ids", [("id", "unsigned"), ("v", "string")],
+                            indexes=[("primary", [("id", "unsigned")], True)])
+            rs.create_space("kv", [("id", "unsigned"), ("v", "string")],
+                            indexes=[("primary", [("id", "unsigned")], True)])
+            rs.register_function("echo", lambda ctx, x: [x])
+            ids_space = rs[0].db.space_by_name("ids").id
+            kv_space = rs[0].db.space_by_name("kv").id
+            for i, inst in enumerate(rs.instances):
+                run.wrap_instance(i, inst, ids_space, kv_space)
+                if config.link_delay > 0:
+                    rs.link(i).set(delay=config.link_delay)
+
+            def strategy(units: list[PoolUnit]) -> RecordingStrategy:
+                return RecordingStrategy(units, run)
+
+            if config.start_fault is not None:
+                kind, index = config.start_fault
+                getattr(rs, kind)(index)
+                run.log(f"before the pool opens: {kind} {rs_name(index)}")
+            async with trio.open_nursery() as nursery:
+                async with tt.open_pool(
+                    rs.addrs, refresh_delay=config.refresh_delay, socket_timeout=config.socket_timeout,
+                    probe_timeout=config.probe_timeout, connection_timeout=config.connection_timeout,
+                    strategy_class=strategy, retry_not_executed=config.retry_not_executed,
+                ) as pool:
+                    run.pool = pool
+                    run.view = tuple(u.state for u in pool._units)
+                    run.log(f"pool open (probe_timeout={pool.probe_timeout}, bound={run.bound})")
+                    for step in steps:
+                        await _apply(run, step, nursery)
+                        run.check()
+                    await _liveness(run, nursery)
+                    # Every request ends within its bound; then close.
+                    with trio.move_on_after(run.bound + 0.01):
+                        for req in run.requests.values():
+                            await req.done.wait()
+                    run.check(final=True)
+                    run.log("closing the pool")
+                leaked = _pool_tasks()
+                if leaked:  # L1
+                    run.violation(f"tasks of the pool alive after it closed: {leaked}")
+                run.log("pool closed")
+                nursery.cancel_scope.cancel()
+
+    async def guarded() -> None:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(_watchdog, run, outer.cancel_scope)
+            await main()
+            outer.cancel_scope.cancel()
+
+    sim.run(guarded, seed=config.seed)
+    run.dedupe()
+    outcomes = Counter(
+        "ok" if r.error is None else type(r.error).__name__ for r in run.requests.values()
+    )
+    records = [(r.mode.name, r.kind, r.outcomes[0] if r.outcomes else "none") for r in run.requests.values()]
+    result = ScenarioResult(config, list(steps), run.violations, run.trace, len(run.requests), outcomes, records)
+    result.converged_after = run.converged_after
+    if world_trace and world:
+        result.world_trace = list(world[0])  # type: ignore[arg-type]
+    return result

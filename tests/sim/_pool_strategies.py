@@ -1,0 +1,56 @@
+"""Hypothesis strategies for pool scenarios (see :mod:`tests.sim._pool_harness`).
+
+Steps are plain tuples so that they shrink well and print as a readable list;
+time steps are symbolic (``"refresh+"`` is ``refresh_delay + EPS``) so a
+step list stays meaningful whatever configuration it is paired with.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from tests.sim._pool_harness import KINDS, MODES, TIME_STEPS, N, PoolConfig, Step
+
+__all__ = ["configs", "scenario_steps", "steps"]
+
+_INSTANCE = st.integers(0, N - 1)
+
+
+def configs() -> st.SearchStrategy[PoolConfig]:
+    """Pool timings around the defaults, including the awkward orders
+    (probe_timeout below or above refresh_delay and socket_timeout)."""
+    return st.builds(
+        PoolConfig,
+        seed=st.integers(0, 2**16),
+        refresh_delay=st.sampled_from([0.5, 0.2, 1.0]),
+        socket_timeout=st.sampled_from([0.5, 0.3, 1.0]),
+        probe_timeout=st.sampled_from([None, 0.3, 0.75]),
+        connection_timeout=st.sampled_from([None, 0.25]),
+        link_delay=st.sampled_from([0.0005, 0.0, 0.01]),
+        retry_not_executed=st.sampled_from([True, False]),
+        loading_time=st.sampled_from([0.0, 0.3]),
+        start_fault=st.none() | st.tuples(st.sampled_from(["crash", "pause", "partition"]), _INSTANCE),
+    )
+
+
+def steps() -> st.SearchStrategy[Step]:
+    """One scenario step: a request (or a burst), a fault, a repair, or time passing."""
+    modes = st.sampled_from(MODES)
+    kinds = st.sampled_from(KINDS)
+    request = st.tuples(st.just("req"), modes, kinds)
+    burst = st.tuples(st.just("burst"), modes, kinds, st.integers(2, 6))
+    advance = st.tuples(st.just("advance"), st.sampled_from(TIME_STEPS))
+    fault = st.one_of(
+        st.tuples(st.sampled_from(["crash", "partition", "pause"]), _INSTANCE),
+        st.tuples(st.sampled_from(["restart", "unpartition", "resume"]), _INSTANCE),
+        st.tuples(st.just("set_ro"), _INSTANCE, st.booleans()),
+        st.tuples(st.just("switch"), _INSTANCE),
+        st.tuples(st.sampled_from(["failover", "failover_crash", "heal"])),
+        st.tuples(st.just("status"), _INSTANCE, st.sampled_from(["orphan", "running"])),
+        st.tuples(st.just("link"), _INSTANCE, st.sampled_from(["slow", "reset", "refuse", "clear"])),
+    )
+    return st.one_of(request, burst, advance, advance, fault, request)
+
+
+def scenario_steps(max_size: int = 40) -> st.SearchStrategy[list[Step]]:
+    return st.lists(steps(), min_size=min(8, max_size), max_size=max_size)

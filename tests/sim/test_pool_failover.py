@@ -1,0 +1,119 @@
+"""Hypothesis proofs of the real ConnectionPool's failover and routing on the simulator.
+
+Each example is one scenario (:mod:`tests.sim._pool_harness`): a pool
+configuration and up to 40 steps (requests in every mode and kind, crashes,
+restarts, partitions, pauses, planned switch-overs, failovers, and time steps
+at the pool's own boundaries: ``refresh_delay``, ``socket_timeout`` and
+``probe_timeout`` plus or minus 1 ms), run in one ``sim.run`` with
+``trio_tarantool.open_pool`` on a 3-instance simulated replicaset. The
+invariants (listed in the harness docstring) are checked after every step,
+then everything is healed and the pool must converge on the truth.
+
+A failure prints the minimal scenario, the trace (virtual time | true roles |
+the pool's view | event) and a replay command (``python -m tests.sim.soak
+--replay '<json>'``); Hypothesis also prints its ``@reproduce_failure`` blob
+(the "ci" and "dev" profiles set ``print_blob``).
+
+Cost: ``POOL_SIM_EXAMPLES`` (environment) sets the number of examples;
+otherwise half the profile's ``max_examples`` (ci: 30, dev: 50,
+long: 1000). More: ``python -m tests.sim.soak --examples 5000 --seed 1``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import trio_tarantool as tt
+from tests.sim._pool_harness import PoolConfig, ScenarioResult, run_scenario
+from tests.sim._pool_strategies import configs, scenario_steps
+
+EXAMPLES = int(os.environ.get("POOL_SIM_EXAMPLES") or max(1, settings.default.max_examples // 2))
+
+
+def _ok(result: ScenarioResult) -> None:
+    assert not result.violations, "\n" + result.report()
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(config=configs(), steps=scenario_steps())
+def test_pool_keeps_its_invariants_under_any_fault_sequence(config: PoolConfig, steps: list[tuple[object, ...]]) -> None:
+    _ok(run_scenario(config, steps))
+
+
+@settings(max_examples=max(1, EXAMPLES // 2), deadline=None)
+@given(config=configs(), steps=scenario_steps(max_size=25),
+       mode=st.sampled_from(["RW", "PREFER_RW", "PREFER_RO", "RO", "ANY"]))
+def test_pool_keeps_its_invariants_under_a_request_storm(config: PoolConfig, steps: list[tuple[object, ...]],
+                                                         mode: str) -> None:
+    """The same, with a burst of concurrent requests of one mode between every two steps,
+    so that round robin, retries and the one-outcome rule see real concurrency."""
+    stormy: list[tuple[object, ...]] = []
+    for i, step in enumerate(steps):
+        stormy.append(step)
+        stormy.append(("burst", mode, ("replace", "select", "call")[i % 3], 4))
+    _ok(run_scenario(config, stormy))
+
+
+# --- the harness itself: it must see what it claims to see ----------------------------------
+
+
+def test_a_plain_scenario_routes_by_mode_and_spreads_evenly() -> None:
+    """No faults: every mode lands where it must, round robin is exact, nothing fails."""
+    steps: list[tuple[object, ...]] = [("burst", m, k, 6) for m in ("ANY", "RW", "RO", "PREFER_RW", "PREFER_RO")
+                                       for k in ("select", "replace", "call")]
+    result = run_scenario(PoolConfig(seed=5), steps)
+    _ok(result)
+    # Only writes that may land on a replica fail, refused with ER_READONLY (the RO ones always).
+    for mode, kind, outcome in result.records:
+        if kind != "replace" or mode in ("RW", "PREFER_RW"):
+            assert outcome == "ok", (mode, kind, outcome)
+        elif mode in ("RO", "PREFER_RO"):
+            assert outcome.startswith("DatabaseError(False): (ER_READONLY)"), (mode, kind, outcome)
+        else:
+            assert outcome == "ok" or outcome.startswith("DatabaseError(False): (ER_READONLY)")
+    picks = [line for line in result.trace if " pick #" in line]
+    assert picks and all("PoolTopologyError" not in p for p in picks)
+    assert all(p.endswith("-> tt1") for p in picks if " RW " in p or " PREFER_RW " in p)
+    assert not any(p.endswith("-> tt1") for p in picks if " RO " in p or " PREFER_RO " in p)
+
+
+def test_the_checker_catches_a_strategy_that_breaks_routing(monkeypatch: object) -> None:
+    """A deliberately broken strategy (RW to any healthy instance) is reported, with a trace."""
+    from tests.sim import _pool_harness as h
+
+    original = h.RoundRobinStrategy.getnext
+
+    def broken(self: h.RoundRobinStrategy[tt.PoolUnit], mode: tt.Mode) -> tt.PoolUnit:
+        return original(self, tt.Mode.ANY if mode == tt.Mode.RW else mode)
+
+    monkeypatch.setattr(h.RoundRobinStrategy, "getnext", broken)  # type: ignore[attr-defined]
+    result = run_scenario(PoolConfig(seed=1), [("burst", "RW", "call", 3)])
+    assert any("RW call sent to tt2" in v for v in result.violations), result.violations
+    report = result.report()
+    assert "VIOLATION" in report and "--replay '" in report and "| rw ro ro |" in report
+
+
+def test_the_checker_catches_a_lost_outcome_and_a_double_execution() -> None:
+    """The execution oracle counts what instances really ran (a write executed twice is caught)."""
+    from tests.sim import _pool_harness as h
+
+    run = h.ScenarioRun(PoolConfig(), [])
+    req = h.Req(1000, tt.Mode.RW, "replace", 0.0)
+    run.requests[1000] = req
+    req.picks.append(h.Pick(0.0, tt.Mode.RW, 0, (), 1000))
+    req.executions += [h.Execution(0, 0.0, True, False, "ok"), h.Execution(1, 0.1, True, False, "ok")]
+    req.end, req.error = 0.1, None
+
+    async def check() -> None:
+        run.check(final=True)
+
+    import trio
+
+    trio.run(check)
+    text = "\n".join(run.violations)
+    assert "executed 2 times" in text
+    assert "reached tt2, never chosen for it" in text
+    assert "succeeded but executed 2 times" in text
