@@ -32,7 +32,8 @@ if [ -z "${SKIP_LINT:-}" ]; then
     step "mypy (trio_tarantool, strict)" .venv/bin/mypy
     step "mypy (tests, sim)" .venv/bin/mypy tests sim
 fi
-step "pytest" .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# In CI the 15 slowest tests are listed too, to see the suite's time go.
+step "pytest" .venv/bin/python -m pytest -p no:cacheprovider ${CI:+--durations=15} "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED steps: ${failed[*]}" >&2
