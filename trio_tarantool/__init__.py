@@ -4,6 +4,7 @@ Everything public is re-exported here; the modules behind it are private.
 """
 
 from ._connection import Connection as Connection
+from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._connection import PreparedStatement as PreparedStatement
 from ._connection import connect as connect
 from ._crud import CrudError as CrudError

@@ -33,6 +33,7 @@ import os
 import stat
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import outcome
@@ -66,6 +67,21 @@ _RECV_SIZE = 256 * 1024
 _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
 _AUTH_TYPES = ("chap-sha1", "pap-sha256")
+
+
+@dataclass(frozen=True)
+class ConnectionStatistics:
+    """Counters of one :class:`Connection` (see :meth:`Connection.statistics`).
+
+    ``writes`` against ``requests_sent`` shows how well concurrent requests are
+    coalesced into shared system calls.
+    """
+
+    connected: bool
+    in_flight: int
+    requests_sent: int
+    writes: int
+    connects: int
 
 
 class _Waiter:
@@ -260,7 +276,9 @@ class Connection(CrudMixin):
         self._last_error: BaseException | None = None
         self._capacity = trio.lowlevel.ParkingLot()
         self._blocked = 0  # callers parked in _capacity
-        self.statistics_sent = 0
+        self._sent = 0  # requests written to a socket
+        self._writes = 0  # write system calls that carried them
+        self._connects = 0  # sockets established (1 + reconnects)
 
     # -- public state ---------------------------------------------------------------
     def is_closed(self) -> bool:
@@ -275,6 +293,13 @@ class Connection(CrudMixin):
     def in_flight(self) -> int:
         """Requests sent or queued and not yet answered."""
         return len(self._waiters)
+
+    def statistics(self) -> ConnectionStatistics:
+        """A frozen snapshot of the connection's counters."""
+        return ConnectionStatistics(
+            connected=self._link is not None, in_flight=len(self._waiters),
+            requests_sent=self._sent, writes=self._writes, connects=self._connects,
+        )
 
     @property
     def last_error(self) -> BaseException | None:
@@ -343,6 +368,7 @@ class Connection(CrudMixin):
                                may_have_executed=False) from exc
         link = _Link(stream)
         self._link = link
+        self._connects += 1
         self._lost = trio.Event()
         self.schema = None  # the server may have been restarted with another schema
         self._nursery.start_soon(self._reader, link, _iproto.Decoder(raw=self.encoding is None))
@@ -516,7 +542,8 @@ class Connection(CrudMixin):
                     for waiter in batch:
                         waiter.written = True
                     data = b"".join([w.packet for w in batch])
-                    self.statistics_sent += len(batch)
+                    self._sent += len(batch)
+                    self._writes += 1
                     if fd >= 0:
                         await _write_all(fd, data)
                     else:
@@ -529,6 +556,8 @@ class Connection(CrudMixin):
                 self._drop_link(link, error or NetworkError("connection closed: its writer task was cancelled"))
 
     def _write_directly(self, link: _Link, waiter: _Waiter) -> None:
+        self._sent += 1
+        self._writes += 1
         try:
             sent = os.write(link.fd, waiter.packet)
         except BlockingIOError:
@@ -928,4 +957,4 @@ async def connect(
         raise error
 
 
-__all__ = ["Connection", "PreparedStatement", "connect"]
+__all__ = ["Connection", "ConnectionStatistics", "PreparedStatement", "connect"]
