@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+import trio.lowlevel
 
 from tests.real._servers import TarantoolInstance
 from trio_tarantool import connect
@@ -47,7 +48,7 @@ async def test_in_flight_requests_are_bounded(clean_tarantool: TarantoolInstance
                 nonlocal peak
                 while True:
                     peak = max(peak, conn.statistics().in_flight)
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
 
             async with trio.open_nursery() as outer:
                 outer.start_soon(watch)
