@@ -305,15 +305,29 @@ async def test_timeout_says_may_have_executed_and_is_not_resent(replicaset: Repl
             assert replica.admin_eval("return counter_get()")[0] == 0
 
 
+#: A Lua gate: ``gate_wait()`` blocks until the admin console runs ``gate:put(true)``.
+GATE_LUA = (
+    "rawset(_G, 'gate', require('fiber').channel(1)) "
+    "rawset(_G, 'gate_wait', function() return gate:get(30) end)"
+)
+
+
 async def test_in_flight_statistics(replicaset: Replicaset) -> None:
+    master = replicaset.master
+    master.admin(GATE_LUA)
     async with open_pool(replicaset.addrs, **USER) as pool:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: pool.call("sleep", 0.5, mode=Mode.RW))
-            await trio.sleep(0.2)
+            nursery.start_soon(lambda: pool.call("gate_wait", mode=Mode.RW))
+
+            async def one_in_flight() -> bool:
+                return sum(s.in_flight for s in pool.statistics()) == 1
+
+            # The request is held on the server until the gate opens.
+            await eventually(one_in_flight, 5.0, "the held request counted in flight")
             stats = {s.addr: s.in_flight for s in pool.statistics()}
-            assert stats[replicaset.master.listen] == 1
-            assert sum(stats.values()) == 1
+            assert stats[master.listen] == 1
             assert "in_flight=1" in repr(pool)
+            await trio.to_thread.run_sync(master.admin, "gate:put(true)")
         assert all(s.in_flight == 0 for s in pool.statistics())
 
 
@@ -322,8 +336,12 @@ async def test_dead_replica_leaves_rotation_without_a_poll(replicaset: Replicase
     # refresh_delay=30: only the disconnect watcher can notice the death in time.
     async with open_pool(replicaset.addrs, refresh_delay=30, **USER) as pool:
         victim.kill()
-        await trio.sleep(0.2)
-        assert status_of(pool, victim) == Status.UNHEALTHY
+
+        async def victim_down() -> bool:
+            return status_of(pool, victim) == Status.UNHEALTHY
+
+        # Well before the 30 s poll: the lost connection itself tells the pool.
+        await eventually(victim_down, 5.0, "killed replica marked UNHEALTHY")
         alive = {i.listen for i in replicaset.instances if i is not victim}
         assert {await who(pool, Mode.ANY) for _ in range(30)} == alive
         assert {await who(pool, Mode.RO) for _ in range(4)} == {replicaset.replicas[0].listen}
