@@ -48,10 +48,21 @@ O2  A success executed exactly once; a failure with may_have_executed False
 O3  No write executed on an instance that was read-only then (sim truth).
 T1  No request lasts longer than the pool's documented bound,
     ``2 * socket_timeout + 0.05`` s (theory of operation, rule 6).
+U1  An instance that has been down, paused, partitioned or not ``running``
+    for longer than ``W = probe_timeout + refresh_delay + 4 RTT + 0.02`` s
+    is UNHEALTHY in the pool's view (rule 2: a frozen instance turns
+    UNHEALTHY within probe_timeout of a probe).
+U2  An instance that has been up, running, reachable over a clean link and
+    in the same role for longer than ``W`` is HEALTHY in the pool's view,
+    with that role (probes every refresh_delay; a probe in flight when it
+    became reachable may first wait out its probe_timeout).
+    U1 and U2 are checked after every step and every 10 ms of virtual time.
 L1  After the pool closes, none of its tasks lives.
 L2  Liveness: once everything is healed and exactly one master exists, the
     pool's view (``pool.statistics()``) equals the truth (``rs.roles()``)
-    within ``refresh_delay + 4 RTT + 0.02`` s, and an RW request succeeds.
+    within ``W`` (see U1), and an RW request succeeds. (The tighter
+    ``refresh_delay + RTT`` does not hold when a probe is in flight at the
+    moment of healing: it first waits out its probe_timeout.)
 """
 
 from __future__ import annotations
@@ -90,7 +101,7 @@ N = 3
 MODES = ("ANY", "RW", "RO", "PREFER_RW", "PREFER_RO")
 KINDS = ("select", "replace", "call")
 #: Symbolic time steps, resolved against the scenario's configuration.
-TIME_STEPS = ("0", "tiny", "small", "refresh-", "refresh+", "socket-", "socket+", "probe-", "probe+")
+TIME_STEPS = ("0", "tiny", "small", "refresh-", "refresh+", "socket-", "socket+", "probe-", "probe+", "window+")
 #: Scenario ids start here (far from anything else in the spaces).
 FIRST_ID = 1000
 
@@ -264,6 +275,8 @@ class ScenarioRun:
         self.rs: sim.Replicaset | None = None
         self.pool: tt.ConnectionPool | None = None
         self.view: tuple[InstanceState, ...] = ()
+        #: Per instance: (truth key, virtual time it has held since), for U1/U2.
+        self.truth_since: list[tuple[tuple[Any, ...], float]] = []
         # Round-robin windows: list name -> Counter of picks, reset on a view change.
         self._rr_view: tuple[InstanceState, ...] | None = None
         self._rr: dict[str, Counter[int]] = {}
@@ -298,6 +311,7 @@ class ScenarioRun:
             "refresh-": c.refresh_delay - EPS, "refresh+": c.refresh_delay + EPS,
             "socket-": c.socket_timeout - EPS, "socket+": c.socket_timeout + EPS,
             "probe-": self.probe_timeout - EPS, "probe+": self.probe_timeout + EPS,
+            "window+": self.window + EPS,
         }[symbol]
 
     # -- strategy hooks (synchronous, inside the pool) ----------------------------------
@@ -417,6 +431,55 @@ class ScenarioRun:
             self.violation(f"{req.describe()} failed with a non-trio_tarantool exception {error!r}")
 
     # -- invariants -------------------------------------------------------------------
+    @property
+    def window(self) -> float:
+        """W: how long a stable truth may take to show in the pool's view."""
+        assert self.pool is not None
+        return self.pool.probe_timeout + self.config.refresh_delay + 4 * 2 * self.config.link_delay + 0.02
+
+    def observe(self) -> None:
+        """U1/U2: compare the view with truth that has been stable for longer than W."""
+        rs, pool = self.rs, self.pool
+        if rs is None or pool is None or pool.is_closed():
+            return
+        now = trio.current_time()
+        if not self.truth_since:
+            self.truth_since = [((), now) for _ in rs.instances]
+        states = [u.state for u in pool._units]
+        for i, inst in enumerate(rs.instances):
+            faults = rs.link(i).faults
+            clean_link = faults in (sim.LinkFaults(), sim.LinkFaults(delay=self.config.link_delay))
+            # Reachability is the client link's (a "link clear" step lifts a
+            # partition for clients while replication stays cut).
+            cut = faults.stall
+            bad = not inst.up or inst.paused or cut or inst.status != "running"
+            key = (inst.up, inst.paused, cut, inst.status, inst.ro, clean_link)
+            if key != self.truth_since[i][0]:
+                self.truth_since[i] = (key, now)
+                continue
+            if now - self.truth_since[i][1] <= self.window:
+                continue
+            state = states[i]
+            held = f"for {now - self.truth_since[i][1]:.4f}s > W={self.window:.4f}s"
+            if bad and state.status == Status.HEALTHY:
+                self.violation(f"U1: {rs_name(i)} is {rs.roles()[i]}/{inst.status}"
+                               f"{' cut off' if cut else ''} {held}, "
+                               f"but the pool sees it HEALTHY")
+                self.truth_since[i] = (key, now)  # report once per period
+            elif not bad and clean_link and (state.status != Status.HEALTHY or state.read_only != inst.ro):
+                self.violation(f"U2: {rs_name(i)} is {'ro' if inst.ro else 'rw'} and reachable {held}, "
+                               f"but the pool sees {_view_text([state])} "
+                               f"(last error: {pool._units[i].last_error})")
+                self.truth_since[i] = (key, now)
+
+    async def monitor(self) -> None:
+        """Run :meth:`observe` on every ground-truth change and every 10 ms."""
+        assert self.rs is not None
+        while True:
+            self.observe()
+            with trio.move_on_after(0.01):
+                await self.rs.world.wait_changed()
+
     def check(self, final: bool = False) -> None:
         now = trio.current_time()
         for req in self.requests.values():
@@ -587,8 +650,7 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
     # probe_timeout (nothing tells the pool the network is back), and the next
     # one comes refresh_delay later; it takes a few round trips (connect,
     # greeting, ID, box.info) plus the pool's 10 ms minimum probe gap.
-    rtt = 2 * run.config.link_delay
-    budget = pool.probe_timeout + run.config.refresh_delay + 4 * rtt + 0.02
+    budget = run.window
     truth = [(Status.HEALTHY, role == "ro") for role in rs.roles()]
     # The view must equal the truth at the end of the budget (an early match
     # proves nothing: the pool may not even have seen a crash-and-restart yet).
@@ -689,8 +751,11 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                     run.pool = pool
                     run.view = tuple(u.state for u in pool._units)
                     run.log(f"pool open (probe_timeout={pool.probe_timeout}, bound={run.bound})")
+                    run.observe()
+                    nursery.start_soon(run.monitor)
                     for step in steps:
                         await _apply(run, step, nursery)
+                        run.observe()
                         run.check()
                     await _liveness(run, nursery)
                     # Every request ends within its bound; then close.

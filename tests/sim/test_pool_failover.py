@@ -21,8 +21,10 @@ long: 1000). More: ``python -m tests.sim.soak --examples 5000 --seed 1``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +57,43 @@ def test_pool_keeps_its_invariants_under_a_request_storm(config: PoolConfig, ste
         stormy.append(step)
         stormy.append(("burst", mode, ("replace", "select", "call")[i % 3], 4))
     _ok(run_scenario(config, stormy))
+
+
+@settings(max_examples=max(1, EXAMPLES // 2), deadline=None)
+@given(config=configs(), target=st.integers(0, 2), before=st.integers(0, 6), after=st.integers(1, 6),
+       gap=st.sampled_from(["0", "tiny", "small", "refresh-", "probe+"]))
+def test_a_planned_switch_over_delays_rw_writes_but_fails_none(
+        config: PoolConfig, target: int, before: int, after: int, gap: str) -> None:
+    """Rule 3: with retries on, a planned switch-over (demote the master, promote
+    another, no outage) makes RW writes wait for the new master, never fail."""
+    config = dataclasses.replace(config, retry_not_executed=True, start_fault=None, loading_time=0.0)
+    _check_switch_over(config, _switch_steps(target, before, after, gap, "RW"))
+
+
+def _switch_steps(target: int, before: int, after: int, gap: str, mode: str) -> list[tuple[object, ...]]:
+    steps: list[tuple[object, ...]] = []
+    for i in range(before + after):
+        if i == before:
+            steps.append(("switch", target))
+        steps.append(("burst", mode, "replace", 3))
+        steps.append(("advance", gap))
+    return steps
+
+
+def _check_switch_over(config: PoolConfig, steps: list[tuple[object, ...]]) -> None:
+    result = run_scenario(config, steps)
+    _ok(result)
+    failed = [(mode, outcome) for mode, kind, outcome in result.records if outcome != "ok"]
+    assert not failed, "\n" + "\n".join(map(str, failed)) + "\n" + result.report()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "pool bug: a PREFER_RW write refused with ER_READONLY by the demoted master is retried "
+    "at once on a replica (PREFER_RW falls back to ro while no rw is known) and refused "
+    "again, instead of waiting for the new master as an RW write does (rule 3)"))
+def test_a_planned_switch_over_does_not_fail_prefer_rw_writes() -> None:
+    """Found by the property above when it drew PREFER_RW as well: the minimal case."""
+    _check_switch_over(PoolConfig(seed=0), _switch_steps(target=1, before=0, after=1, gap="0", mode="PREFER_RW"))
 
 
 # --- the harness itself: it must see what it claims to see ----------------------------------
@@ -117,3 +156,20 @@ def test_the_checker_catches_a_lost_outcome_and_a_double_execution() -> None:
     assert "executed 2 times" in text
     assert "reached tt2, never chosen for it" in text
     assert "succeeded but executed 2 times" in text
+
+
+def test_the_checker_catches_a_pool_that_never_sees_an_instance_die(monkeypatch: object) -> None:
+    """U1/L2 fire for a pool whose health tracking is broken (states never turn UNHEALTHY)."""
+    from trio_tarantool._pool import ConnectionPool
+    from trio_tarantool._strategy import InstanceState, Status
+
+    original = ConnectionPool._set_state
+
+    def sticky(self: ConnectionPool, unit: tt.PoolUnit, state: InstanceState) -> None:
+        if state.status == Status.UNHEALTHY and unit.state.status == Status.HEALTHY:
+            return
+        original(self, unit, state)
+
+    monkeypatch.setattr(ConnectionPool, "_set_state", sticky)  # type: ignore[attr-defined]
+    result = run_scenario(PoolConfig(seed=2), [("pause", 1), ("advance", "window+"), ("req", "ANY", "call")])
+    assert any(v.split(": ", 1)[1].startswith("U1: tt2 is paused") for v in result.violations), result.violations
