@@ -784,6 +784,10 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
     records = [(r.mode.name, r.kind, r.outcomes[0] if r.outcomes else "none") for r in run.requests.values()]
     result = ScenarioResult(config, list(steps), run.violations, run.trace, len(run.requests), outcomes, records)
     result.converged_after = run.converged_after
+    stats_file = os.environ.get("POOL_SIM_STATS")
+    if stats_file:  # one line per scenario, for measuring what a run covered
+        with open(stats_file, "a") as f:
+            f.write(f"{len(steps)} {result.requests} {len(result.violations)}\n")
     if world_trace and world:
         result.world_trace = list(world[0])  # type: ignore[arg-type]
     return result

@@ -14,9 +14,10 @@ the pool's view | event) and a replay command (``python -m tests.sim.soak
 --replay '<json>'``); Hypothesis also prints its ``@reproduce_failure`` blob
 (the "ci" and "dev" profiles set ``print_blob``).
 
-Cost: ``POOL_SIM_EXAMPLES`` (environment) sets the number of examples;
-otherwise half the profile's ``max_examples`` (ci: 30, dev: 50,
-long: 1000). More: ``python -m tests.sim.soak --examples 5000 --seed 1``.
+Cost: ``POOL_SIM_EXAMPLES`` (environment) sets the number of examples of
+the main property (the storm and switch-over properties run a third as
+many); otherwise 8x the profile's ``max_examples`` (ci: 480, dev: 800,
+long: 16000). More: ``python -m tests.sim.soak --examples 5000 --seed 1``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import trio_tarantool as tt
 from tests.sim._pool_harness import PoolConfig, ScenarioResult, run_scenario
 from tests.sim._pool_strategies import configs, scenario_steps
 
-EXAMPLES = int(os.environ.get("POOL_SIM_EXAMPLES") or max(1, settings.default.max_examples // 2))
+#: Examples of the main property; the other two run a third as many each.
+EXAMPLES = int(os.environ.get("POOL_SIM_EXAMPLES") or 8 * settings.default.max_examples)
 
 
 def _ok(result: ScenarioResult) -> None:
@@ -45,7 +47,7 @@ def test_pool_keeps_its_invariants_under_any_fault_sequence(config: PoolConfig, 
     _ok(run_scenario(config, steps))
 
 
-@settings(max_examples=max(1, EXAMPLES // 2), deadline=None)
+@settings(max_examples=max(1, EXAMPLES // 3), deadline=None)
 @given(config=configs(), steps=scenario_steps(max_size=25),
        mode=st.sampled_from(["RW", "PREFER_RW", "PREFER_RO", "RO", "ANY"]))
 def test_pool_keeps_its_invariants_under_a_request_storm(config: PoolConfig, steps: list[tuple[object, ...]],
@@ -59,7 +61,7 @@ def test_pool_keeps_its_invariants_under_a_request_storm(config: PoolConfig, ste
     _ok(run_scenario(config, stormy))
 
 
-@settings(max_examples=max(1, EXAMPLES // 2), deadline=None)
+@settings(max_examples=max(1, EXAMPLES // 3), deadline=None)
 @given(config=configs(), target=st.integers(0, 2), before=st.integers(0, 6), after=st.integers(1, 6),
        gap=st.sampled_from(["0", "tiny", "small", "refresh-", "probe+"]))
 def test_a_planned_switch_over_delays_rw_writes_but_fails_none(
