@@ -560,7 +560,9 @@ def _pool_tasks() -> list[str]:
             for child in nursery.child_tasks:
                 walk(child)
 
-    walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    walk(root)
     return found
 
 
@@ -689,7 +691,9 @@ class ScenarioHung(Exception):
 async def _watchdog(run: ScenarioRun, scope: trio.CancelScope) -> None:
     """Fail a scenario that hangs (in virtual time) with the task tree of the moment."""
     await trio.sleep(VIRTUAL_LIMIT)
-    dump = _task_tree(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    dump = _task_tree(root)
     run.violation(f"the scenario did not finish within {VIRTUAL_LIMIT} virtual seconds; tasks:\n{dump}")
     raise ScenarioHung("\n".join(run.trace[-200:]) + "\n" + dump)
 
@@ -715,13 +719,13 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
     instance handled, every ground-truth change) in ``result.world_trace``.
     """
     run = ScenarioRun(config, steps)
-    world: list[str] = []
+    world: list[list[str]] = []  # the simulator's live trace list, once it exists
 
     async def main() -> None:
         async with sim.open_replicaset(n=N, seed=config.seed, failover_window=(0.05, 1.0),
                                        loading_time=config.loading_time,
                                        trace_requests=world_trace) as rs:
-            world[:] = [rs.trace]  # type: ignore[list-item]  # the live list
+            world.append(rs.trace)
             run.rs = rs
             rs.create_space("ids", [("id", "unsigned"), ("v", "string")],
                             indexes=[("primary", [("id", "unsigned")], True)])
@@ -789,5 +793,5 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
         with open(stats_file, "a") as f:
             f.write(f"{len(steps)} {result.requests} {len(result.violations)}\n")
     if world_trace and world:
-        result.world_trace = list(world[0])  # type: ignore[arg-type]
+        result.world_trace = list(world[0])
     return result

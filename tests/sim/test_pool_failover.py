@@ -32,9 +32,11 @@ from hypothesis import strategies as st
 import trio_tarantool as tt
 from tests.sim._pool_harness import PoolConfig, ScenarioResult, run_scenario
 from tests.sim._pool_strategies import configs, scenario_steps
+from trio_tarantool._strategy import RoundRobinStrategy
 
 #: Examples of the main property; the other two run a third as many each.
-EXAMPLES = int(os.environ.get("POOL_SIM_EXAMPLES") or 8 * settings.default.max_examples)
+_PROFILE = settings.default
+EXAMPLES = int(os.environ.get("POOL_SIM_EXAMPLES") or 8 * (_PROFILE.max_examples if _PROFILE else 100))
 
 
 def _ok(result: ScenarioResult) -> None:
@@ -121,16 +123,15 @@ def test_a_plain_scenario_routes_by_mode_and_spreads_evenly() -> None:
     assert not any(p.endswith("-> tt1") for p in picks if " RO " in p or " PREFER_RO " in p)
 
 
-def test_the_checker_catches_a_strategy_that_breaks_routing(monkeypatch: object) -> None:
+def test_the_checker_catches_a_strategy_that_breaks_routing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A deliberately broken strategy (RW to any healthy instance) is reported, with a trace."""
-    from tests.sim import _pool_harness as h
+    original = RoundRobinStrategy.getnext
 
-    original = h.RoundRobinStrategy.getnext
+    def broken(self: RoundRobinStrategy[tt.PoolUnit], mode: tt.Mode) -> tt.PoolUnit:
+        unit: tt.PoolUnit = original(self, tt.Mode.ANY if mode == tt.Mode.RW else mode)
+        return unit
 
-    def broken(self: h.RoundRobinStrategy[tt.PoolUnit], mode: tt.Mode) -> tt.PoolUnit:
-        return original(self, tt.Mode.ANY if mode == tt.Mode.RW else mode)
-
-    monkeypatch.setattr(h.RoundRobinStrategy, "getnext", broken)  # type: ignore[attr-defined]
+    monkeypatch.setattr(RoundRobinStrategy, "getnext", broken)
     result = run_scenario(PoolConfig(seed=1), [("burst", "RW", "call", 3)])
     assert any("RW call sent to tt2" in v for v in result.violations), result.violations
     report = result.report()
@@ -160,7 +161,7 @@ def test_the_checker_catches_a_lost_outcome_and_a_double_execution() -> None:
     assert "succeeded but executed 2 times" in text
 
 
-def test_the_checker_catches_a_pool_that_never_sees_an_instance_die(monkeypatch: object) -> None:
+def test_the_checker_catches_a_pool_that_never_sees_an_instance_die(monkeypatch: pytest.MonkeyPatch) -> None:
     """U1/L2 fire for a pool whose health tracking is broken (states never turn UNHEALTHY)."""
     from trio_tarantool._pool import ConnectionPool
     from trio_tarantool._strategy import InstanceState, Status
@@ -172,6 +173,6 @@ def test_the_checker_catches_a_pool_that_never_sees_an_instance_die(monkeypatch:
             return
         original(self, unit, state)
 
-    monkeypatch.setattr(ConnectionPool, "_set_state", sticky)  # type: ignore[attr-defined]
+    monkeypatch.setattr(ConnectionPool, "_set_state", sticky)
     result = run_scenario(PoolConfig(seed=2), [("pause", 1), ("advance", "window+"), ("req", "ANY", "call")])
     assert any(v.split(": ", 1)[1].startswith("U1: tt2 is paused") for v in result.violations), result.violations
