@@ -100,6 +100,17 @@ def test_a_planned_switch_over_does_not_fail_prefer_rw_writes() -> None:
     _check_switch_over(PoolConfig(seed=0), _switch_steps(target=1, before=0, after=1, gap="0", mode="PREFER_RW"))
 
 
+@settings(max_examples=max(1, EXAMPLES // 40), deadline=None)
+@given(config=configs(), steps=scenario_steps())
+def test_a_scenario_replays_byte_for_byte(config: PoolConfig, steps: list[tuple[object, ...]]) -> None:
+    """What the replay line promises: the same scenario gives the same trace and outcomes."""
+    first = run_scenario(config, steps, world_trace=True)
+    second = run_scenario(config, steps, world_trace=True)
+    assert first.trace == second.trace
+    assert first.world_trace == second.world_trace
+    assert first.records == second.records
+
+
 # --- the harness itself: it must see what it claims to see ----------------------------------
 
 
