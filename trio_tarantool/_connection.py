@@ -62,7 +62,7 @@ from ._tls import TLSOptions, check_transport
 
 _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
 
-_RECV_SIZE = 256 * 1024
+_RECV_SIZE = 64 * 1024
 #: Reads served without waiting before the reader yields to other tasks anyway.
 _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
