@@ -48,7 +48,8 @@ the simulator, by tests/sim):
 4. **At most once.** A request that surely did not execute (refused with
    ``ER_READONLY``/``ER_LOADING``, or a :class:`NetworkError` with
    ``may_have_executed`` False) is re-dispatched once to an instance fitting
-   its mode (``retry_not_executed=False`` turns that off).  A request that
+   its mode (``retry_not_executed=False`` turns that off; a write refused as
+   read-only under ANY or PREFER_RW is re-sent as RW).  A request that
    may have executed is never re-sent; its exception says so.
 5. **One outcome.** Every request ends with exactly one result or exception,
    its own: replies are matched by the connection's sync ids, and each
@@ -401,6 +402,7 @@ class ConnectionPool(CrudMixin):
         if self._closed:
             return
         self._closed = True
+        self._probe_done.set()  # requests waiting for a refresh give up at once
         for unit in self._units:
             unit.request_processing_enabled = False
             unit.send_channel.close()
@@ -618,7 +620,7 @@ class ConnectionPool(CrudMixin):
         before = [u.probes for u in self._units]
         self._wake_all(role_signal=False)
         with trio.move_on_after(self.probe_timeout + _TIMEOUT_GRACE):
-            while any(u.probes <= n for u, n in zip(self._units, before, strict=True)):
+            while not self._closed and any(u.probes <= n for u, n in zip(self._units, before, strict=True)):
                 await self._probe_done.wait()
 
     # -- the request path ----------------------------------------------------------------
@@ -727,6 +729,8 @@ class ConnectionPool(CrudMixin):
         stable topology the PoolTopologyError is immediate.
         """
         while True:
+            if self._closed:
+                raise self._closed_error()
             try:
                 return self.strategy.getnext(mode)
             except PoolTopologyError:
@@ -755,8 +759,14 @@ class ConnectionPool(CrudMixin):
                 raise named from exc
             first = exc
         # The request surely did not run: send it once more, elsewhere if possible.
+        # A write refused as read-only under ANY or PREFER_RW goes to the master
+        # (waiting for one during a switch-over): another replica would refuse it too.
+        retry_mode = mode
+        if (isinstance(first, DatabaseError) and first.code == ErrorCode.ER_READONLY
+                and mode in (Mode.ANY, Mode.PREFER_RW)):
+            retry_mode = Mode.RW
         try:
-            retry_unit = await self._pick(mode)  # e.g. a planned switch-over in progress
+            retry_unit = await self._pick(retry_mode)  # e.g. a planned switch-over in progress
         except PoolTopologyError:
             raise first from None
         try:
