@@ -57,6 +57,11 @@ U2  An instance that has been up, running, reachable over a clean link and
     with that role (probes every refresh_delay; a probe in flight when it
     became reachable may first wait out its probe_timeout).
     U1 and U2 are checked after every step and every 10 ms of virtual time.
+C1  (when the config says ``close_in_flight``) ``close()`` under a burst of
+    requests in every state: each pending request ends at once (within 1 ms
+    of virtual time), a request started after close() fails with
+    ConnectionClosedError, and no request that ended after close() fails
+    with anything but ConnectionClosedError or a server's own answer.
 L1  After the pool closes, none of its tasks lives.
 L2  Liveness: once everything is healed and exactly one master exists, the
     pool's view (``pool.statistics()``) equals the truth (``rs.roles()``)
@@ -127,6 +132,9 @@ class PoolConfig:
     #: A fault in place before the pool opens: (kind, instance) with kind
     #: crash, pause or partition (the pool must open anyway, rule 7).
     start_fault: tuple[str, int] | None = None
+    #: End by closing the pool under a burst of requests (C1) instead of the
+    #: liveness phase.
+    close_in_flight: bool = False
 
 
 def scenario_to_json(config: PoolConfig, steps: Sequence[Step]) -> str:
@@ -178,6 +186,8 @@ class Req:
     kind: str
     start: float
     end: float | None = None
+    #: ScenarioRun.seq when it ended.
+    end_seq: int = 0
     outcomes: list[str] = field(default_factory=list)
     #: None: success; else the exception.
     error: BaseException | None = None
@@ -268,6 +278,8 @@ class ScenarioRun:
         self.requests: dict[int, Req] = {}
         self.by_task: dict[trio.lowlevel.Task, Req] = {}
         self.next_id = FIRST_ID
+        #: Events logged so far (orders events of one virtual instant).
+        self.seq = 0
         #: Seconds from healing until the pool's view equalled the truth (for good).
         self.converged_after: float | None = None
         #: One event per failover started by a step, set when it ends.
@@ -283,6 +295,7 @@ class ScenarioRun:
 
     # -- trace -----------------------------------------------------------------------
     def log(self, event: str) -> None:
+        self.seq += 1
         truth = " ".join(_TRUTH_ABBR[r] for r in self.rs.roles()) if self.rs is not None else "?"
         if self.pool is not None:
             view = _view_text([u.state for u in self.pool._units])
@@ -427,6 +440,7 @@ class ScenarioRun:
         req.error = error
         req.done.set()
         self.log(f"end {req.describe()} after {now - req.start:.6f}s: {text[:160]}")
+        req.end_seq = self.seq
         if error is not None and not isinstance(error, tt.Error):
             self.violation(f"{req.describe()} failed with a non-trio_tarantool exception {error!r}")
 
@@ -712,6 +726,44 @@ def _task_tree(task: trio.lowlevel.Task, depth: int = 0) -> str:
     return "\n".join(lines)
 
 
+async def _close_in_flight(run: ScenarioRun, nursery: trio.Nursery) -> None:
+    """C1: close() with requests in every state; each ends at once, none is left behind.
+
+    Rule 7 and ``close()``'s docstring: pending requests fail with
+    ConnectionClosedError, later ones fail at once. A request whose reply
+    already came may still succeed; one that fails as not executed must not
+    have run (checked by O2 as usual).
+    """
+    pool = run.pool
+    assert pool is not None
+    burst = [run.new_request(Mode[mode], kind) for mode, kind in
+             [("RW", "replace"), ("ANY", "select"), ("PREFER_RO", "call"), ("RO", "select"),
+              ("PREFER_RW", "replace"), ("RW", "call")]]
+    for req in burst[:3]:
+        nursery.start_soon(run.perform, req)
+    await trio.lowlevel.checkpoint()  # some are dispatched, some still queued
+    for req in burst[3:]:
+        nursery.start_soon(run.perform, req)
+    run.log("closing the pool with requests in flight")
+    pool.close()
+    closed_seq = run.seq
+    run.log("close() returned")
+    late = run.new_request(Mode.ANY, "call")
+    await run.perform(late)
+    if not isinstance(late.error, tt.ConnectionClosedError):
+        run.violation(f"C1: a request after close() ended with {late.outcomes[0]}, not ConnectionClosedError")
+    with trio.move_on_after(EPS):
+        for req in run.requests.values():
+            await req.done.wait()
+    for req in run.requests.values():
+        if req.end is None:
+            run.violation(f"C1: {req.describe()} still pending {EPS}s after close()")
+        elif req.end_seq > closed_seq and req.error is not None and not isinstance(
+                req.error, tt.ConnectionClosedError | tt.DatabaseError):
+            run.violation(f"C1: {req.describe()} ended after close() with {req.outcomes[0]}, "
+                          "not ConnectionClosedError")
+
+
 def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool = False) -> ScenarioResult:
     """Run one scenario in its own ``trio.run`` and return what was seen.
 
@@ -761,7 +813,10 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                         await _apply(run, step, nursery)
                         run.observe()
                         run.check()
-                    await _liveness(run, nursery)
+                    if config.close_in_flight:
+                        await _close_in_flight(run, nursery)
+                    else:
+                        await _liveness(run, nursery)
                     # Every request ends within its bound; then close.
                     with trio.move_on_after(run.bound + 0.01):
                         for req in run.requests.values():

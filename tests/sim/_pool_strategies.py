@@ -30,6 +30,7 @@ def configs() -> st.SearchStrategy[PoolConfig]:
         retry_not_executed=st.sampled_from([True, False]),
         loading_time=st.sampled_from([0.0, 0.3]),
         start_fault=st.none() | st.tuples(st.sampled_from(["crash", "pause", "partition"]), _INSTANCE),
+        close_in_flight=st.sampled_from([False, False, False, True]),
     )
 
 
