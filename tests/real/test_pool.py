@@ -146,6 +146,23 @@ async def test_call_eval_execute_ping(rs_pool: tuple[Replicaset, ConnectionPool]
     assert await pool.ping(notime=True, mode=Mode.RW) == "Success"
 
 
+async def test_server_errors_and_sql_writes_through_the_pool(rs_pool: tuple[Replicaset, ConnectionPool]) -> None:
+    """The reference suite's exception and execute cases: a DatabaseError comes through
+    as it is; SQL writes with positional and named parameters go to the master."""
+    rs, pool = rs_pool
+    with pytest.raises(DatabaseError) as info:
+        await pool.call("non_existing_procedure", mode=Mode.ANY)
+    assert info.value.code == ErrorCode.ER_NO_SUCH_PROC
+    key = next(_keys)
+    resp = await pool.execute('INSERT INTO "tester" VALUES (?, ?)', [key, "sql-1"], mode=Mode.RW)
+    assert resp.affected_row_count == 1 and resp.data == []
+    resp = await pool.execute('INSERT INTO "tester" VALUES (:id, :name)', {"id": key + 1, "name": "sql-2"},
+                              mode=Mode.RW)
+    assert resp.affected_row_count == 1
+    rows = rs.master.admin_eval(f"return box.space.tester:select({key}, {{iterator = 'GE', limit = 2}})")
+    assert rows == [[[key, "sql-1"], [key + 1, "sql-2"]]]
+
+
 async def test_push_through_the_pool(rs_pool: tuple[Replicaset, ConnectionPool]) -> None:
     _, pool = rs_pool
     pushed: list[tuple[Any, Any]] = []
