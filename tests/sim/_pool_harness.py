@@ -467,9 +467,13 @@ class ScenarioRun:
             # partition for clients while replication stays cut).
             cut = faults.stall
             bad = not inst.up or inst.paused or cut or inst.status != "running"
-            key = (inst.up, inst.paused, cut, inst.status, inst.ro, clean_link)
+            key = (inst.up, inst.paused, cut, inst.status, inst.ro, clean_link, faults.delay, faults.jitter)
             if key != self.truth_since[i][0]:
-                self.truth_since[i] = (key, now)
+                # Bytes sent before a slow link was cleared still take the old
+                # delay (the link keeps order, so later ones queue behind them).
+                old = self.truth_since[i][0]
+                in_flight = 2 * (old[6] + old[7]) if old else 0.0
+                self.truth_since[i] = (key, now + in_flight)
                 continue
             if now - self.truth_since[i][1] <= self.window:
                 continue
@@ -643,6 +647,9 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
     for ended in run.failovers:
         await ended.wait()
     run.log("liveness: heal everything")
+    # Bytes already on a slow link keep its delay after the heal (and the link
+    # keeps order): the convergence budget starts when they are through.
+    in_flight = max(2 * (rs.link(i).faults.delay + rs.link(i).faults.jitter) for i in range(len(rs)))
     rs.heal()
     for i, inst in enumerate(rs.instances):
         if not inst.up:
@@ -661,7 +668,8 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
     if loading:
         await trio.sleep_until(max(loading))
     assert all(inst.status == "running" for inst in rs.instances), rs.instances
-    healed_at = trio.current_time()
+    healed_at = trio.current_time() + in_flight
+    await trio.sleep_until(healed_at)
     # A probe that was in flight when the world healed may still wait out its
     # probe_timeout (nothing tells the pool the network is back), and the next
     # one comes refresh_delay later; it takes a few round trips (connect,
