@@ -184,5 +184,6 @@ def test_the_checker_catches_a_pool_that_never_sees_an_instance_die(monkeypatch:
         original(self, unit, state)
 
     monkeypatch.setattr(ConnectionPool, "_set_state", sticky)
-    result = run_scenario(PoolConfig(seed=2), [("pause", 1), ("advance", "window+"), ("req", "ANY", "call")])
+    result = run_scenario(PoolConfig(seed=2), [("pause", 1), ("advance", "window+"), ("advance", "small"),
+                                               ("req", "ANY", "call")])
     assert any(v.split(": ", 1)[1].startswith("U1: tt2 is paused") for v in result.violations), result.violations
