@@ -287,6 +287,8 @@ class ScenarioRun:
         self.rs: sim.Replicaset | None = None
         self.pool: tt.ConnectionPool | None = None
         self.view: tuple[InstanceState, ...] = ()
+        #: Until when bytes sent over a since-cleared slow link may still be in flight.
+        self.slow_until = 0.0
         #: Per instance: (truth key, virtual time it has held since), for U1/U2.
         self.truth_since: list[tuple[tuple[Any, ...], float]] = []
         # Round-robin windows: list name -> Counter of picks, reset on a view change.
@@ -474,6 +476,7 @@ class ScenarioRun:
                 old = self.truth_since[i][0]
                 in_flight = 2 * (old[6] + old[7]) if old else 0.0
                 self.truth_since[i] = (key, now + in_flight)
+                self.slow_until = max(self.slow_until, now + in_flight)
                 continue
             if now - self.truth_since[i][1] <= self.window:
                 continue
@@ -668,7 +671,8 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
     if loading:
         await trio.sleep_until(max(loading))
     assert all(inst.status == "running" for inst in rs.instances), rs.instances
-    healed_at = trio.current_time() + in_flight
+    run.observe()
+    healed_at = max(trio.current_time() + in_flight, run.slow_until)
     await trio.sleep_until(healed_at)
     # A probe that was in flight when the world healed may still wait out its
     # probe_timeout (nothing tells the pool the network is back), and the next
