@@ -475,7 +475,8 @@ class ScenarioRun:
                 # delay (the link keeps order, so later ones queue behind them).
                 old = self.truth_since[i][0]
                 in_flight = 2 * (old[6] + old[7]) if old else 0.0
-                self.truth_since[i] = (key, now + in_flight)
+                # (A "since" still in the future keeps waiting for those bytes.)
+                self.truth_since[i] = (key, max(now + in_flight, self.truth_since[i][1]))
                 self.slow_until = max(self.slow_until, now + in_flight)
                 continue
             if now - self.truth_since[i][1] <= self.window:
