@@ -747,3 +747,12 @@ def _vclock_ge(theirs: Any, ours: Any) -> bool:
     t, o = as_map(theirs), as_map(ours)
     # Component 0 counts local (unreplicated) rows: ignore it.
     return all(t.get(k, 0) >= n for k, n in o.items() if k != 0)
+
+
+def connect_to(inst: TarantoolInstance, **kwargs: Any) -> Any:
+    """``trio_tarantool.connect()`` to ``inst`` as the test user (keyword arguments override)."""
+    from trio_tarantool import connect
+
+    kwargs.setdefault("user", inst.user)
+    kwargs.setdefault("password", inst.password)
+    return connect(inst.host, inst.port, **kwargs)

@@ -6,12 +6,13 @@ are stopped by its finalizer, whether the test passed or failed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import trio
 
-from tests.real._servers import Replicaset, ServerManager, TarantoolInstance
+from tests.real._servers import Replicaset, ServerManager, TarantoolInstance, connect_to
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -85,3 +86,11 @@ def clean_tarantool(tarantool: TarantoolInstance) -> TarantoolInstance:
     """The module's shared instance, emptied before the test (through the admin console)."""
     tarantool.admin(_RESET_LUA)
     return tarantool
+
+
+@pytest.fixture
+async def conn(clean_tarantool: TarantoolInstance) -> AsyncIterator[Any]:
+    """A connection (default options) to the emptied shared instance."""
+    with trio.fail_after(10):
+        async with connect_to(clean_tarantool) as c:
+            yield c

@@ -7,30 +7,15 @@ from __future__ import annotations
 
 import decimal
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
 
 from tests.real._servers import TarantoolInstance
-from trio_tarantool import DatabaseError, ErrorCode, connect
+from tests.real._servers import connect_to as _connect
+from trio_tarantool import DatabaseError, ErrorCode
 from trio_tarantool._iproto._constants import Iterator
-
-
-def _connect(inst: TarantoolInstance, **kwargs: Any) -> Any:
-    """``connect()`` to ``inst`` as the test user (keyword arguments override)."""
-    kwargs.setdefault("user", inst.user)
-    kwargs.setdefault("password", inst.password)
-    return connect(inst.host, inst.port, **kwargs)
-
-
-@pytest.fixture
-async def conn(clean_tarantool: TarantoolInstance) -> AsyncIterator[Any]:
-    """A connection (default options) to the emptied shared instance."""
-    with trio.fail_after(10):
-        async with _connect(clean_tarantool) as c:
-            yield c
 
 
 def _rows(resp: Any) -> list[list[Any]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 
 from tests.real._servers import TarantoolInstance, find_free_port
+from tests.real._servers import connect_to as _connect
 from trio_tarantool import (
     BoxError,
     ConnectionClosedError,
@@ -18,19 +19,6 @@ from trio_tarantool import (
     SchemaError,
     connect,
 )
-
-
-def _connect(inst: TarantoolInstance, **kwargs: Any) -> Any:
-    kwargs.setdefault("user", inst.user)
-    kwargs.setdefault("password", inst.password)
-    return connect(inst.host, inst.port, **kwargs)
-
-
-@pytest.fixture
-async def conn(clean_tarantool: TarantoolInstance) -> AsyncIterator[Any]:
-    with trio.fail_after(10):
-        async with _connect(clean_tarantool) as c:
-            yield c
 
 
 def test_error_codes_match_the_server(tarantool: TarantoolInstance) -> None:
