@@ -43,7 +43,7 @@ def greeting(version: str = "2.6.0", salt: bytes = SALT) -> bytes:
 
 def frame(header: dict[int, Any], body: Any) -> bytes:
     """One IPROTO packet: length prefix, header map, body."""
-    payload = msgpack.packb(header) + msgpack.packb(body, use_bin_type=True)
+    payload: bytes = msgpack.packb(header) + msgpack.packb(body, use_bin_type=True)
     return b"\xce" + len(payload).to_bytes(4, "big") + payload
 
 
