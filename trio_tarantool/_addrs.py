@@ -9,6 +9,19 @@ Everything is checked up front, before any connection is attempted, so a typo
 fails at once with a message naming the entry and the problem
 (``addrs[2]: port 70000 is outside 1..65535``) instead of surfacing later as
 an instance that never becomes healthy.
+
+Besides the reference keys, an address may carry ``ssl_verify`` and
+``ssl_check_hostname`` (bools, default True: see ``_tls.py``), and
+``auth_type='pap-sha256'`` is refused without ``transport='ssl'``, since it
+would send the password in clear.
+
+Secrets: ``ssl_password`` is the only secret an address holds. ``Address``
+keeps it (the connection needs it), but every rendering masks it: the repr of
+an :class:`Address`, of its ``options`` and of the dict :meth:`Address.as_dict`
+returns (a plain ``dict`` in every other respect, equal to the user's entry).
+So ``repr(pool.addrs)``, ``repr(unit)`` and log lines built from them show
+``'ssl_password': '***'``; indexing still gives the real value, because the
+dict is the user's own configuration handed back.
 """
 
 from __future__ import annotations
@@ -18,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._tls import MASK, TLSOptions, check_auth_transport
 
-__all__ = ["Address", "validate_addrs"]
+__all__ = ["Address", "MaskedDict", "validate_addrs"]
 
 #: Optional string-valued keys of an address, as in the reference connector.
 OPTIONAL_KEYS: tuple[str, ...] = (
@@ -32,12 +46,34 @@ OPTIONAL_KEYS: tuple[str, ...] = (
     "ssl_password_file",
     "auth_type",
 )
+#: Optional bool-valued keys of an address (ours: TLS verification opt-outs).
+BOOL_KEYS: tuple[str, ...] = ("ssl_verify", "ssl_check_hostname")
 #: Every key an address may have.
-KNOWN_KEYS: frozenset[str] = frozenset(("host", "port", *OPTIONAL_KEYS))
+KNOWN_KEYS: frozenset[str] = frozenset(("host", "port", *OPTIONAL_KEYS, *BOOL_KEYS))
+#: Keys whose value is a secret: masked wherever an address is rendered.
+SECRET_KEYS: frozenset[str] = frozenset({"ssl_password"})
 #: Transports the connection understands: plain TCP/unix ('') and TLS ('ssl').
 SUPPORTED_TRANSPORTS: frozenset[str] = frozenset({"", "ssl"})
 #: Authentication methods the connection implements.
 SUPPORTED_AUTH_TYPES: frozenset[str] = frozenset({"chap-sha1", "pap-sha256"})
+
+
+class MaskedDict(dict[str, Any]):
+    """A dict whose repr and str show ``'***'`` for the values of :data:`SECRET_KEYS`.
+
+    Everything else is a plain dict (equality, indexing, iteration, ``json``),
+    so code that reads the configuration back gets the real values, while
+    printing or logging it reveals no secret.
+    """
+
+    def __repr__(self) -> str:
+        items = ", ".join(
+            f"{key!r}: {MASK if key in SECRET_KEYS and value is not None else repr(value)}"
+            for key, value in self.items()
+        )
+        return "{" + items + "}"
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -47,12 +83,22 @@ class Address:
     Attributes:
         host: Host name or IP, or None for a unix socket path in ``port``.
         port: TCP port number, or a unix socket path when ``host`` is None.
-        options: The optional keys that were given (``auth_type``, ...).
+        options: The optional keys that were given (``auth_type``, ...): str
+            values, and bools for ``ssl_verify``/``ssl_check_hostname``. A
+            :class:`MaskedDict`: its repr masks ``ssl_password``.
     """
 
     host: str | None
     port: int | str
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=MaskedDict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, MaskedDict):
+            object.__setattr__(self, "options", MaskedDict(self.options))
+
+    def __repr__(self) -> str:
+        """host, port and options, ``ssl_password`` masked."""
+        return f"Address(host={self.host!r}, port={self.port!r}, options={self.options!r})"
 
     @property
     def key(self) -> str:
@@ -63,9 +109,25 @@ class Address:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
 
+    @property
+    def tls(self) -> TLSOptions | None:
+        """The address's TLS options (None unless ``transport='ssl'``)."""
+        opt = self.options
+        if opt.get("transport", "") != "ssl":
+            return None
+        return TLSOptions(
+            opt.get("ssl_key_file"), opt.get("ssl_cert_file"), opt.get("ssl_ca_file"),
+            opt.get("ssl_ciphers"), opt.get("ssl_password"), opt.get("ssl_password_file"),
+            verify=opt.get("ssl_verify", True), check_hostname=opt.get("ssl_check_hostname", True),
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        """The address in the reference format (``host``, ``port`` + given options)."""
-        return {"host": self.host, "port": self.port, **self.options}
+        """The address in the reference format (``host``, ``port`` + given options).
+
+        A :class:`MaskedDict`: equal to the entry the user gave (``None``
+        options dropped), with ``ssl_password`` masked in its repr.
+        """
+        return MaskedDict({"host": self.host, "port": self.port, **self.options})
 
 
 def _check_port(where: str, host: str | None, port: Any) -> int | str:
@@ -118,14 +180,16 @@ def _check_one(index: int, entry: Any) -> Address:
     if isinstance(host, str) and host.strip() == "":
         raise ConfigurationError(f"{where}: host is an empty string")
     port = _check_port(where, host, entry["port"])
-    options: dict[str, str] = {}
-    for name in OPTIONAL_KEYS:
+    options = MaskedDict()
+    for name in (*OPTIONAL_KEYS, *BOOL_KEYS):
         if name not in entry or entry[name] is None:
             continue
         value = entry[name]
-        if not isinstance(value, str):
+        expected: type = bool if name in BOOL_KEYS else str
+        if not isinstance(value, expected):
+            shown = "" if name in SECRET_KEYS else f" {value!r}"
             raise ConfigurationError(
-                f"{where}: {name} must be a str, got {type(value).__name__} {value!r}"
+                f"{where}: {name} must be a {expected.__name__}, got {type(value).__name__}{shown}"
             )
         options[name] = value
     transport = options.get("transport", "")
@@ -144,7 +208,13 @@ def _check_one(index: int, entry: Any) -> Address:
             f"{where}: auth_type {auth_type!r} is not supported "
             f"(supported: {', '.join(sorted(SUPPORTED_AUTH_TYPES))})"
         )
-    return Address(host, port, options)
+    try:
+        check_auth_transport(auth_type, transport)
+        address = Address(host, port, options)
+        _ = address.tls  # TLSOptions checks the combination (e.g. ssl_verify=False with a CA)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+    return address
 
 
 def validate_addrs(addrs: Any) -> list[Address]:
