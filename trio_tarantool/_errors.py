@@ -284,7 +284,7 @@ class Error(Exception):
     """Base class of every exception raised by trio_tarantool."""
 
 
-class ConfigurationError(Error, ValueError):
+class ConfigurationError(Error, ValueError, TypeError):
     """A parameter given to the library is invalid; the message names it."""
 
 
