@@ -8,6 +8,7 @@ from . import _constants as constants
 from ._decoder import Decoder, Reply
 from ._ext import Adjust, Datetime, ExtDecodeError, Interval
 from ._greeting import Greeting, GreetingError, chap_sha1_scramble, parse_greeting
+from ._handshake import parse_id_reply
 from ._requests import Encoder
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "chap_sha1_scramble",
     "constants",
     "parse_greeting",
+    "parse_id_reply",
 ]
