@@ -37,6 +37,8 @@ scramble), so it is refused unless the transport is TLS
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass
 
 import trio
@@ -134,12 +136,7 @@ class TLSOptions:
         Unreadable files and bad keys raise :class:`ConfigurationError` naming
         the option, at once rather than at connect time.
         """
-        try:
-            return self._context()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"transport='ssl': cannot read {exc.filename!r}: {exc.strerror or exc}"
-            ) from None
+        return self._context()
 
     def _context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -152,7 +149,8 @@ class TLSOptions:
             ctx.check_hostname = self.check_hostname
             if self.ca_file:
                 try:
-                    ctx.load_verify_locations(cafile=self.ca_file)
+                    with _reading("ssl_ca_file", self.ca_file):
+                        ctx.load_verify_locations(cafile=self.ca_file)
                 except ssl.SSLError as exc:
                     raise ConfigurationError(
                         f"ssl_ca_file {self.ca_file!r} holds no usable CA certificate: {exc}"
@@ -175,7 +173,8 @@ class TLSOptions:
             candidates.append(self.password)
         if self.password_file:
             try:
-                with open(self.password_file, encoding="utf-8") as f:
+                with _reading("ssl_password_file", self.password_file), \
+                        open(self.password_file, encoding="utf-8") as f:
                     candidates.extend(line.rstrip("\r\n") for line in f if line.strip())
             except UnicodeDecodeError:
                 # The decoder's message quotes no content, but say nothing of it anyway.
@@ -187,7 +186,8 @@ class TLSOptions:
         last: Exception | None = None
         for password in candidates:
             try:
-                ctx.load_cert_chain(self.cert_file, self.key_file, password)
+                with _reading("ssl_cert_file / ssl_key_file", f"{self.cert_file}, {self.key_file}"):
+                    ctx.load_cert_chain(self.cert_file, self.key_file, password)
                 return
             except (ssl.SSLError, ValueError) as exc:  # ValueError: a password over 1 KiB
                 last = exc
@@ -196,6 +196,23 @@ class TLSOptions:
             f"ssl_cert_file {self.cert_file!r} / ssl_key_file {self.key_file!r}: cannot load the "
             f"certificate and key with the given password(s): {last}"
         )
+
+
+@contextmanager
+def _reading(option: str, path: str) -> Iterator[None]:
+    """Turn an OSError while reading ``path`` into a ConfigurationError naming ``option``.
+
+    OpenSSL's loaders raise OSError without a file name, so the option and the
+    path are named here.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise
+        raise ConfigurationError(
+            f"transport='ssl': cannot read {option} {path!r}: {exc.strerror or exc}"
+        ) from None
 
 
 def check_transport(transport: str | None) -> str:
@@ -232,8 +249,9 @@ def tls_error(exc: ssl.SSLError | ssl.CertificateError, where: str) -> NetworkEr
     nothing was sent: ``may_have_executed`` is False.
     """
     if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or str(exc)
-        if exc.verify_code in _NAME_MISMATCH_CODES:
+        # OpenSSL fills these in; an instance built by hand may lack them.
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
+        if getattr(exc, "verify_code", None) in _NAME_MISMATCH_CODES:
             message = (
                 f"TLS handshake with {where} failed: the server's certificate is trusted but does "
                 f"not name this host ({reason}); connect by a name the certificate carries, or set "
@@ -246,6 +264,11 @@ def tls_error(exc: ssl.SSLError | ssl.CertificateError, where: str) -> NetworkEr
                 f"to skip verification (insecure: anyone on the path could pose as the server "
                 f"and receive the password)"
             )
+    elif isinstance(exc, ssl.SSLEOFError):
+        message = (
+            f"TLS handshake with {where} failed: the server closed the connection (does it "
+            f"speak TLS, and does it require a client certificate: ssl_cert_file?): {exc}"
+        )
     else:
         message = f"TLS handshake with {where} failed: {exc}"
     return NetworkError(message, may_have_executed=False)

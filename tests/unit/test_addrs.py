@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+from trio_tarantool import ConnectionPool
 from trio_tarantool._addrs import Address, validate_addrs
 from trio_tarantool._errors import ConfigurationError
+from trio_tarantool._tls import TLSOptions
 
 
 def test_valid_addresses_are_normalised() -> None:
@@ -70,6 +72,21 @@ def test_none_options_are_dropped() -> None:
         ([{"host": "h", "port": 1, "ssl_ca_file": "ca.pem"}], "addrs[0]: ssl_ca_file given but transport is not 'ssl'"),
         ([{"host": "h", "port": 1}, {"host": "H", "port": "1"}], "addrs[1]: H:1 duplicates addrs[0]"),
         ([{"host": None, "port": "/s"}, {"host": None, "port": "/s"}], "addrs[1]: /s duplicates addrs[0]"),
+        ([{"host": "h", "port": 1, "transport": "ssl", "ssl_verify": "false"}],
+         "addrs[0]: ssl_verify must be a bool, got str 'false'"),
+        ([{"host": "h", "port": 1, "transport": "ssl", "ssl_check_hostname": 0}],
+         "addrs[0]: ssl_check_hostname must be a bool, got int 0"),
+        ([{"host": "h", "port": 1, "ssl_verify": False}],
+         "addrs[0]: ssl_verify given but transport is not 'ssl'"),
+        ([{"host": "h", "port": 1}, {"host": "h", "port": 2, "auth_type": "pap-sha256"}],
+         "addrs[1]: auth_type='pap-sha256' sends the password in clear: use it only with "
+         "transport='ssl'"),
+        ([{"host": "h", "port": 1, "transport": "", "auth_type": "pap-sha256"}],
+         "addrs[0]: auth_type='pap-sha256' sends the password in clear"),
+        ([{"host": "h", "port": 1, "transport": "ssl", "ssl_verify": False, "ssl_ca_file": "ca.pem"}],
+         "addrs[0]: ssl_ca_file 'ca.pem' is given but ssl_verify=False turns verification off"),
+        ([{"host": "h", "port": 1, "transport": "ssl", "ssl_key_file": "k.pem"}],
+         "addrs[0]: ssl_key_file 'k.pem' is given without ssl_cert_file"),
     ],
 )
 def test_invalid_addresses(addrs: Any, message: str) -> None:
@@ -77,3 +94,55 @@ def test_invalid_addresses(addrs: Any, message: str) -> None:
         validate_addrs(addrs)
     assert str(info.value).startswith(message), str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_tls_verification_opt_outs_per_address() -> None:
+    strict, chain_only, insecure = validate_addrs([
+        {"host": "a", "port": 1, "transport": "ssl"},
+        {"host": "b", "port": 1, "transport": "ssl", "ssl_check_hostname": False,
+         "ssl_ca_file": "ca.pem"},
+        {"host": "c", "port": 1, "transport": "ssl", "ssl_verify": False},
+    ])
+    assert strict.tls == TLSOptions()
+    assert chain_only.options == {"transport": "ssl", "ssl_check_hostname": False, "ssl_ca_file": "ca.pem"}
+    assert chain_only.tls == TLSOptions(ca_file="ca.pem", check_hostname=False)
+    assert insecure.tls == TLSOptions(verify=False)
+    assert validate_addrs([{"host": "d", "port": 1}])[0].tls is None
+
+
+SECRET = "s3cr3t-PW-addrs"
+
+
+def test_ssl_password_is_masked_in_every_rendering_but_kept_for_use() -> None:
+    entry = {"host": "h", "port": 1, "transport": "ssl", "ssl_cert_file": "c.pem",
+             "ssl_password": SECRET, "ssl_password_file": "pw.txt"}
+    (address,) = validate_addrs([entry])
+    as_dict = address.as_dict()
+    renderings = [repr(address), str(address), repr(address.options), str(address.options),
+                  repr(as_dict), str(as_dict), f"{as_dict}", repr([as_dict]), repr(address.tls),
+                  repr(Address("h", 1, {"ssl_password": SECRET}))]
+    for text in renderings:
+        assert SECRET not in text, text
+    assert "'ssl_password': '***'" in repr(as_dict)
+    assert repr(address) == (
+        "Address(host='h', port=1, options={'transport': 'ssl', 'ssl_cert_file': 'c.pem', "
+        "'ssl_password': '***', 'ssl_password_file': 'pw.txt'})"
+    )
+    # The values themselves are intact: the connection needs them, and as_dict()
+    # is the user's own configuration handed back.
+    assert as_dict == entry
+    assert as_dict["ssl_password"] == SECRET
+    assert address.tls is not None and address.tls.password == SECRET
+
+
+def test_a_bad_ssl_password_type_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        validate_addrs([{"host": "h", "port": 1, "transport": "ssl", "ssl_password": [SECRET]}])
+    assert str(info.value) == "addrs[0]: ssl_password must be a str, got list"
+
+
+def test_pool_refuses_pap_sha256_over_plain_tcp_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match=r"^addrs\[1\]: auth_type='pap-sha256' sends the password"):
+        ConnectionPool([{"host": "127.0.0.1", "port": 3301},
+                        {"host": "127.0.0.1", "port": 3302, "auth_type": "pap-sha256"}],
+                       user="u", password="p")
