@@ -3,26 +3,43 @@
 Theory of operation
 -------------------
 A :class:`Connection` multiplexes any number of concurrent requests over one
-socket. Each request gets a fresh ``sync`` id, its packet goes to the *outbox*
-and the calling task parks in the *waiter table* under that id. A writer task
-takes the whole outbox at once and sends it with one ``send_all`` (so requests
-from many tasks are coalesced into few syscalls); a reader task feeds the
-sans-I/O :class:`~trio_tarantool._iproto.Decoder` and wakes the waiter whose
-``sync`` each reply carries.
+socket. Each request gets a fresh ``sync`` id and a :class:`Ticket`; its packet
+goes to the *outbox* and the calling task parks until the reply with that sync
+reschedules it. A writer task takes the whole outbox at once and sends it in
+one write (so requests from many tasks share few syscalls); a reader task
+feeds the sans-I/O :class:`~trio_tarantool._iproto.Decoder` and wakes the
+task whose ``sync`` each reply carries.
+
+The connection's life is the explicit state machine of
+:mod:`trio_tarantool._lifecycle` (IDLE, CONNECTING, READY, CLOSING, CLOSED).
+Connecting is the job of one *connector* task (socket, TLS, greeting, ID,
+auth, ``reconnect_max_attempts`` retries ``reconnect_delay`` apart); requests
+only wait for its result, each within its own deadline, so no caller's
+timeout or cancellation can leave a half-made connection behind, and
+``close()`` cancels the connector wherever it is.
 
 Invariants:
 
-* A request's packet is either in the outbox, or was taken by the writer
-  (``written``), never both; only a written request may have executed.
-* Cancelling a waiting caller removes it from the table (and its packet from
-  the outbox if not yet written); its late reply, if any, is dropped by sync.
-  The stream is only ever written by the writer task, so a cancelled caller can
-  never leave half a packet on the wire.
-* When the socket fails, every waiter fails with :class:`NetworkError` saying
-  whether its request may have executed; the next request reconnects
-  (``reconnect_max_attempts`` tries, ``reconnect_delay`` apart).
-* At most ``max_in_flight`` requests wait at once; further callers queue
-  (backpressure instead of unbounded memory).
+* **close() wins.** It is legal in every state; an attempt in progress is
+  abandoned and its socket closed, never installed; nothing is written after
+  ``close()`` returns; every waiting request fails with
+  :class:`ConnectionClosedError` saying truthfully whether it was written.
+* **Whole packets.** Only the writer task (or, for a lone request, the caller
+  itself in one non-blocking ``os.write``) writes the socket; a cancelled
+  caller's packet is removed from the outbox if not yet written, so the
+  stream never carries half a packet.
+* **One deadline per request.** ``socket_timeout`` (or the pool's deadline)
+  bounds the whole request: waiting for a connection, for a free slot, for
+  names, for the reply. Its :class:`TarantoolTimeoutError` says whether the
+  packet was written.
+* **Truthful failures.** When the socket fails, every waiter fails with
+  :class:`NetworkError` whose ``may_have_executed`` is True exactly when its
+  packet (or part of it) was written.
+* **Bounded memory.** At most ``max_in_flight`` requests wait for replies;
+  further callers queue (backpressure, not unbounded buffers).
+
+The pool uses the same request path through :meth:`Connection.submit_nowait`,
+:meth:`Connection.finish` and :meth:`Connection.perform`.
 """
 
 from __future__ import annotations
@@ -34,7 +51,7 @@ import stat
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import outcome
 import trio
@@ -45,6 +62,7 @@ from ._crud import CrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
+    DatabaseError,
     Error,
     ErrorCode,
     NetworkError,
@@ -55,6 +73,7 @@ from ._errors import (
 )
 from ._iproto import _requests as R
 from ._iproto import constants as C
+from ._lifecycle import State, check_transition
 from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
 from ._response import Response, database_error
 from ._schema import Schema
@@ -67,6 +86,18 @@ _RECV_SIZE = 64 * 1024
 _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
 _AUTH_TYPES = ("chap-sha1", "pap-sha256")
+
+
+class _Resend:
+    """What :meth:`Connection.finish` returns for a reply that asks to send again."""
+
+    def __repr__(self) -> str:
+        return "RESEND"
+
+
+#: :meth:`Connection.finish`'s answer to a stale-schema reply: the request was
+#: refused unexecuted; send it again with :meth:`Connection.perform`.
+RESEND: Final = _Resend()
 
 
 @dataclass(frozen=True)
@@ -84,34 +115,51 @@ class ConnectionStatistics:
     connects: int
 
 
-class _Waiter:
-    """A task parked until the reply with its sync arrives."""
+class Ticket:
+    """One request queued on a connection for a task parked until its reply.
 
-    __slots__ = ("done", "on_push", "on_push_ctx", "packet", "push_error", "sync", "task", "written")
+    The reply reschedules :attr:`task` with ``outcome.Value(reply)``, a
+    failure of the socket with ``outcome.Error(NetworkError)``.
+    """
 
-    def __init__(self, packet: bytes, sync: int, task: trio.lowlevel.Task,
+    __slots__ = ("conn", "done", "on_push", "on_push_ctx", "packet", "push_error", "sync", "task",
+                 "written")
+
+    def __init__(self, conn: Connection, packet: bytes, sync: int, task: trio.lowlevel.Task,
                  on_push: PushCallback | None, on_push_ctx: Any) -> None:
+        self.conn = conn
         self.packet = packet
         self.sync = sync
         self.task = task
+        #: True once any byte of the packet went to the socket: only then may
+        #: the request have executed.
         self.written = False
         self.done = False
         self.on_push = on_push
         self.on_push_ctx = on_push_ctx
         self.push_error: BaseException | None = None
 
+    def cancel(self) -> None:
+        """The parked task gave up: forget the request (and its packet, if unwritten).
+
+        Call it from the task's abort function; a late reply is then dropped.
+        """
+        self.conn._forget(self)
+
 
 class _Link:
     """One live socket with its reader and writer tasks and its outbox."""
 
-    __slots__ = ("fd", "outbox", "scopes", "stream", "writer_parked", "writer_task")
+    __slots__ = ("dead", "fd", "outbox", "scopes", "stream", "writer_parked", "writer_task")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.scopes = (trio.CancelScope(), trio.CancelScope())
-        self.outbox: list[_Waiter] = []
+        self.outbox: list[Ticket] = []
         self.writer_task: trio.lowlevel.Task | None = None
         self.writer_parked = False
+        #: Set once the link is dropped: nothing may be written to it any more.
+        self.dead = False
         #: The OS socket, for writing a lone request without waking the writer
         #: task (-1 when the stream is not a real socket, e.g. in the simulator).
         self.fd = _socket_fd(stream)
@@ -126,6 +174,16 @@ class _Link:
         if self.writer_parked and self.writer_task is not None:
             self.writer_parked = False
             trio.lowlevel.reschedule(self.writer_task)
+
+
+class _Attempt:
+    """One run of the connector: waiters park on ``done``; ``error`` if it failed."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: Error | None = None
 
 
 def _socket_fd(stream: trio.abc.Stream) -> int:
@@ -144,6 +202,18 @@ def _check_timeout(name: str, value: float | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
         raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
     return float(value)
+
+
+def _copy_error(exc: Error) -> Error:
+    """A fresh exception like ``exc`` (one shared instance must not be raised in many tasks)."""
+    try:
+        if isinstance(exc, NetworkError):
+            return type(exc)(exc.message, may_have_executed=False)
+        if type(exc) is DatabaseError:
+            return DatabaseError(exc.code, exc.message, exc.extra_info)
+    except TypeError:  # a subclass with another constructor
+        pass
+    return exc
 
 
 class PreparedStatement:
@@ -177,7 +247,7 @@ class PreparedStatement:
 
     async def unprepare(self) -> None:
         """Release the statement on the server."""
-        await self._conn._call_request(C.PREPARE, R.prepare_body(self.stmt_id))
+        await self._conn.perform(Request(C.PREPARE, R.prepare_body(self.stmt_id)))
 
     def __repr__(self) -> str:
         return f"<PreparedStatement id={self.stmt_id} params={self.params_count}>"
@@ -188,7 +258,7 @@ class Connection(CrudMixin):
 
     Create it with :func:`connect`; its methods mirror the box API. Spaces and
     indexes are accepted by name or by id. The ``crud_*`` methods call the
-    crud module's functions on this instance (their ``mode`` is ignored).
+    crud module's functions on this instance.
     """
 
     def __init__(
@@ -263,13 +333,16 @@ class Connection(CrudMixin):
         self.schema: Schema | None = None
         self.schema_version = 0
 
+        self._state = State.IDLE
         self._nursery: trio.Nursery | None = None
         self._encoder = _iproto.Encoder()
         self._sync = itertools.count(1)
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, Ticket] = {}
         self._link: _Link | None = None
-        self._closed = False
-        self._connect_lock = trio.Lock()
+        self._attempt: _Attempt | None = None
+        self._connector_scope: trio.CancelScope | None = None
+        self._tasks = 0  # connector, reader and writer tasks running
+        self._gone = trio.Event()  # set on CLOSED
         self._schema_lock = trio.Lock()
         self._lost = trio.Event()
         self._lost.set()
@@ -281,9 +354,14 @@ class Connection(CrudMixin):
         self._connects = 0  # sockets established (1 + reconnects)
 
     # -- public state ---------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """Where the connection is in its lifecycle (see :class:`~trio_tarantool.State`)."""
+        return self._state
+
     def is_closed(self) -> bool:
         """True once :meth:`close` was called (or the owning context exited)."""
-        return self._closed
+        return self._state is State.CLOSING or self._state is State.CLOSED
 
     def is_connected(self) -> bool:
         """True while a socket is up (it may still drop at any moment)."""
@@ -310,14 +388,21 @@ class Connection(CrudMixin):
         """Return when the current socket is lost (at once if there is none)."""
         await self._lost.wait()
 
+    @property
+    def _where(self) -> str:
+        return str(self.port) if self.host is None else f"{self.host}:{self.port}"
+
     def __repr__(self) -> str:
-        where = self.port if self.host is None else f"{self.host}:{self.port}"
-        state = "closed" if self._closed else ("connected" if self._link is not None else "disconnected")
-        return f"<trio_tarantool.Connection {where} {state} in_flight={len(self._waiters)}>"
+        return f"<trio_tarantool.Connection {self._where} {self._state.value} in_flight={len(self._waiters)}>"
 
     # -- lifecycle --------------------------------------------------------------------
+    def _set_state(self, new: State) -> None:
+        self._state = check_transition(self._state, new)
+        if new is State.CLOSED:
+            self._gone.set()
+
     def attach(self, nursery: trio.Nursery) -> None:
-        """Host this connection's reader and writer tasks in ``nursery``.
+        """Host this connection's tasks in ``nursery``.
 
         For code that manages a :class:`Connection`'s lifetime itself (as the
         pool does) instead of through :func:`connect`: after ``attach``, the
@@ -326,25 +411,111 @@ class Connection(CrudMixin):
         self._nursery = nursery
 
     async def _open(self, nursery: trio.Nursery) -> None:
+        """Attach to ``nursery`` and connect once (no retries), raising why not."""
         self.attach(nursery)
-        await self._establish()
+        attempt = self._start_connecting(attempts=1)
+        await attempt.done.wait()
+        if self._link is None:
+            if self.is_closed():
+                raise ConnectionClosedError("connection closed while connecting", may_have_executed=False)
+            assert attempt.error is not None
+            raise attempt.error
 
     def close(self) -> None:
-        """Close now: pending requests fail with ConnectionClosedError; idempotent."""
-        if self._closed:
+        """Close now, in any state; idempotent.
+
+        A connect attempt in progress is abandoned, nothing more is written,
+        and pending requests fail with :class:`ConnectionClosedError` (saying
+        whether each was written). The tasks and the socket are gone once the
+        owning nursery has run them down (:meth:`aclose` waits for that).
+        """
+        if self.is_closed():
             return
-        self._closed = True
+        self._set_state(State.CLOSING)
+        if self._connector_scope is not None:
+            self._connector_scope.cancel()
         self._drop_link(self._link, ConnectionClosedError("connection closed by the application"))
+        if self._attempt is not None:
+            self._attempt.done.set()
+        self._capacity.unpark_all()
+        if self._tasks == 0:
+            self._set_state(State.CLOSED)
 
     async def aclose(self) -> None:
-        """Close, as :meth:`close`; a checkpoint like every async method."""
+        """Close, as :meth:`close`, and wait until the connection's tasks and socket are gone."""
         self.close()
-        await trio.lowlevel.checkpoint()
+        if self._nursery is not None and self._tasks:
+            await self._gone.wait()
+        else:
+            await trio.lowlevel.checkpoint()
 
-    async def _establish(self) -> None:
-        """Open a socket, read the greeting, say ID, authenticate, start the tasks."""
-        assert self._nursery is not None
-        where = f"{self.host}:{self.port}" if self.host is not None else str(self.port)
+    def _task_started(self) -> None:
+        self._tasks += 1
+
+    def _task_exited(self) -> None:
+        self._tasks -= 1
+        if self._tasks == 0 and self._state is State.CLOSING:
+            self._set_state(State.CLOSED)
+
+    def _start_connecting(self, attempts: int) -> _Attempt:
+        """IDLE -> CONNECTING: start the connector task; its attempt to wait on."""
+        if self._nursery is None:
+            raise ConnectionClosedError(
+                "the connection is not open: use 'async with trio_tarantool.connect(...)'",
+                may_have_executed=False,
+            )
+        attempt = _Attempt()
+        scope = trio.CancelScope()
+        try:
+            self._nursery.start_soon(self._connector, attempt, scope, attempts)
+        except RuntimeError:  # the nursery that hosts us is winding down
+            raise ConnectionClosedError("the nursery hosting this connection has exited",
+                                        may_have_executed=False) from None
+        self._set_state(State.CONNECTING)
+        self._attempt = attempt
+        self._connector_scope = scope
+        self._task_started()
+        return attempt
+
+    async def _connector(self, attempt: _Attempt, scope: trio.CancelScope, attempts: int) -> None:
+        """Connect, up to ``attempts`` times; install the socket unless close() came first."""
+        last: Error | None = None
+        try:
+            with scope:
+                for n in range(attempts):
+                    if n:
+                        await trio.sleep(self.reconnect_delay)
+                    try:
+                        stream = await self._establish()
+                    except NetworkError as exc:
+                        last = exc
+                        continue
+                    except DatabaseError as exc:  # refused authentication: trying again will not help
+                        last = exc
+                        break
+                    if self._state is not State.CONNECTING:  # close() came first
+                        await trio.aclose_forcefully(stream)
+                        return
+                    self._install(stream)
+                    return
+            if last is not None and self._state is State.CONNECTING:
+                if isinstance(last, NetworkError) and attempts > 1:
+                    last = type(last)(f"{last.message} (after {attempts} attempts)", may_have_executed=False)
+                attempt.error = last
+        finally:
+            if self._attempt is attempt:
+                self._attempt = None
+                self._connector_scope = None
+                if self._state is State.CONNECTING:
+                    self._set_state(State.IDLE)
+            if attempt.error is None and self._link is None and not self.is_closed():
+                attempt.error = NetworkError("connecting was cancelled", may_have_executed=False)
+            attempt.done.set()
+            self._task_exited()
+
+    async def _establish(self) -> trio.abc.Stream:
+        """Open a socket, read the greeting, say ID, authenticate: the stream, ready."""
+        where = self._where
         try:
             with trio.fail_after(self.connection_timeout) if self.connection_timeout else _no_scope():
                 stream = await self._open_stream()
@@ -353,11 +524,16 @@ class Connection(CrudMixin):
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
+                return stream
         except trio.TooSlowError:
             raise TarantoolTimeoutError(
                 f"connecting to {where} took longer than connection_timeout={self.connection_timeout}s",
                 may_have_executed=False,
             ) from None
+        except ProtocolError as exc:  # no request of the application existed yet
+            raise ProtocolError(f"{where}: {exc.message}", may_have_executed=False) from exc
+        except NetworkError:
+            raise
         except OSError as exc:
             raise NetworkError(f"cannot connect to {where}: {exc}", may_have_executed=False) from exc
         except _iproto.GreetingError as exc:
@@ -366,13 +542,21 @@ class Connection(CrudMixin):
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             raise NetworkError(f"connection to {where} lost during the handshake: {cause}",
                                may_have_executed=False) from exc
+
+    def _install(self, stream: trio.abc.Stream) -> None:
+        """CONNECTING -> READY: the stream becomes the link, with its reader and writer."""
+        assert self._nursery is not None
         link = _Link(stream)
+        decoder = _iproto.Decoder(raw=self.encoding is None)
+        self._nursery.start_soon(self._reader, link, decoder)
+        self._nursery.start_soon(self._writer, link)
+        self._task_started()
+        self._task_started()
         self._link = link
         self._connects += 1
         self._lost = trio.Event()
         self.schema = None  # the server may have been restarted with another schema
-        self._nursery.start_soon(self._reader, link, _iproto.Decoder(raw=self.encoding is None))
-        self._nursery.start_soon(self._writer, link)
+        self._set_state(State.READY)
 
     async def _open_stream(self) -> trio.abc.Stream:
         if self.host is None:
@@ -420,6 +604,9 @@ class Connection(CrudMixin):
                 self._on_id_reply(reply)
             elif reply.sync == 2 and reply.is_error:
                 raise database_error(reply)
+            elif reply.sync != 2:
+                raise ProtocolError(f"server answered sync {reply.sync} during the handshake",
+                                    may_have_executed=False)
         if decoder.buffered:
             raise ProtocolError("server sent unsolicited data during the handshake", may_have_executed=False)
 
@@ -430,15 +617,21 @@ class Connection(CrudMixin):
             return
         version = reply.body.get(C.VERSION, 0)
         features = reply.body.get(C.FEATURES, [])
-        self.protocol_version = version if isinstance(version, int) else 0
+        if isinstance(version, bool) or not isinstance(version, int) or not isinstance(features, list):
+            raise ProtocolError(f"malformed IPROTO_ID reply: version {version!r}, features {features!r}",
+                                may_have_executed=False)
+        self.protocol_version = version
         self.features = frozenset(f for f in features if isinstance(f, int))
 
     def _drop_link(self, link: _Link | None, error: NetworkError) -> None:
         """Forget ``link`` (if still current) and fail everything waiting on it."""
         if link is None or link is not self._link:
             return
+        link.dead = True
         self._last_error = error
         self._link = None
+        if self._state is State.READY:
+            self._set_state(State.IDLE)
         for scope in link.scopes:
             scope.cancel()
         waiters = list(self._waiters.values())
@@ -450,26 +643,22 @@ class Connection(CrudMixin):
         self._capacity.unpark_all()
         self._lost.set()
 
-    async def _ensure_connected(self) -> None:
-        if self._closed:
-            raise ConnectionClosedError("connection is closed", may_have_executed=False)
-        async with self._connect_lock:
-            if self._link is not None:
-                return
-            if self._closed:
+    async def _ready_link(self) -> _Link:
+        """The live link, connecting (or waiting for the connector) first if needed."""
+        while True:
+            link = self._link
+            if link is not None:
+                return link
+            state = self._state
+            if state is State.CLOSING or state is State.CLOSED:
                 raise ConnectionClosedError("connection is closed", may_have_executed=False)
-            attempts = self.reconnect_max_attempts + 1
-            last: NetworkError | None = None
-            for attempt in range(attempts):
-                if attempt:
-                    await trio.sleep(self.reconnect_delay)
-                try:
-                    await self._establish()
-                    return
-                except NetworkError as exc:
-                    last = exc
-            assert last is not None
-            raise NetworkError(f"{last.message} (after {attempts} attempt(s))", may_have_executed=False) from last
+            if state is State.CONNECTING and self._attempt is not None:
+                attempt = self._attempt
+            else:
+                attempt = self._start_connecting(self.reconnect_max_attempts + 1)
+            await attempt.done.wait()
+            if self._link is None and attempt.error is not None and not self.is_closed():
+                raise _copy_error(attempt.error)
 
     # -- the two I/O tasks --------------------------------------------------------------
     async def _reader(self, link: _Link, decoder: _iproto.Decoder) -> None:
@@ -510,6 +699,8 @@ class Connection(CrudMixin):
                         waiter = pop(reply.sync, None)
                         if waiter is None:
                             continue  # its caller gave up (cancelled or timed out)
+                        if self._blocked:
+                            self._capacity.unpark()
                         if reply.schema_version != self.schema_version and reply.schema_version:
                             self._on_schema_version(reply.schema_version)
                         if not waiter.done:
@@ -523,7 +714,10 @@ class Connection(CrudMixin):
             # Also when cancelled from outside: nobody may go on waiting on a
             # dead link, and its socket is closed here, not leaked.
             self._drop_link(link, error or NetworkError("connection closed: its reader task was cancelled"))
-            await trio.aclose_forcefully(stream)
+            try:
+                await trio.aclose_forcefully(stream)
+            finally:
+                self._task_exited()
 
     async def _writer(self, link: _Link) -> None:
         link.writer_task = trio.lowlevel.current_task()
@@ -532,7 +726,7 @@ class Connection(CrudMixin):
         error: NetworkError | None = None
         with link.scopes[1]:
             try:
-                while True:
+                while not link.dead:
                     if not link.outbox:
                         link.writer_parked = True
                         await trio.lowlevel.wait_task_rescheduled(link.abort_park)
@@ -545,7 +739,7 @@ class Connection(CrudMixin):
                     self._sent += len(batch)
                     self._writes += 1
                     if fd >= 0:
-                        await _write_all(fd, data)
+                        await _write_all(fd, data, link)
                     else:
                         await stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -554,8 +748,9 @@ class Connection(CrudMixin):
                 link.writer_parked = False
                 link.writer_task = None
                 self._drop_link(link, error or NetworkError("connection closed: its writer task was cancelled"))
+                self._task_exited()
 
-    def _write_directly(self, link: _Link, waiter: _Waiter) -> None:
+    def _write_directly(self, link: _Link, waiter: Ticket) -> None:
         self._sent += 1
         self._writes += 1
         try:
@@ -591,7 +786,7 @@ class Connection(CrudMixin):
             self.schema = None
 
     @staticmethod
-    def _wake(waiter: _Waiter, result: outcome.Outcome[Any]) -> None:
+    def _wake(waiter: Ticket, result: outcome.Outcome[Any]) -> None:
         if not waiter.done:
             waiter.done = True
             trio.lowlevel.reschedule(waiter.task, result)
@@ -599,13 +794,13 @@ class Connection(CrudMixin):
     # -- the request path ---------------------------------------------------------------------
     def _enqueue(self, link: _Link, request_type: int, body: Mapping[int, Any] | None,
                  schema_version: int | None, on_push: PushCallback | None, on_push_ctx: Any,
-                 task: trio.lowlevel.Task) -> _Waiter:
-        """Register a waiter for ``task`` and queue (or write) its packet; never blocks."""
+                 task: trio.lowlevel.Task) -> Ticket:
+        """Register a ticket for ``task`` and queue (or write) its packet; never blocks."""
         sync = next(self._sync)
         if request_type == C.CALL and self.call_16:
             request_type = C.CALL_16
-        waiter = _Waiter(self._encoder.frame(request_type, sync, body, schema_version), sync,
-                         task, on_push, on_push_ctx)
+        waiter = Ticket(self, self._encoder.frame(request_type, sync, body, schema_version), sync,
+                        task, on_push, on_push_ctx)
         waiters = self._waiters
         if not waiters and link.writer_parked and link.fd >= 0:
             # A lone request (the sequential case): write it from this task,
@@ -621,8 +816,8 @@ class Connection(CrudMixin):
                 link.kick()
         return waiter
 
-    def _forget(self, waiter: _Waiter) -> None:
-        """Its caller gave up: drop the waiter, and its packet if not yet written."""
+    def _forget(self, waiter: Ticket) -> None:
+        """Its caller gave up: drop the ticket, and its packet if not yet written."""
         waiter.done = True
         if self._waiters.pop(waiter.sync, None) is not None and not waiter.written:
             link = self._link
@@ -631,105 +826,65 @@ class Connection(CrudMixin):
                     link.outbox.remove(waiter)
                 except ValueError:
                     pass
+        if self._blocked:
+            self._capacity.unpark()
 
-    async def _send(self, request_type: int, body: Mapping[int, Any] | None,
-                    schema_version: int | None = None, on_push: PushCallback | None = None,
-                    on_push_ctx: Any = None) -> _iproto.Reply:
-        """Send one request and wait for its reply (which may be an error reply)."""
-        link = self._link
-        if link is None:
-            await self._ensure_connected()
-            link = self._link
-        while len(self._waiters) >= self.max_in_flight:
-            self._blocked += 1
-            try:
-                await self._capacity.park()
-            finally:
-                self._blocked -= 1
-            if self._link is None:
-                await self._ensure_connected()
-            link = self._link
-        assert link is not None
-        waiter = self._enqueue(link, request_type, body, schema_version, on_push, on_push_ctx,
-                               trio.lowlevel.current_task())
+    def submit_nowait(self, request: Request, task: trio.lowlevel.Task) -> Ticket | None:
+        """Queue ``request`` for ``task`` now, if that is possible without waiting.
 
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._forget(waiter)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        try:
-            if self.socket_timeout is None:
-                reply: _iproto.Reply = await trio.lowlevel.wait_task_rescheduled(abort)
-            else:
-                with trio.fail_after(self.socket_timeout):
-                    reply = await trio.lowlevel.wait_task_rescheduled(abort)
-        except trio.TooSlowError:
-            raise TarantoolTimeoutError(
-                f"no reply within socket_timeout={self.socket_timeout}s", may_have_executed=waiter.written
-            ) from None
-        finally:
-            if self._blocked:
-                self._capacity.unpark()
-        if waiter.push_error is not None:
-            raise waiter.push_error
-        return reply
-
-    def _try_submit(self, req: Request, task: trio.lowlevel.Task) -> _Waiter | None:
-        """Queue ``req`` for ``task`` without blocking, if that is possible now.
-
-        None when it is not (no socket, too many in flight, names not in the
-        cached schema): the caller then runs :meth:`_perform`, which waits.
-        The reply reschedules ``task`` directly, with the raw reply.
+        The reply reschedules ``task`` (which must park in
+        ``trio.lowlevel.wait_task_rescheduled``, calling :meth:`Ticket.cancel`
+        from its abort function) with ``outcome.Value(reply)``; pass the reply
+        to :meth:`finish`. None when the request needs waiting (no socket yet,
+        ``max_in_flight`` reached, names not in the cached schema): then use
+        :meth:`perform`. Raises :class:`NetworkError` (not executed) if the
+        socket failed on a direct write.
         """
         link = self._link
         if link is None or len(self._waiters) >= self.max_in_flight:
             return None
-        body = req.body
+        body = request.body
         version = None
         if body is None:
             schema = self.schema
             if schema is None or not self.fetch_schema:
                 return None
-            space = req.space
+            space = request.space
             space_id = space if type(space) is int else schema.space_id(space)  # type: ignore[arg-type]
             if space_id is None:
                 return None
-            index = req.index
+            index = request.index
             index_id = index if type(index) is int else schema.index_id(space_id, index)  # type: ignore[arg-type]
             if index_id is None:
                 return None
-            assert req.build is not None
-            body = req.build(space_id, index_id)
+            assert request.build is not None
+            body = request.build(space_id, index_id)
             version = schema.version
-        return self._enqueue(link, req.type, body, version, req.on_push, req.on_push_ctx, task)
+        return self._enqueue(link, request.type, body, version, request.on_push, request.on_push_ctx, task)
 
-    async def _perform(self, req: Request) -> Response:
-        """Send ``req`` (resolving names, reconnecting, waiting as needed); its Response."""
-        if req.body is not None:
-            reply = await self._send(req.type, req.body, None, req.on_push, req.on_push_ctx)
-        else:
-            assert req.build is not None
-            for _ in range(_SCHEMA_RETRIES):
-                space_id, index_id, version = await self._resolve(req.space, req.index)
-                reply = await self._send(req.type, req.build(space_id, index_id), version,
-                                         req.on_push, req.on_push_ctx)
-                if reply.code != _WRONG_SCHEMA:
-                    break
+    def finish(self, request: Request, ticket: Ticket, reply: _iproto.Reply, start: float) -> Any:
+        """What the request's method returns for ``reply``, or raise its exception.
+
+        ``start`` is when the request began (ping's round trip). Returns
+        :data:`RESEND` when the server refused the request as built against an
+        old schema: it did not execute; send it again with :meth:`perform`.
+        """
+        if ticket.push_error is not None:
+            raise ticket.push_error
+        code = reply.code
+        if code:
+            if code == _WRONG_SCHEMA and request.body is None:
                 self._on_schema_version(reply.schema_version)
                 self.schema = None
-        if reply.code & C.TYPE_ERROR or reply.decode_error is not None:
+                return RESEND
             raise _failure(reply)
-        return Response(reply)
+        return self._result(request, reply, start)
 
-    def _result(self, req: Request, reply: _iproto.Reply, start: float) -> Any:
-        """What a method returns for this reply (or the exception it raises), for
-        callers that sent ``req`` through :meth:`_try_submit` at ``start``."""
-        if reply.code & C.TYPE_ERROR or reply.decode_error is not None:
+    def _result(self, request: Request, reply: _iproto.Reply, start: float) -> Any:
+        if reply.code or reply.decode_error is not None:
             raise _failure(reply)
-        return self._finish(req, Response(reply), start)
-
-    def _finish(self, req: Request, response: Response, start: float) -> Any:
-        finish = req.finish
+        response = Response(reply)
+        finish = request.finish
         if finish == FINISH_RESPONSE:
             return response
         if finish == FINISH_PING:
@@ -738,11 +893,89 @@ class Connection(CrudMixin):
             return "Success"
         return PreparedStatement(self, response)
 
-    async def _call_request(self, request_type: int, body: Mapping[int, Any] | None) -> Response:
-        reply = await self._send(request_type, body)
-        if reply.code & C.TYPE_ERROR:
-            raise database_error(reply)
-        return Response(reply)
+    # Transitional: the pool's names for the interface above, until it moves to it.
+    _try_submit = submit_nowait
+
+    async def _perform(self, request: Request) -> Any:
+        return await self.perform(request)
+
+    async def perform(self, request: Request, deadline: float | None = None) -> Any:
+        """Send ``request`` and return what its method returns (or raise its error).
+
+        Connects, waits for a free slot and resolves names as needed, all
+        within ``deadline`` (absolute trio time; by default ``socket_timeout``
+        from now, or none): past it, :class:`TarantoolTimeoutError` says
+        whether the request was written.
+        """
+        start = trio.current_time()
+        if deadline is None:
+            deadline = math.inf if self.socket_timeout is None else start + self.socket_timeout
+        if self._link is not None:
+            ticket = self.submit_nowait(request, trio.lowlevel.current_task())
+            if ticket is not None:
+                reply = await self._park(ticket, deadline)
+                result = self.finish(request, ticket, reply, start)
+                if result is not RESEND:
+                    return result
+        return await self._perform_slowly(request, deadline, start)
+
+    async def _park(self, ticket: Ticket, deadline: float) -> _iproto.Reply:
+        """Wait for ``ticket``'s reply until ``deadline``."""
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._forget(ticket)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        if deadline == math.inf:
+            return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(abort))
+        with trio.CancelScope(deadline=deadline):
+            return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(abort))
+        raise self._timeout("waiting for the reply", ticket.written)
+
+    def _timeout(self, phase: str, written: bool) -> TarantoolTimeoutError:
+        budget = f"socket_timeout={self.socket_timeout}s" if self.socket_timeout else "its deadline"
+        return TarantoolTimeoutError(f"{self._where}: no reply within {budget} ({phase})",
+                                     may_have_executed=written)
+
+    async def _perform_slowly(self, request: Request, deadline: float, start: float) -> Any:
+        """:meth:`perform` when the request must wait: connect, capacity, names, schema changes."""
+        phase = "connecting"
+        ticket: Ticket | None = None
+        with trio.CancelScope(deadline=deadline):
+            for _ in range(_SCHEMA_RETRIES):
+                ticket = None
+                body, version = request.body, None
+                if body is None:
+                    phase = "resolving names"
+                    body, version = await self._build(request)
+                phase = "connecting"
+                link = await self._ready_link()
+                phase = "waiting for a free slot (max_in_flight)"
+                while len(self._waiters) >= self.max_in_flight:
+                    self._blocked += 1
+                    try:
+                        await self._capacity.park()
+                    finally:
+                        self._blocked -= 1
+                    phase = "connecting"
+                    link = await self._ready_link()
+                if request.body is None and self.schema is not None and self.schema.version != version:
+                    continue  # the schema changed while we waited: resolve the names again
+                phase = "waiting for the reply"
+                ticket = self._enqueue(link, request.type, body, version, request.on_push,
+                                       request.on_push_ctx, trio.lowlevel.current_task())
+                reply = await self._park(ticket, math.inf)
+                result = self.finish(request, ticket, reply, start)
+                if result is not RESEND:
+                    return result
+            raise SchemaError("the schema kept changing while the request was being sent")
+        raise self._timeout(phase, ticket is not None and ticket.written)
+
+    async def _build(self, request: Request) -> tuple[dict[int, Any], int]:
+        """The body of a name-addressed request and the schema version it was built against."""
+        space_id, index_id, version = await self._resolve(request.space, request.index)
+        assert request.build is not None
+        return request.build(space_id, index_id), version
 
     # -- schema ----------------------------------------------------------------------------
     async def _resolve(self, space: str | int, index: str | int | None) -> tuple[int, int, int]:
@@ -774,13 +1007,12 @@ class Connection(CrudMixin):
             if self.schema is not None:
                 return self.schema
             for _ in range(_SCHEMA_RETRIES):
-                spaces = await self._send(C.SELECT, R.select_body(C.VSPACE_ID, 0, [], 0, 0xFFFFFFFF, C.Iterator.ALL))
-                indexes = await self._send(C.SELECT, R.select_body(C.VINDEX_ID, 0, [], 0, 0xFFFFFFFF, C.Iterator.ALL))
-                for reply in (spaces, indexes):
-                    if reply.is_error:
-                        raise database_error(reply)
+                spaces = await self.perform(Request(
+                    C.SELECT, R.select_body(C.VSPACE_ID, 0, [], 0, 0xFFFFFFFF, C.Iterator.ALL)))
+                indexes = await self.perform(Request(
+                    C.SELECT, R.select_body(C.VINDEX_ID, 0, [], 0, 0xFFFFFFFF, C.Iterator.ALL)))
                 if spaces.schema_version == indexes.schema_version:
-                    schema = Schema(spaces.schema_version, spaces.body.get(C.DATA, []), indexes.body.get(C.DATA, []))
+                    schema = Schema(spaces.schema_version, spaces.data, indexes.data)
                     self.schema = schema
                     self.schema_version = schema.version
                     return schema
@@ -793,49 +1025,47 @@ class Connection(CrudMixin):
     # -- box API -------------------------------------------------------------------------
     async def ping(self, notime: bool = False) -> float | str:
         """Round trip to the server: the time it took in seconds, or "Success" with notime."""
-        req = _rq.ping(notime)
-        start = trio.current_time()
-        return cast(float | str, self._finish(req, await self._perform(req), start))
+        return cast(float | str, await self.perform(_rq.ping(notime)))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
                      limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Tuples of a space by index key; no key (or []) selects all."""
-        return await self._perform(_rq.select(
+        return cast(Response, await self.perform(_rq.select(
             space_name, key, offset=offset, limit=limit, index=index, iterator=iterator,
-            on_push=on_push, on_push_ctx=on_push_ctx))
+            on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def insert(self, space_name: str | int, values: Sequence[Any], *,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple; fails with ER_TUPLE_FOUND if its key exists."""
-        return await self._perform(_rq.insert(
-            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.insert(
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def replace(self, space_name: str | int, values: Sequence[Any], *,
                       on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple, or replace the one with the same primary key."""
-        return await self._perform(_rq.replace(
-            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.replace(
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def update(self, space_name: str | int, key: Any, op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """Apply update operations (``[op, field, arg...]``) to the tuple with ``key``."""
-        return await self._perform(_rq.update(
-            space_name, key, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.update(
+            space_name, key, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def upsert(self, space_name: str | int, tuple_value: Sequence[Any], op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """Insert ``tuple_value``, or apply ``op_list`` to the existing tuple."""
-        return await self._perform(_rq.upsert(
-            space_name, tuple_value, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.upsert(
+            space_name, tuple_value, op_list, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def delete(self, space_name: str | int, key: Any, *, index: str | int = 0,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Delete the tuple with ``key``; the reply holds the deleted tuple."""
-        return await self._perform(_rq.delete(
-            space_name, key, index=index, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.delete(
+            space_name, key, index=index, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def call(self, func_name: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
@@ -845,22 +1075,22 @@ class Connection(CrudMixin):
         passes one array (unlike the reference connector, which spreads a lone
         list into several arguments).
         """
-        return await self._perform(_rq.call(
-            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.call(
+            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def eval(self, expr: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:
         """Evaluate a Lua chunk with ``...`` bound to ``args``."""
-        return await self._perform(_rq.eval(
-            expr, *args, on_push=on_push, on_push_ctx=on_push_ctx))
+        return cast(Response, await self.perform(_rq.eval(
+            expr, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
 
     async def execute(self, query: str | int, params: Any = None) -> Response:
         """Run SQL: text, or the id of a prepared statement; params positional or named."""
-        return await self._perform(_rq.execute(query, params))
+        return cast(Response, await self.perform(_rq.execute(query, params)))
 
     async def prepare(self, query: str) -> PreparedStatement:
         """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""
-        return PreparedStatement(self, await self._perform(_rq.prepare(query)))
+        return cast(PreparedStatement, await self.perform(_rq.prepare(query)))
 
     async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Any) -> Response:
         return await self.call(func_name, *args)
@@ -874,14 +1104,20 @@ def _failure(reply: _iproto.Reply) -> Error:
     return ProtocolError(reply.decode_error, may_have_executed=True)
 
 
-async def _write_all(fd: int, data: bytes) -> None:
-    """Write everything to a non-blocking socket, waiting only when it is full."""
+async def _write_all(fd: int, data: bytes, link: _Link) -> None:
+    """Write everything to a non-blocking socket, waiting only when it is full.
+
+    Stops as soon as ``link`` is dropped (close() or a failure) while it
+    waited: nothing is written to a link after that.
+    """
     view = memoryview(data)
     while view:
         try:
             view = view[os.write(fd, view):]
         except BlockingIOError:
             await trio.lowlevel.wait_writable(fd)
+            if link.dead:
+                raise trio.ClosedResourceError("the connection was dropped") from None
 
 
 class _no_scope:
@@ -957,4 +1193,4 @@ async def connect(
         raise error
 
 
-__all__ = ["Connection", "ConnectionStatistics", "PreparedStatement", "connect"]
+__all__ = ["RESEND", "Connection", "ConnectionStatistics", "PreparedStatement", "Ticket", "connect"]
