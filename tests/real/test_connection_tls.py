@@ -245,14 +245,14 @@ async def test_tls_with_server_verification(proxy: int, certs: dict[str, Path], 
 
 
 async def test_tls_rejects_a_server_not_signed_by_the_ca(proxy: int, certs: dict[str, Path]) -> None:
-    with trio.fail_after(10), pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED|not trusted") as exc:
+    with trio.fail_after(10), pytest.raises(NetworkError, match=r"CERTIFICATE_VERIFY_FAILED|not trusted") as exc:
         async with connect("127.0.0.1", proxy, transport="ssl", ssl_ca_file=str(certs["other_ca"])):
             pass
     assert exc.value.may_have_executed is False
 
 
 async def test_tls_default_refuses_an_unknown_server(proxy: int, no_system_override: None) -> None:
-    with trio.fail_after(10), pytest.raises(NetworkError, match="CERTIFICATE_VERIFY_FAILED|not trusted"):
+    with trio.fail_after(10), pytest.raises(NetworkError, match=r"CERTIFICATE_VERIFY_FAILED|not trusted"):
         async with connect("127.0.0.1", proxy, transport="ssl"):
             pass
 
