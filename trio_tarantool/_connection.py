@@ -60,7 +60,6 @@ from . import _iproto
 from . import _request as _rq
 from ._crud import CrudMixin
 from ._errors import (
-    ConfigurationError,
     ConnectionClosedError,
     DatabaseError,
     Error,
@@ -74,10 +73,11 @@ from ._errors import (
 from ._iproto import _requests as R
 from ._iproto import constants as C
 from ._lifecycle import State, check_transition
+from ._options import ConnectionOptions, connection_options
 from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
 from ._response import Response, database_error
 from ._schema import Schema
-from ._tls import TLSOptions, check_transport
+from ._tls import start_tls
 
 _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
 
@@ -85,7 +85,6 @@ _RECV_SIZE = 64 * 1024
 #: Reads served without waiting before the reader yields to other tasks anyway.
 _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
-_AUTH_TYPES = ("chap-sha1", "pap-sha256")
 
 
 class _Resend:
@@ -196,14 +195,6 @@ def _socket_fd(stream: trio.abc.Stream) -> int:
         return -1
 
 
-def _check_timeout(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds or None, got {value!r}")
-    return float(value)
-
-
 def _copy_error(exc: Error) -> Error:
     """A fresh exception like ``exc`` (one shared instance must not be raised in many tasks)."""
     try:
@@ -284,47 +275,45 @@ class Connection(CrudMixin):
         ssl_ciphers: str | None = None,
         ssl_password: str | None = None,
         ssl_password_file: str | None = None,
+        ssl_verify: bool = True,
+        ssl_check_hostname: bool = True,
     ) -> None:
-        self.transport = check_transport(transport)
-        self.tls = TLSOptions(ssl_key_file, ssl_cert_file, ssl_ca_file, ssl_ciphers,
-                              ssl_password, ssl_password_file) if self.transport == "ssl" else None
+        self._init(connection_options(
+            host, port, user=user, password=password, socket_timeout=socket_timeout,
+            connection_timeout=connection_timeout, reconnect_max_attempts=reconnect_max_attempts,
+            reconnect_delay=reconnect_delay, encoding=encoding, call_16=call_16,
+            fetch_schema=fetch_schema, auth_type=auth_type, max_in_flight=max_in_flight,
+            transport=transport, ssl_key_file=ssl_key_file, ssl_cert_file=ssl_cert_file,
+            ssl_ca_file=ssl_ca_file, ssl_ciphers=ssl_ciphers, ssl_password=ssl_password,
+            ssl_password_file=ssl_password_file, ssl_verify=ssl_verify,
+            ssl_check_hostname=ssl_check_hostname,
+        ))
+
+    @classmethod
+    def from_options(cls, options: ConnectionOptions) -> Connection:
+        """A connection with already validated options (the pool builds one per address)."""
+        conn = cls.__new__(cls)
+        conn._init(options)
+        return conn
+
+    def _init(self, options: ConnectionOptions) -> None:
+        self.options = options
+        self.host = options.host
+        self.port = options.port
+        self.user = options.user
+        self.password = options.password
+        self.socket_timeout = options.socket_timeout
+        self.connection_timeout = options.connection_timeout
+        self.reconnect_max_attempts = options.reconnect_max_attempts
+        self.reconnect_delay = options.reconnect_delay
+        self.encoding = options.encoding
+        self.call_16 = options.call_16
+        self.fetch_schema = options.fetch_schema
+        self.auth_type = options.auth_type
+        self.max_in_flight = options.max_in_flight
+        self.transport = options.transport
+        self.tls = options.tls
         self._ssl_context = self.tls.context() if self.tls is not None else None
-        if host is None:
-            if not isinstance(port, str) or not port:
-                raise ConfigurationError(f"with host=None, port must be a unix socket path, got {port!r}")
-        else:
-            if not isinstance(host, str) or not host:
-                raise ConfigurationError(f"host must be a non-empty string or None, got {host!r}")
-            if isinstance(port, str) and port.isdigit():
-                port = int(port)
-            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-                raise ConfigurationError(f"port {port!r} is not a TCP port in 1..65535")
-        if encoding not in ("utf-8", "utf8", None):
-            raise ConfigurationError(f"encoding must be 'utf-8' or None (bytes), got {encoding!r}")
-        if password is not None and user is None:
-            raise ConfigurationError("a password was given without a user")
-        if auth_type is not None and auth_type not in _AUTH_TYPES:
-            raise ConfigurationError(f"auth_type must be one of {_AUTH_TYPES}, got {auth_type!r}")
-        if isinstance(reconnect_max_attempts, bool) or not isinstance(reconnect_max_attempts, int) \
-                or reconnect_max_attempts < 0:
-            raise ConfigurationError(f"reconnect_max_attempts must be an int >= 0, got {reconnect_max_attempts!r}")
-        if isinstance(reconnect_delay, bool) or not isinstance(reconnect_delay, int | float) or reconnect_delay < 0:
-            raise ConfigurationError(f"reconnect_delay must be a number >= 0, got {reconnect_delay!r}")
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
-            raise ConfigurationError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
-        self.host = host
-        self.port = port
-        self.user = user
-        self.password = password
-        self.socket_timeout = _check_timeout("socket_timeout", socket_timeout)
-        self.connection_timeout = _check_timeout("connection_timeout", connection_timeout)
-        self.reconnect_max_attempts = reconnect_max_attempts
-        self.reconnect_delay = float(reconnect_delay)
-        self.encoding = None if encoding is None else "utf-8"
-        self.call_16 = bool(call_16)
-        self.fetch_schema = bool(fetch_schema)
-        self.auth_type = auth_type
-        self.max_in_flight = max_in_flight
 
         self.greeting: _iproto.Greeting | None = None
         #: IPROTO protocol version (0 for servers before 2.10, which lack IPROTO_ID).
@@ -565,13 +554,7 @@ class Connection(CrudMixin):
             stream = await trio.open_tcp_stream(self.host, int(self.port))
         if self._ssl_context is None:
             return stream
-        try:
-            tls = trio.SSLStream(stream, self._ssl_context, server_hostname=self.host)
-            await tls.do_handshake()
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
-        return tls
+        return await start_tls(stream, self._ssl_context, self.host, self._where)
 
     async def _handshake(self, stream: trio.abc.Stream) -> None:
         greeting = bytearray()
@@ -615,13 +598,7 @@ class Connection(CrudMixin):
             # Servers before 2.10 do not know IPROTO_ID: protocol version 0.
             self.protocol_version, self.features = 0, frozenset()
             return
-        version = reply.body.get(C.VERSION, 0)
-        features = reply.body.get(C.FEATURES, [])
-        if isinstance(version, bool) or not isinstance(version, int) or not isinstance(features, list):
-            raise ProtocolError(f"malformed IPROTO_ID reply: version {version!r}, features {features!r}",
-                                may_have_executed=False)
-        self.protocol_version = version
-        self.features = frozenset(f for f in features if isinstance(f, int))
+        self.protocol_version, self.features = _iproto.parse_id_reply(reply.body)
 
     def _drop_link(self, link: _Link | None, error: NetworkError) -> None:
         """Forget ``link`` (if still current) and fail everything waiting on it."""
@@ -1153,16 +1130,19 @@ async def connect(
     ssl_ciphers: str | None = None,
     ssl_password: str | None = None,
     ssl_password_file: str | None = None,
+    ssl_verify: bool = True,
+    ssl_check_hostname: bool = True,
 ) -> AsyncIterator[Connection]:
     """Open a connection; it is closed, and its tasks gone, when the block exits.
 
     ``host=None`` with a path as ``port`` connects over a unix socket;
-    ``transport='ssl'`` wraps the stream in TLS (the ``ssl_*`` options: client
-    certificate and key, a CA file that turns server verification on, ciphers,
-    the key's password or a file of candidate passwords). Raises
-    :class:`NetworkError` if the server cannot be reached, :class:`DatabaseError`
-    if authentication fails, :class:`TarantoolTimeoutError` past
-    ``connection_timeout``.
+    ``transport='ssl'`` wraps the stream in TLS, verifying the server by
+    default (against ``ssl_ca_file``, else the system trust store, and its
+    host name; ``ssl_check_hostname=False`` and ``ssl_verify=False`` are the
+    explicit opt-outs). Raises :class:`NetworkError` if the server cannot be
+    reached, :class:`DatabaseError` if authentication fails,
+    :class:`TarantoolTimeoutError` past ``connection_timeout``, and
+    :class:`ConfigurationError` for a bad option, before connecting.
     """
     conn = Connection(
         host, port, user=user, password=password, socket_timeout=socket_timeout,
@@ -1171,7 +1151,8 @@ async def connect(
         fetch_schema=fetch_schema, auth_type=auth_type, max_in_flight=max_in_flight,
         transport=transport, ssl_key_file=ssl_key_file, ssl_cert_file=ssl_cert_file,
         ssl_ca_file=ssl_ca_file, ssl_ciphers=ssl_ciphers, ssl_password=ssl_password,
-        ssl_password_file=ssl_password_file,
+        ssl_password_file=ssl_password_file, ssl_verify=ssl_verify,
+        ssl_check_hostname=ssl_check_hostname,
     )
     # Errors are caught inside the nursery and re-raised outside it, so callers
     # see the exception itself rather than an ExceptionGroup around it.
