@@ -1,14 +1,45 @@
-"""Responses as the application sees them, and server errors as exceptions."""
+"""Responses as the application sees them, and server errors as exceptions.
+
+A reply that is well framed but has the wrong shape (DATA that is not an array,
+SQL_INFO that is not a map, a STMT_ID that is not an integer...) raises
+:class:`~trio_tarantool.ProtocolError` for that one request, never a builtin
+``TypeError``/``AttributeError`` from deep inside a property: the framing was
+fine, so the connection goes on. ``may_have_executed`` is True, since the
+server received and answered the request.
+
+Checks are cheap and shallow: a select's DATA costs one ``type(x) is list``
+test and its rows are never walked; the SQL keys (small, and only in SQL
+replies) are checked when the Response is built, so ``execute``/``prepare``
+fail at once rather than at the first property access.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
-from ._errors import BoxError, DatabaseError
+from ._errors import BoxError, DatabaseError, ProtocolError
 from ._iproto import constants as C
 from ._iproto._decoder import Reply
 from ._iproto._ext import ExtDecodeError, decode_error_stack
+from ._iproto._handshake import kind
+
+#: Request type -> name, for messages ("reply to SELECT: ...").
+REQUEST_NAMES: dict[int, str] = {
+    C.SELECT: "SELECT", C.INSERT: "INSERT", C.REPLACE: "REPLACE", C.UPDATE: "UPDATE",
+    C.DELETE: "DELETE", C.CALL_16: "CALL_16", C.AUTH: "AUTH", C.EVAL: "EVAL",
+    C.UPSERT: "UPSERT", C.CALL: "CALL", C.EXECUTE: "EXECUTE", C.NOP: "NOP",
+    C.PREPARE: "PREPARE", C.BEGIN: "BEGIN", C.COMMIT: "COMMIT", C.ROLLBACK: "ROLLBACK",
+    C.PING: "PING", C.ID: "ID", C.WATCH: "WATCH", C.UNWATCH: "UNWATCH",
+}
+
+_DATA = C.DATA
+
+_COLUMN_NAMES = {
+    C.FIELD_NAME: "name", C.FIELD_TYPE: "type", C.FIELD_COLL: "collation",
+    C.FIELD_IS_NULLABLE: "is_nullable", C.FIELD_IS_AUTOINCREMENT: "is_autoincrement",
+    C.FIELD_SPAN: "span",
+}
 
 
 def _text(value: Any) -> str:
@@ -17,16 +48,99 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _column(entry: Any) -> dict[str, Any]:
-    names = {
-        C.FIELD_NAME: "name", C.FIELD_TYPE: "type", C.FIELD_COLL: "collation",
-        C.FIELD_IS_NULLABLE: "is_nullable", C.FIELD_IS_AUTOINCREMENT: "is_autoincrement",
-        C.FIELD_SPAN: "span",
-    }
-    if not isinstance(entry, dict):
-        return {}
-    return {names.get(k, str(k)): (_text(v) if k in (C.FIELD_NAME, C.FIELD_TYPE) else v)
-            for k, v in entry.items()}
+def reply_to(request_type: int | None, sync: int) -> str:
+    """How messages name a reply: ``reply to SELECT (sync 7)``, or by sync alone."""
+    if request_type is None:
+        return f"reply to request sync={sync}"
+    name = REQUEST_NAMES.get(request_type, f"request type {request_type:#x}")
+    return f"reply to {name} (sync {sync})"
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _malformed(where: str, what: str, value: Any, expected: str) -> ProtocolError:
+    return ProtocolError(f"{where}: {what} is {kind(value)}, expected {expected}", may_have_executed=True)
+
+
+def _sql_info(body: Mapping[int, Any], where: str) -> Mapping[int, Any] | None:
+    """SQL_INFO checked: a map whose ROW_COUNT is an integer and AUTOINCREMENT_IDS an array of them."""
+    info = body.get(C.SQL_INFO)
+    if info is None:
+        return None
+    if not isinstance(info, Mapping):
+        raise _malformed(where, "SQL_INFO", info, "a map")
+    count = info.get(C.SQL_INFO_ROW_COUNT, 0)
+    if not _is_int(count):
+        raise _malformed(where, "SQL_INFO ROW_COUNT", count, "an integer")
+    ids = info.get(C.SQL_INFO_AUTOINCREMENT_IDS, [])
+    if type(ids) is not list and type(ids) is not tuple:
+        raise _malformed(where, "SQL_INFO AUTOINCREMENT_IDS", ids, "an array")
+    for i, value in enumerate(ids):
+        if not _is_int(value):
+            raise _malformed(where, f"SQL_INFO AUTOINCREMENT_IDS[{i}]", value, "an integer")
+    return info
+
+
+def _columns(body: Mapping[int, Any], key: int, key_name: str, where: str) -> list[dict[str, Any]]:
+    """METADATA / BIND_METADATA as dicts; every entry must be a map, its name and type strings."""
+    entries = body.get(key)
+    if entries is None:
+        return []
+    if type(entries) is not list and type(entries) is not tuple:
+        raise _malformed(where, key_name, entries, "an array")
+    out: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise _malformed(where, f"{key_name}[{i}]", entry, "a map")
+        column: dict[str, Any] = {}
+        for k, v in entry.items():
+            name = _COLUMN_NAMES.get(k) if _is_int(k) else None
+            if name in ("name", "type"):
+                if not isinstance(v, str | bytes):
+                    raise _malformed(where, f"{key_name}[{i}] {name}", v, "a string")
+                v = _text(v)
+            column[name if name is not None else _text(k)] = v
+        out.append(column)
+    return out
+
+
+def _uint(body: Mapping[int, Any], key: int, key_name: str, where: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not _is_int(value) or value < 0:
+        raise _malformed(where, key_name, value, "a non-negative integer")
+    return int(value)
+
+
+def _other_data(reply: Reply, data: Any, request_type: int | None) -> list[Any]:
+    """DATA of a reply off the hot path (absent, a tuple, or wrong), its other keys checked.
+
+    An undecodable reply lands here too: the decoder leaves DATA out of it.
+    """
+    where = reply_to(request_type, reply.sync)
+    if reply.decode_error is not None:
+        raise ProtocolError(f"{where}: {reply.decode_error}", may_have_executed=True)
+    if data is None:
+        data = []
+    elif type(data) is tuple:
+        data = list(data)
+    else:
+        raise _malformed(where, "DATA", data, "an array")
+    if reply.body:
+        _check_sql_keys(reply.body, where)
+    return data
+
+
+def _check_sql_keys(body: Mapping[int, Any], where: str) -> None:
+    """Every SQL key of ``body`` has its documented shape (or ProtocolError)."""
+    _sql_info(body, where)
+    _columns(body, C.METADATA, "METADATA", where)
+    _columns(body, C.BIND_METADATA, "BIND_METADATA", where)
+    _uint(body, C.BIND_COUNT, "BIND_COUNT", where)
+    _uint(body, C.STMT_ID, "STMT_ID", where)
 
 
 class Response(Sequence[Any]):
@@ -39,15 +153,38 @@ class Response(Sequence[Any]):
         data: The returned tuples (or values of a call), as a list.
     """
 
-    __slots__ = ("_body", "code", "data", "schema_version", "sync")
+    __slots__ = ("_body", "_request_type", "code", "data", "schema_version", "sync")
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, *, request_type: int | None = None) -> None:
+        """Wrap a successful reply.
+
+        Args:
+            reply: The decoded reply.
+            request_type: What was asked (``constants.SELECT``...), only to name
+                the request in error messages.
+
+        Raises:
+            ProtocolError: The reply could not be decoded, its DATA is not an
+                array, or an SQL key has the wrong shape.
+        """
         self.sync = reply.sync
         self.code = reply.code
         self.schema_version = reply.schema_version
-        self._body = reply.body
-        data = reply.body.get(C.DATA)
-        self.data: list[Any] = data if data is not None else []
+        self._request_type = request_type
+        body = reply.body
+        self._body = body
+        data = body.get(_DATA)
+        if type(data) is list:  # the hot path: one test, rows never walked
+            self.data: list[Any] = data
+            if len(body) > 1:
+                # Not a plain {DATA: [...]}: an SQL reply (or one from a newer
+                # server); its few small keys are checked now, not at first use.
+                _check_sql_keys(body, reply_to(request_type, reply.sync))
+        else:
+            self.data = _other_data(reply, data, request_type)
+
+    def _where(self) -> str:
+        return reply_to(self._request_type, self.sync)
 
     # -- sequence protocol ---------------------------------------------------
     @overload
@@ -75,7 +212,7 @@ class Response(Sequence[Any]):
     @property
     def rowcount(self) -> int:
         """Rows returned or, for SQL DML, rows changed."""
-        info = self._body.get(C.SQL_INFO)
+        info = _sql_info(self._body, self._where())
         if info is not None:
             return int(info.get(C.SQL_INFO_ROW_COUNT, 0))
         return len(self.data)
@@ -84,34 +221,35 @@ class Response(Sequence[Any]):
     @property
     def affected_row_count(self) -> int | None:
         """Rows changed by an SQL statement (None for non-SQL replies)."""
-        info = self._body.get(C.SQL_INFO)
+        info = _sql_info(self._body, self._where())
         return None if info is None else int(info.get(C.SQL_INFO_ROW_COUNT, 0))
 
     @property
     def autoincrement_ids(self) -> list[int]:
         """Ids generated by AUTOINCREMENT in an SQL INSERT."""
-        info = self._body.get(C.SQL_INFO)
-        return [] if info is None else list(info.get(C.SQL_INFO_AUTOINCREMENT_IDS, []))
+        info = _sql_info(self._body, self._where())
+        return [] if info is None else [int(i) for i in info.get(C.SQL_INFO_AUTOINCREMENT_IDS, [])]
 
     @property
     def metadata(self) -> list[dict[str, Any]]:
         """SQL result columns: dicts with ``name``, ``type`` and optional flags."""
-        return [_column(e) for e in self._body.get(C.METADATA) or []]
+        return _columns(self._body, C.METADATA, "METADATA", self._where())
 
     @property
     def bind_metadata(self) -> list[dict[str, Any]]:
         """Parameters of a prepared statement (name, type)."""
-        return [_column(e) for e in self._body.get(C.BIND_METADATA) or []]
+        return _columns(self._body, C.BIND_METADATA, "BIND_METADATA", self._where())
 
     @property
     def bind_count(self) -> int:
-        return int(self._body.get(C.BIND_COUNT, 0))
+        """How many parameters a prepared statement takes (0 when not a PREPARE reply)."""
+        count = _uint(self._body, C.BIND_COUNT, "BIND_COUNT", self._where())
+        return 0 if count is None else count
 
     @property
     def stmt_id(self) -> int | None:
         """The id of the statement a PREPARE created."""
-        value = self._body.get(C.STMT_ID)
-        return None if value is None else int(value)
+        return _uint(self._body, C.STMT_ID, "STMT_ID", self._where())
 
     @property
     def body(self) -> dict[int, Any]:
@@ -125,16 +263,33 @@ class Response(Sequence[Any]):
 
 
 def database_error(reply: Reply) -> DatabaseError:
-    """The exception for an error reply: code, message and the error stack."""
+    """The exception for an error reply: code, message and the error stack.
+
+    The code comes from the header and is trusted; a malformed body only costs
+    detail, never the exception: an ERROR stack of the wrong shape is dropped
+    (``extra_info`` None) and the message comes from ERROR_24; when neither
+    holds a usable message, the message says what was wrong with the reply.
+    """
     body = reply.body
-    message = _text(body.get(C.ERROR_24, ""))
+    problems: list[str] = []
+    raw_message = body.get(C.ERROR_24)
+    if isinstance(raw_message, str | bytes):
+        message = _text(raw_message)
+    else:
+        message = ""
+        if raw_message is not None:
+            problems.append(f"ERROR_24 is {kind(raw_message)}, expected a string")
     extra: BoxError | None = None
     stack = body.get(C.ERROR)
-    if stack is not None:
+    if reply.decode_error is not None:
+        problems.append(reply.decode_error)
+    elif stack is not None:
         try:
             extra = decode_error_stack(stack)
-        except ExtDecodeError:
-            extra = None
+        except ExtDecodeError as exc:
+            problems.append(f"its ERROR stack is malformed ({exc})")
         if not message and extra is not None:
             message = extra.message
+    if not message and problems:
+        message = f"(malformed error reply: {'; '.join(problems)})"
     return DatabaseError(reply.error_code, message, extra)

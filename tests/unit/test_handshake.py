@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit._msgpack_strategies import msgpack_values
 from trio_tarantool._errors import NetworkError, ProtocolError
 from trio_tarantool._iproto import constants as C
 from trio_tarantool._iproto import parse_id_reply
-
-#: Any value msgpack can carry, as the decoder hands it over (lists, not tuples).
-msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-    | st.text(max_size=8) | st.binary(max_size=8)
-    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4)),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.integers(-2, 90) | st.text(max_size=3), children, max_size=4),
-    max_leaves=10,
-)
 
 
 def test_a_2_10_style_reply() -> None:

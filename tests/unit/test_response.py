@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from trio_tarantool._errors import BoxError, DatabaseError, Error, ErrorCode
+from tests.unit._msgpack_strategies import msgpack_values
+from trio_tarantool._errors import BoxError, DatabaseError, Error, ErrorCode, ProtocolError
 from trio_tarantool._iproto import Decoder, Reply
 from trio_tarantool._iproto import _constants as C
 from trio_tarantool._response import Response, database_error
@@ -248,3 +251,150 @@ def test_database_error_with_a_malformed_stack(stack: Any) -> None:
     (Regression for the last three: int()/dict() raised out of database_error.)"""
     exc = database_error(reply({C.ERROR_24: "msg", C.ERROR: stack}, code=C.TYPE_ERROR | 36))
     assert (exc.code, exc.message, exc.extra_info) == (36, "msg", None)
+
+
+# -- malformed replies: ProtocolError for that request, never a builtin (issue 8, item 10) ---
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ({C.DATA: {1: [1]}}, r"reply to SELECT \(sync 1\): DATA is a map, expected an array"),
+        ({C.DATA: 5}, r"DATA is an integer, expected an array"),
+        ({C.DATA: "rows"}, r"DATA is a string, expected an array"),
+        ({C.DATA: b"rows"}, r"DATA is binary, expected an array"),
+        ({C.DATA: True}, r"DATA is a boolean"),
+        ({C.SQL_INFO: [1, 2]}, r"SQL_INFO is an array, expected a map"),
+        ({C.SQL_INFO: 3}, r"SQL_INFO is an integer, expected a map"),
+        ({C.SQL_INFO: {C.SQL_INFO_ROW_COUNT: "2"}}, r"SQL_INFO ROW_COUNT is a string, expected an integer"),
+        ({C.SQL_INFO: {C.SQL_INFO_ROW_COUNT: 1.0}}, r"SQL_INFO ROW_COUNT is a float"),
+        ({C.SQL_INFO: {C.SQL_INFO_AUTOINCREMENT_IDS: 5}}, r"AUTOINCREMENT_IDS is an integer, expected an array"),
+        ({C.SQL_INFO: {C.SQL_INFO_AUTOINCREMENT_IDS: [1, "x"]}}, r"AUTOINCREMENT_IDS\[1\] is a string"),
+        ({C.STMT_ID: "12345"}, r"STMT_ID is a string, expected a non-negative integer"),
+        ({C.STMT_ID: -1}, r"STMT_ID is an integer, expected a non-negative"),
+        ({C.STMT_ID: [1]}, r"STMT_ID is an array"),
+        ({C.BIND_COUNT: "1"}, r"BIND_COUNT is a string"),
+        ({C.BIND_COUNT: None, C.STMT_ID: 1.5}, r"STMT_ID is a float"),
+        ({C.METADATA: {0: "x"}}, r"METADATA is a map, expected an array"),
+        ({C.METADATA: ["ID"]}, r"METADATA\[0\] is a string, expected a map"),
+        ({C.METADATA: [{C.FIELD_NAME: 1}]}, r"METADATA\[0\] name is an integer, expected a string"),
+        ({C.METADATA: [{C.FIELD_NAME: "a", C.FIELD_TYPE: None}]}, r"METADATA\[0\] type is nil"),
+        ({C.BIND_METADATA: 7}, r"BIND_METADATA is an integer, expected an array"),
+        ({C.DATA: [], C.BIND_METADATA: [[]]}, r"BIND_METADATA\[0\] is an array, expected a map"),
+    ],
+)
+def test_malformed_reply_is_a_protocol_error(body: dict[int, Any], match: str) -> None:
+    """Regression: these gave a Response whose properties raised AttributeError,
+    TypeError or ValueError (or, for DATA as a map, a Response that indexed by key)."""
+    with pytest.raises(ProtocolError, match=match) as info:
+        Response(reply(body), request_type=C.SELECT)
+    assert isinstance(info.value, Error)
+    assert info.value.may_have_executed is True  # the server received and answered it
+
+
+def test_message_without_the_request_type_names_the_sync() -> None:
+    with pytest.raises(ProtocolError, match=r"reply to request sync=9: DATA is a map"):
+        Response(reply({C.DATA: {}}, sync=9))
+
+
+def test_undecodable_reply_is_a_protocol_error() -> None:
+    """A reply the decoder could not decode (decode_error set) is no empty success."""
+    bad = Reply(4, 0, 1, {}, "the reply holds a value of unknown msgpack extension type 42")
+    with pytest.raises(ProtocolError, match=r"reply to EXECUTE \(sync 4\): .*extension type 42"):
+        Response(bad, request_type=C.EXECUTE)
+
+
+def test_properties_check_what_they_parse() -> None:
+    """A body changed after the Response was built (``body`` is the raw map) still
+    gives ProtocolError from the properties, never a builtin."""
+    r = Response(reply({C.DATA: []}))
+    r.body[C.SQL_INFO] = [1]
+    r.body[C.METADATA] = 3
+    r.body[C.STMT_ID] = "x"
+    r.body[C.BIND_COUNT] = {}
+    r.body[C.BIND_METADATA] = [1]
+    for prop in ("rowcount", "affected_row_count", "autoincrement_ids", "metadata",
+                 "stmt_id", "bind_count", "bind_metadata"):
+        with pytest.raises(ProtocolError):
+            getattr(r, prop)
+
+
+def test_data_given_as_a_tuple_is_a_list() -> None:
+    assert Response(reply({C.DATA: ((1,), (2,))})).data == [(1,), (2,)]
+
+
+def test_plain_select_data_is_not_copied_or_walked() -> None:
+    """The hot path: DATA is handed over as is (rows are never checked one by one)."""
+    rows: list[Any] = [[1], "not a tuple, but a call may return anything", None]
+    assert Response(reply({C.DATA: rows})).data is rows
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({C.ERROR_24: "msg", C.ERROR: {0: [{0: "ClientError", 2: "five"}]}}, "msg"),
+        ({C.ERROR: "garbage"}, "(malformed error reply: its ERROR stack is malformed "
+                               "(error: the error payload must be a map))"),
+        ({C.ERROR_24: {1: 2}}, "(malformed error reply: ERROR_24 is a map, expected a string)"),
+        ({C.ERROR_24: 5, C.ERROR: {0: [{3: "from stack"}]}}, "from stack"),
+        ({}, ""),
+    ],
+)
+def test_malformed_error_reply_is_still_a_database_error(body: dict[int, Any], message: str) -> None:
+    """The code is in the header and trusted; a bad body costs detail only."""
+    exc = database_error(reply(body, code=C.TYPE_ERROR | 36))
+    assert (exc.code, exc.message) == (36, message)
+
+
+def test_undecodable_error_reply_keeps_code_and_says_why() -> None:
+    bad = Reply(4, C.TYPE_ERROR | 7, 1, {C.ERROR_24: "Can't modify data on a read-only instance"},
+                "the reply holds a malformed msgpack extension value (decimal: no digits)")
+    exc = database_error(bad)
+    assert exc.code == ErrorCode.ER_READONLY and not exc.may_have_executed
+    assert exc.message == "Can't modify data on a read-only instance"
+    assert exc.extra_info is None
+    bad = Reply(4, C.TYPE_ERROR | 7, 1, {}, "the reply holds a string that is not valid UTF-8")
+    assert database_error(bad).message == "(malformed error reply: the reply holds a string that is not valid UTF-8)"
+
+
+# -- hypothesis: any msgpack value in any field -----------------------------------------
+
+_FIELDS = st.sampled_from([C.DATA, C.SQL_INFO, C.METADATA, C.BIND_METADATA, C.BIND_COUNT, C.STMT_ID,
+                           C.ERROR_24, C.ERROR, 0x57, 0x99])
+
+
+def _touch(r: Response) -> None:
+    """Everything an application can read from a Response."""
+    len(r)
+    list(r)
+    repr(r)
+    if len(r):
+        r[0]
+        r[-1:]
+    for prop in ("rowcount", "affected_row_count", "autoincrement_ids", "metadata",
+                 "stmt_id", "bind_count", "bind_metadata", "body"):
+        getattr(r, prop)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(_FIELDS, msgpack_values, max_size=4) | st.dictionaries(
+    _FIELDS, st.fixed_dictionaries({}, optional={0: msgpack_values, 1: msgpack_values}), max_size=3))
+def test_any_body_is_a_response_or_a_protocol_error(body: dict[int, Any]) -> None:
+    try:
+        r = Response(reply(body), request_type=C.SELECT)
+    except ProtocolError:
+        return
+    _touch(r)  # a Response that was built never raises anything
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(_FIELDS, msgpack_values, max_size=4)
+       | st.fixed_dictionaries({C.ERROR: st.fixed_dictionaries({}, optional={
+           0: st.lists(st.dictionaries(st.integers(0, 7), msgpack_values, max_size=5), max_size=3)
+           | msgpack_values})}),
+       st.integers(0, 0x7FFF))
+def test_any_error_body_is_a_database_error(body: dict[int, Any], code: int) -> None:
+    exc = database_error(reply(body, code=C.TYPE_ERROR | code))
+    assert isinstance(exc, DatabaseError)
+    assert exc.code == code
+    str(exc)
