@@ -123,15 +123,16 @@ def _other_data(reply: Reply, data: Any, request_type: int | None) -> list[Any]:
     where = reply_to(request_type, reply.sync)
     if reply.decode_error is not None:
         raise ProtocolError(f"{where}: {reply.decode_error}", may_have_executed=True)
+    rows: list[Any]
     if data is None:
-        data = []
+        rows = []
     elif type(data) is tuple:
-        data = list(data)
+        rows = list(data)
     else:
         raise _malformed(where, "DATA", data, "an array")
     if reply.body:
         _check_sql_keys(reply.body, where)
-    return data
+    return rows
 
 
 def _check_sql_keys(body: Mapping[int, Any], where: str) -> None:
