@@ -28,10 +28,19 @@ errors get a hint appended that says what is probably missing.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
-from ._errors import CrudModuleError, CrudModuleManyError, DatabaseError, ErrorCode
+from ._errors import (
+    ConfigurationError,
+    CrudModuleError,
+    CrudModuleManyError,
+    DatabaseError,
+    ErrorCode,
+)
+from ._iproto._requests import describe
+from ._iproto._requests import operations as operations_list
 from ._strategy import Mode
 
 __all__ = ["CrudError", "CrudMixin", "CrudResult", "unflatten_rows"]
@@ -112,22 +121,30 @@ def unflatten_rows(rows: Sequence[Sequence[Any]], metadata: Sequence[Mapping[str
     came with the rows already names every field.
 
     Raises:
-        ValueError: A row has more fields than ``metadata`` describes.
+        ConfigurationError: A row has more fields than ``metadata`` describes,
+            or a metadata entry has no ``name``.
     """
-    names = [_key(m["name"]) for m in metadata]
+    try:
+        names = [_key(m["name"]) for m in metadata]
+    except (KeyError, TypeError, IndexError):
+        raise ConfigurationError(
+            "crud_unflatten_rows(): metadata must be a list of maps with a 'name' each "
+            "(as crud returns it)"
+        ) from None
     result = []
     for number, row in enumerate(rows):
         if len(row) > len(names):
-            raise ValueError(
-                f"rows[{number}] has {len(row)} fields but metadata names only {len(names)}"
+            raise ConfigurationError(
+                f"crud_unflatten_rows(): rows[{number}] has {len(row)} fields but metadata names only {len(names)}"
             )
         result.append(dict(zip(names, row, strict=False)))
     return result
 
 
-def _check(name: str, value: Any, types: type | tuple[type, ...], what: str) -> None:
+def _check(method: str, name: str, value: Any, types: type | tuple[type, ...], what: str) -> None:
+    """Raise ConfigurationError naming ``method`` and ``name`` unless ``value`` is of ``types``."""
     if not isinstance(value, types):
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+        raise ConfigurationError(f"{method}(): {name} must be {what}, got {describe(value)}")
 
 
 def _value(data: list[Any], index: int) -> Any:
@@ -190,57 +207,60 @@ class CrudMixin(abc.ABC):
     # -- single-tuple DML ----------------------------------------------------
     async def crud_insert(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Insert a tuple through ``crud.insert``."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        return _single(await self._crud("crud.insert", (space_name, values, _opts(opts)), mode))
+        _check("crud_insert", "space_name", space_name, str, "a str")
+        _check("crud_insert", "values", values, (list, tuple), "a list or tuple (one tuple)")
+        return _single(await self._crud("crud.insert", (space_name, values, _opts(opts, "crud_insert")), mode))
 
     async def crud_insert_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Insert an object (field name -> value) through ``crud.insert_object``."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, Mapping, "a dict")
-        return _single(await self._crud("crud.insert_object", (space_name, values, _opts(opts)), mode))
+        _check("crud_insert_object", "space_name", space_name, str, "a str")
+        _check("crud_insert_object", "values", values, Mapping, "a dict (field name -> value)")
+        return _single(await self._crud("crud.insert_object", (space_name, values, _opts(opts, "crud_insert_object")), mode))
 
     async def crud_get(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Get the tuple with primary key ``key`` through ``crud.get``."""
-        _check("space_name", space_name, str, "a str")
-        return _single(await self._crud("crud.get", (space_name, key, _opts(opts)), mode))
+        _check("crud_get", "space_name", space_name, str, "a str")
+        _check_key("crud_get", key)
+        return _single(await self._crud("crud.get", (space_name, key, _opts(opts, "crud_get")), mode))
 
     async def crud_update(self, space_name: str, key: Any, operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Update the tuple with primary key ``key`` through ``crud.update``."""
-        _check("space_name", space_name, str, "a str")
-        ops = _ops(operations)
-        return _single(await self._crud("crud.update", (space_name, key, ops, _opts(opts)), mode))
+        _check("crud_update", "space_name", space_name, str, "a str")
+        _check_key("crud_update", key)
+        ops = _ops(operations, "crud_update")
+        return _single(await self._crud("crud.update", (space_name, key, ops, _opts(opts, "crud_update")), mode))
 
     async def crud_delete(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Delete the tuple with primary key ``key`` through ``crud.delete``."""
-        _check("space_name", space_name, str, "a str")
-        return _single(await self._crud("crud.delete", (space_name, key, _opts(opts)), mode))
+        _check("crud_delete", "space_name", space_name, str, "a str")
+        _check_key("crud_delete", key)
+        return _single(await self._crud("crud.delete", (space_name, key, _opts(opts, "crud_delete")), mode))
 
     async def crud_replace(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Insert or replace a tuple through ``crud.replace``."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        return _single(await self._crud("crud.replace", (space_name, values, _opts(opts)), mode))
+        _check("crud_replace", "space_name", space_name, str, "a str")
+        _check("crud_replace", "values", values, (list, tuple), "a list or tuple (one tuple)")
+        return _single(await self._crud("crud.replace", (space_name, values, _opts(opts, "crud_replace")), mode))
 
     async def crud_replace_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Insert or replace an object through ``crud.replace_object``."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, Mapping, "a dict")
-        return _single(await self._crud("crud.replace_object", (space_name, values, _opts(opts)), mode))
+        _check("crud_replace_object", "space_name", space_name, str, "a str")
+        _check("crud_replace_object", "values", values, Mapping, "a dict (field name -> value)")
+        return _single(await self._crud("crud.replace_object", (space_name, values, _opts(opts, "crud_replace_object")), mode))
 
     async def crud_upsert(self, space_name: str, values: Sequence[Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Insert ``values`` or apply ``operations`` to the existing tuple (``crud.upsert``)."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        ops = _ops(operations)
-        return _single(await self._crud("crud.upsert", (space_name, values, ops, _opts(opts)), mode))
+        _check("crud_upsert", "space_name", space_name, str, "a str")
+        _check("crud_upsert", "values", values, (list, tuple), "a list or tuple (one tuple)")
+        ops = _ops(operations, "crud_upsert")
+        return _single(await self._crud("crud.upsert", (space_name, values, ops, _opts(opts, "crud_upsert")), mode))
 
     async def crud_upsert_object(self, space_name: str, values: Mapping[str, Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Upsert an object through ``crud.upsert_object``."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, Mapping, "a dict")
-        ops = _ops(operations)
-        return _single(await self._crud("crud.upsert_object", (space_name, values, ops, _opts(opts)), mode))
+        _check("crud_upsert_object", "space_name", space_name, str, "a str")
+        _check("crud_upsert_object", "values", values, Mapping, "a dict (field name -> value)")
+        ops = _ops(operations, "crud_upsert_object")
+        return _single(await self._crud("crud.upsert_object", (space_name, values, ops, _opts(opts, "crud_upsert_object")), mode))
 
     # -- batches -------------------------------------------------------------
     async def crud_insert_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
@@ -249,77 +269,85 @@ class CrudMixin(abc.ABC):
         Raises:
             CrudModuleManyError: Some tuples failed; ``success_list`` holds the rest.
         """
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        return _many(await self._crud("crud.insert_many", (space_name, values, _opts(opts)), mode))
+        _check("crud_insert_many", "space_name", space_name, str, "a str")
+        _check("crud_insert_many", "values", values, (list, tuple), "a list or tuple of tuples")
+        _check_each("crud_insert_many", "values", values, (list, tuple), "a list or tuple (one tuple)")
+        return _many(await self._crud("crud.insert_many", (space_name, values, _opts(opts, "crud_insert_many")), mode))
 
     async def crud_insert_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
         """Insert a batch of objects (``crud.insert_object_many``)."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        return _many(await self._crud("crud.insert_object_many", (space_name, values, _opts(opts)), mode))
+        _check("crud_insert_object_many", "space_name", space_name, str, "a str")
+        _check("crud_insert_object_many", "values", values, (list, tuple), "a list or tuple of dicts")
+        _check_each("crud_insert_object_many", "values", values, Mapping, "a dict (field name -> value)")
+        return _many(await self._crud("crud.insert_object_many", (space_name, values, _opts(opts, "crud_insert_object_many")), mode))
 
     async def crud_replace_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
         """Insert or replace a batch of tuples (``crud.replace_many``)."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        return _many(await self._crud("crud.replace_many", (space_name, values, _opts(opts)), mode))
+        _check("crud_replace_many", "space_name", space_name, str, "a str")
+        _check("crud_replace_many", "values", values, (list, tuple), "a list or tuple of tuples")
+        _check_each("crud_replace_many", "values", values, (list, tuple), "a list or tuple (one tuple)")
+        return _many(await self._crud("crud.replace_many", (space_name, values, _opts(opts, "crud_replace_many")), mode))
 
     async def crud_replace_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
         """Insert or replace a batch of objects (``crud.replace_object_many``)."""
-        _check("space_name", space_name, str, "a str")
-        _check("values", values, (list, tuple), "a list or tuple")
-        return _many(await self._crud("crud.replace_object_many", (space_name, values, _opts(opts)), mode))
+        _check("crud_replace_object_many", "space_name", space_name, str, "a str")
+        _check("crud_replace_object_many", "values", values, (list, tuple), "a list or tuple of dicts")
+        _check_each("crud_replace_object_many", "values", values, Mapping, "a dict (field name -> value)")
+        return _many(await self._crud("crud.replace_object_many", (space_name, values, _opts(opts, "crud_replace_object_many")), mode))
 
     async def crud_upsert_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
         """Upsert a batch of ``[tuple, operations]`` pairs (``crud.upsert_many``)."""
-        _check("space_name", space_name, str, "a str")
-        _check("values_operation", values_operation, (list, tuple), "a list or tuple")
-        return _many(await self._crud("crud.upsert_many", (space_name, values_operation, _opts(opts)), mode))
+        _check("crud_upsert_many", "space_name", space_name, str, "a str")
+        _check("crud_upsert_many", "values_operation", values_operation, (list, tuple), "a list or tuple of pairs")
+        _check_pairs("crud_upsert_many", "values_operation", values_operation, (list, tuple), "a list or tuple (one tuple)")
+        return _many(await self._crud("crud.upsert_many", (space_name, values_operation, _opts(opts, "crud_upsert_many")), mode))
 
     async def crud_upsert_object_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
         """Upsert a batch of ``[object, operations]`` pairs (``crud.upsert_object_many``)."""
-        _check("space_name", space_name, str, "a str")
-        _check("values_operation", values_operation, (list, tuple), "a list or tuple")
-        return _many(await self._crud("crud.upsert_object_many", (space_name, values_operation, _opts(opts)), mode))
+        _check("crud_upsert_object_many", "space_name", space_name, str, "a str")
+        _check("crud_upsert_object_many", "values_operation", values_operation, (list, tuple), "a list or tuple of pairs")
+        _check_pairs("crud_upsert_object_many", "values_operation", values_operation, Mapping, "a dict (field name -> value)")
+        return _many(await self._crud("crud.upsert_object_many", (space_name, values_operation, _opts(opts, "crud_upsert_object_many")), mode))
 
     # -- reads -----------------------------------------------------------------
     async def crud_select(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """Select tuples matching ``conditions`` (``crud.select``)."""
-        _check("space_name", space_name, str, "a str")
-        conds = _conditions(conditions)
-        return _single(await self._crud("crud.select", (space_name, conds, _opts(opts)), mode))
+        _check("crud_select", "space_name", space_name, str, "a str")
+        conds = _conditions(conditions, "crud_select")
+        return _single(await self._crud("crud.select", (space_name, conds, _opts(opts, "crud_select")), mode))
 
     async def crud_min(self, space_name: str, index_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """The tuple with the smallest key of ``index_name`` (``crud.min``)."""
-        _check("space_name", space_name, str, "a str")
-        return _single(await self._crud("crud.min", (space_name, index_name, _opts(opts)), mode))
+        _check("crud_min", "space_name", space_name, str, "a str")
+        _check_index("crud_min", index_name)
+        return _single(await self._crud("crud.min", (space_name, index_name, _opts(opts, "crud_min")), mode))
 
     async def crud_max(self, space_name: str, index_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """The tuple with the largest key of ``index_name`` (``crud.max``)."""
-        _check("space_name", space_name, str, "a str")
-        return _single(await self._crud("crud.max", (space_name, index_name, _opts(opts)), mode))
+        _check("crud_max", "space_name", space_name, str, "a str")
+        _check_index("crud_max", index_name)
+        return _single(await self._crud("crud.max", (space_name, index_name, _opts(opts, "crud_max")), mode))
 
     async def crud_count(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
         """How many tuples match ``conditions`` (``crud.count``); a plain int."""
-        _check("space_name", space_name, str, "a str")
-        conds = _conditions(conditions)
-        return int(_plain(await self._crud("crud.count", (space_name, conds, _opts(opts)), mode)))
+        _check("crud_count", "space_name", space_name, str, "a str")
+        conds = _conditions(conditions, "crud_count")
+        return int(_plain(await self._crud("crud.count", (space_name, conds, _opts(opts, "crud_count")), mode)))
 
     async def crud_len(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
         """The number of tuples in the space (``crud.len``); a plain int."""
-        _check("space_name", space_name, str, "a str")
-        return int(_plain(await self._crud("crud.len", (space_name, _opts(opts)), mode)))
+        _check("crud_len", "space_name", space_name, str, "a str")
+        return int(_plain(await self._crud("crud.len", (space_name, _opts(opts, "crud_len")), mode)))
 
     # -- administration ------------------------------------------------------
     async def crud_truncate(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> bool:
         """Remove every tuple of the space (``crud.truncate``); True on success."""
-        _check("space_name", space_name, str, "a str")
-        return bool(_plain(await self._crud("crud.truncate", (space_name, _opts(opts)), mode)))
+        _check("crud_truncate", "space_name", space_name, str, "a str")
+        return bool(_plain(await self._crud("crud.truncate", (space_name, _opts(opts, "crud_truncate")), mode)))
 
     async def crud_storage_info(self, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> dict[Any, Any]:
         """Status of every storage the router sees (``crud.storage_info``): a dict."""
-        value = _plain(await self._crud("crud.storage_info", (_opts(opts),), mode))
+        value = _plain(await self._crud("crud.storage_info", (_opts(opts, "crud_storage_info"),), mode))
         if not isinstance(value, dict):
             raise TypeError(f"crud.storage_info returned {type(value).__name__}, expected a map")
         return value
@@ -327,7 +355,7 @@ class CrudMixin(abc.ABC):
     async def crud_stats(self, space_name: str | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
         """Operation statistics (``crud.stats``), for one space or all; None when empty."""
         if space_name is not None:
-            _check("space_name", space_name, str, "a str or None")
+            _check("crud_stats", "space_name", space_name, str, "a str or None")
         data = await self._crud("crud.stats", (space_name,), mode)
         stats = _value(data, 0)
         if not stats:
@@ -340,27 +368,69 @@ class CrudMixin(abc.ABC):
         ``mode`` is accepted for API compatibility with the reference pool and
         ignored: nothing is sent to a server.
         """
-        _check("rows", rows, (list, tuple), "a list or tuple")
-        _check("metadata", metadata, (list, tuple), "a list or tuple")
+        _check("crud_unflatten_rows", "rows", rows, (list, tuple), "a list or tuple")
+        _check("crud_unflatten_rows", "metadata", metadata, (list, tuple), "a list or tuple")
         return unflatten_rows(rows, metadata)
 
 
-def _opts(opts: dict[str, Any] | None) -> dict[str, Any]:
+def _opts(opts: dict[str, Any] | None, method: str) -> dict[str, Any]:
     if opts is None:
         return {}
-    _check("opts", opts, dict, "a dict")
+    _check(method, "opts", opts, dict, "a dict")
     return opts
 
 
-def _ops(operations: Sequence[Any] | None) -> Sequence[Any]:
+def _ops(operations: Sequence[Any] | None, method: str) -> Sequence[Any]:
+    """Operations as box takes them: each ``[op, field, arg...]`` with a str op."""
     if operations is None:
         return []
-    _check("operations", operations, (list, tuple), "a list or tuple")
-    return operations
+    return operations_list(operations, method, "operations")
 
 
-def _conditions(conditions: Sequence[Any] | None) -> Sequence[Any]:
+def _conditions(conditions: Sequence[Any] | None, method: str) -> Sequence[Any]:
     if conditions is None:
         return []
-    _check("conditions", conditions, (list, tuple), "a list or tuple")
+    _check(method, "conditions", conditions, (list, tuple), "a list or tuple")
     return conditions
+
+
+def _check_index(method: str, index_name: Any) -> None:
+    """crud.min/max take an index by name or by id."""
+    if not isinstance(index_name, str | int) or isinstance(index_name, bool):
+        raise ConfigurationError(
+            f"{method}(): index_name must be a name (str) or an id (int), got {describe(index_name)}"
+        )
+
+
+def _check_key(method: str, key: Any) -> None:
+    """A key is a scalar or a list/tuple of parts: a map, a set or an iterator is refused."""
+    if isinstance(key, Mapping | AbstractSet | Iterator):
+        raise ConfigurationError(
+            f"{method}(): key must be a scalar or a list/tuple of key parts, got {describe(key)}"
+        )
+
+
+def _check_each(method: str, argument: str, items: Sequence[Any], types: type | tuple[type, ...],
+                what: str) -> None:
+    """Every item of a batch is of ``types``."""
+    for number, item in enumerate(items):
+        if not isinstance(item, types):
+            raise ConfigurationError(
+                f"{method}(): {argument}[{number}] must be {what}, got {describe(item)}"
+            )
+
+
+def _check_pairs(method: str, argument: str, items: Sequence[Any], first: type | tuple[type, ...],
+                 what: str) -> None:
+    """Every item of an upsert batch is a pair ``[tuple or object, operations]``."""
+    for number, item in enumerate(items):
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ConfigurationError(
+                f"{method}(): {argument}[{number}] must be a pair [{what}, operations], "
+                f"got {describe(item)}"
+            )
+        if not isinstance(item[0], first):
+            raise ConfigurationError(
+                f"{method}(): {argument}[{number}][0] must be {what}, got {describe(item[0])}"
+            )
+        operations_list(item[1], method, f"{argument}[{number}][1]")

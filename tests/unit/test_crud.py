@@ -9,6 +9,7 @@ import pytest
 
 from trio_tarantool._crud import CRUD_HINT, CrudError, CrudMixin, CrudResult, unflatten_rows
 from trio_tarantool._errors import (
+    ConfigurationError,
     CrudModuleError,
     CrudModuleManyError,
     DatabaseError,
@@ -60,13 +61,15 @@ REQUESTS: list[tuple[str, tuple[Any, ...], dict[str, Any], str, tuple[Any, ...]]
     ("crud_max", ("s", "primary"), {}, "crud.max", ("s", "primary", {})),
 ]
 
-MANY: list[tuple[str, str]] = [
-    ("crud_insert_many", "crud.insert_many"),
-    ("crud_insert_object_many", "crud.insert_object_many"),
-    ("crud_replace_many", "crud.replace_many"),
-    ("crud_replace_object_many", "crud.replace_object_many"),
-    ("crud_upsert_many", "crud.upsert_many"),
-    ("crud_upsert_object_many", "crud.upsert_object_many"),
+#: Each batch method with a function making its n-th batch item (a tuple, an
+#: object, or a [tuple or object, operations] pair: what the method accepts).
+MANY: list[tuple[str, str, Any]] = [
+    ("crud_insert_many", "crud.insert_many", lambda n: [n, "a"]),
+    ("crud_insert_object_many", "crud.insert_object_many", lambda n: {"id": n}),
+    ("crud_replace_many", "crud.replace_many", lambda n: [n, "a"]),
+    ("crud_replace_object_many", "crud.replace_object_many", lambda n: {"id": n}),
+    ("crud_upsert_many", "crud.upsert_many", lambda n: [[n, "a"], [["=", 2, "b"]]]),
+    ("crud_upsert_object_many", "crud.upsert_object_many", lambda n: [{"id": n}, [["=", "name", "b"]]]),
 ]
 
 
@@ -94,20 +97,20 @@ async def test_single_error(method: str, args: tuple[Any, ...], kwargs: dict[str
     assert crud.calls[0][2] == Mode.ANY  # the default mode
 
 
-@pytest.mark.parametrize(("method", "func"), MANY)
-async def test_many_success_partial_and_total_failure(method: str, func: str) -> None:
+@pytest.mark.parametrize(("method", "func", "item"), MANY)
+async def test_many_success_partial_and_total_failure(method: str, func: str, item: Any) -> None:
     crud = FakeCrud(replies=[[RESULT, None], [RESULT, [ERR, ERR]], [None, [ERR]]])
-    result = await getattr(crud, method)("s", [[1, "a"]])
+    result = await getattr(crud, method)("s", [item(1)])
     assert result == CrudResult(RESULT)
-    assert crud.calls[0] == (func, ("s", [[1, "a"]], {}), Mode.ANY)
+    assert crud.calls[0] == (func, ("s", [item(1)], {}), Mode.ANY)
 
     with pytest.raises(CrudModuleManyError) as info:
-        await getattr(crud, method)("s", [[1, "a"], [2, "b"], [3, "c"]])
+        await getattr(crud, method)("s", [item(1), item(2), item(3)])
     assert info.value.success_list == CrudResult(RESULT)
     assert [e.err for e in info.value.errors_list] == ["Duplicate key exists"] * 2
 
     with pytest.raises(CrudModuleManyError) as info:
-        await getattr(crud, method)("s", [[1, "a"]])
+        await getattr(crud, method)("s", [item(1)])
     assert info.value.success_list is None
     assert len(info.value.errors_list) == 1
 
@@ -187,7 +190,7 @@ async def test_other_errors_pass_unchanged() -> None:
 
 async def test_argument_types_are_checked_before_sending() -> None:
     crud = FakeCrud()
-    with pytest.raises(TypeError, match="space_name"):
+    with pytest.raises(TypeError, match="space_name"):  # ConfigurationError is a TypeError too
         await crud.crud_insert(1, [1])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="values"):
         await crud.crud_insert_object("s", [1])  # type: ignore[arg-type]
@@ -196,6 +199,66 @@ async def test_argument_types_are_checked_before_sending() -> None:
     with pytest.raises(TypeError, match="conditions"):
         await crud.crud_select("s", "id > 1")
     assert crud.calls == []
+
+
+#: (method, args, what the message must name): each is refused before any call.
+BAD_CRUD_ARGS: list[tuple[str, tuple[Any, ...], str]] = [
+    # a tuple is a list or tuple: a str, bytes or dict would be spread into fields
+    ("crud_insert", ("s", "q7z"), r"crud_insert\(\): values must be a list or tuple \(one tuple\), got str 'q7z'"),
+    ("crud_insert", ("s", b"xyz"), r"crud_insert\(\): values .*got bytes"),
+    ("crud_replace", ("s", {"dk": 1}), r"crud_replace\(\): values .*got dict"),
+    ("crud_upsert", ("s", "q7z", []), r"crud_upsert\(\): values .*got str"),
+    # an object is a mapping
+    ("crud_insert_object", ("s", [1, 2]), r"crud_insert_object\(\): values must be a dict"),
+    ("crud_replace_object", ("s", "a"), r"crud_replace_object\(\): values must be a dict"),
+    ("crud_upsert_object", ("s", (1,), []), r"crud_upsert_object\(\): values must be a dict"),
+    # keys: a scalar or a list/tuple, never a map or a set
+    ("crud_get", ("s", {"id": 1}), r"crud_get\(\): key must be a scalar or a list/tuple"),
+    ("crud_delete", ("s", {1, 2}), r"crud_delete\(\): key .*got set"),
+    ("crud_update", ("s", {"id": 1}, []), r"crud_update\(\): key"),
+    # operations: [op, field, arg...] with a str op
+    ("crud_update", ("s", 1, "=,name,b"), r"crud_update\(\): operations must be a list or tuple"),
+    ("crud_update", ("s", 1, [[1, "name", "b"]]), r"crud_update\(\): operations\[0\]"),
+    ("crud_upsert", ("s", [1], ["="]), r"crud_upsert\(\): operations\[0\]"),
+    # batches: every item checked
+    ("crud_insert_many", ("s", [[1], "q7z"]), r"crud_insert_many\(\): values\[1\] must be a list or tuple"),
+    ("crud_replace_many", ("s", [{"id": 1}]), r"crud_replace_many\(\): values\[0\]"),
+    ("crud_insert_object_many", ("s", [{"id": 1}, [2]]), r"crud_insert_object_many\(\): values\[1\] must be a dict"),
+    ("crud_replace_object_many", ("s", "ab"), r"crud_replace_object_many\(\): values must be a list or tuple"),
+    ("crud_upsert_many", ("s", [[[1], [["=", 2, 3]]], [[1]]]), r"crud_upsert_many\(\): values_operation\[1\] must be a pair"),
+    ("crud_upsert_many", ("s", [["q7z", []]]), r"crud_upsert_many\(\): values_operation\[0\]\[0\]"),
+    ("crud_upsert_many", ("s", [[[1], [["=", 2]], "x"]]), r"values_operation\[0\] must be a pair"),
+    ("crud_upsert_many", ("s", [[[1], ["="]]]), r"crud_upsert_many\(\): values_operation\[0\]\[1\]\[0\]"),
+    ("crud_upsert_object_many", ("s", [[[1], []]]), r"crud_upsert_object_many\(\): values_operation\[0\]\[0\] must be a dict"),
+    # an index by name or id
+    ("crud_min", ("s", 1.5), r"crud_min\(\): index_name must be a name \(str\) or an id \(int\)"),
+    ("crud_max", ("s", None), r"crud_max\(\): index_name"),
+    ("crud_count", ("s", {"id": 1}), r"crud_count\(\): conditions must be a list or tuple"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "match"), BAD_CRUD_ARGS)
+async def test_bad_crud_arguments_raise_configuration_error_unsent(method: str, args: tuple[Any, ...],
+                                                                   match: str) -> None:
+    crud = FakeCrud()
+    with pytest.raises(ConfigurationError, match=match):
+        await getattr(crud, method)(*args)
+    assert crud.calls == []
+
+
+async def test_crud_accepts_namedtuples_and_index_ids() -> None:
+    """A tuple subclass is a tuple; an index may be given by id."""
+    from collections import namedtuple
+    Row = namedtuple("Row", "id name")
+    crud = FakeCrud(replies=[[RESULT, None], [RESULT, None]])
+    await crud.crud_insert("s", Row(1, "a"))
+    await crud.crud_min("s", 0)
+    assert [c[1][1] for c in crud.calls] == [Row(1, "a"), 0]
+
+
+def test_unflatten_rows_refuses_metadata_without_names() -> None:
+    with pytest.raises(ConfigurationError, match="metadata"):
+        unflatten_rows([[1]], [{"type": "unsigned"}])
 
 
 async def test_non_map_result_is_reported() -> None:
@@ -211,5 +274,5 @@ def test_unflatten_rows_is_local() -> None:
         {"id": 1, "name": "a"}, {"id": 2, "name": "b"},
     ]
     assert crud.calls == []
-    with pytest.raises(ValueError, match=r"rows\[0\] has 3 fields"):
+    with pytest.raises(ConfigurationError, match=r"rows\[0\] has 3 fields"):
         unflatten_rows([[1, 2, 3]], META)

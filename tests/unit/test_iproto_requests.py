@@ -26,6 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trio_tarantool._errors import ConfigurationError
 from trio_tarantool._iproto import Decoder, Encoder
 from trio_tarantool._iproto import _constants as C
 from trio_tarantool._iproto import _requests as R
@@ -166,9 +167,61 @@ def test_insert_extension_values() -> None:
     """)
 
 
-def test_unencodable_value_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="object"):
+def test_unencodable_value_is_a_configuration_error() -> None:
+    """Still a TypeError for old callers; the message names method, argument and position."""
+    with pytest.raises(TypeError, match=r"insert\(\): values\[0\]: cannot send a value of type object"):
         packet(C.INSERT, 1, R.tuple_body(512, [object()]))
+    with pytest.raises(ConfigurationError, match=r"insert\(\): values\[0\]: cannot send"):
+        packet(C.INSERT, 1, R.tuple_body(512, [object()]))
+
+
+@pytest.mark.parametrize(("request_type", "body", "match"), [
+    # 14b: an int out of range says so (not "cannot send a value of type int")
+    (C.SELECT, R.select_body(512, 0, 2**64, 0, 1, 0),
+     r"select\(\): key\[0\]: int 18446744073709551616 is outside the msgpack range -2\*\*63 \.\. 2\*\*64-1"),
+    (C.INSERT, R.tuple_body(512, [1, [2, -2**63 - 1]]), r"insert\(\): values\[1\]\[1\]: int -9223372036854775809 is outside"),
+    (C.REPLACE, R.tuple_body(512, [1, "ok", "\udc80"]), r"replace\(\): values\[2\]: str '\\udc80' cannot be encoded as UTF-8"),
+    (C.UPSERT, R.upsert_body(512, 0, [1], [["=", 2, {1, 2}]]), r"upsert\(\): op_list\[0\]\[2\]: cannot send a value of type set"),
+    (C.UPDATE, R.update_body(512, 0, [1], [["=", 2, {"k": object()}]]), r"update\(\): op_list\[0\]\[2\]\['k'\]: cannot send"),
+    (C.UPDATE, R.update_body(512, 0, [1], [["=", 2, {object(): 1}]]), r"update\(\): op_list\[0\]\[2\] \(a key\): cannot send"),
+    (C.CALL, R.call_body("f", (1, 2**70)), r"call\(\): args\[1\]: int 1180591620717411303424 is outside"),
+    (C.CALL_16, R.call_body("f\udc80", ()), r"call\(\): func_name: str"),
+    (C.EVAL, R.eval_body("return ...", (b"ok", object())), r"eval\(\): args\[1\]: cannot send"),
+    (C.EXECUTE, R.execute_body("SELECT ?", [2**64]), r"execute\(\): params\[0\]: int .* is outside"),
+    (C.EXECUTE, R.execute_body("SELECT :a", {"a": object()}), r"execute\(\): params\[0\]\[':a'\]: cannot send"),
+    (C.SELECT, R.select_body(2**64, 0, [], 0, 1, 0), r"select\(\): space_name: int .* is outside"),
+])
+def test_unencodable_values_name_the_argument(request_type: int, body: dict[int, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        packet(request_type, 1, body)
+
+
+def test_encoder_is_usable_after_a_refused_body() -> None:
+    """msgpack's Packer drops its half-written buffer on failure: the next packet is clean."""
+    encoder = Encoder()
+    with pytest.raises(ConfigurationError):
+        encoder.frame(C.INSERT, 1, R.tuple_body(512, [1, 2, object()]))
+    assert encoder.frame(C.PING, 1, None) == h("ce 00 00 00 06   82 00 40 01 01   80")
+
+
+def test_deep_nesting_is_refused_with_its_path() -> None:
+    value: list[Any] = []
+    inner = value
+    for _ in range(1100):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(ConfigurationError, match=r"insert\(\): values\[0\](\[0\])+\.\.\.(\[0\])+: nested deeper"):
+        packet(C.INSERT, 1, R.tuple_body(512, value))
+
+
+def test_unencodable_auth_body_quotes_no_secret() -> None:
+    """AUTH carries the password (pap-sha256): its error names the argument only."""
+    body = {C.USER_NAME: "app", C.TUPLE: ["pap-sha256", "s3cr\udc80t"]}
+    with pytest.raises(ConfigurationError) as info:
+        packet(C.AUTH, 1, body)
+    assert "password" in str(info.value)
+    assert "s3cr" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 # -- UPDATE / UPSERT / DELETE ---------------------------------------------------------
@@ -234,12 +287,18 @@ def test_delete_scalar_key() -> None:
     """)
 
 
-@pytest.mark.parametrize("ops", ["=", 5, [["="]], [["=", 1, 2], "x"], [None]])
+@pytest.mark.parametrize("ops", ["=", 5, [["="]], [["=", 1, 2], "x"], [None], [[1, 2, 3]], [b"=12"],
+                                 {"=": 1}, [{"=": 1}]])
 def test_malformed_update_operations(ops: Any) -> None:
-    with pytest.raises(TypeError, match="operation"):
-        R.update_body(512, 0, 1, ops)
-    with pytest.raises(TypeError, match="operation"):
-        R.upsert_body(512, 0, [1], ops)
+    """Operations are checked (and copied to lists) before a body is built."""
+    with pytest.raises(ConfigurationError, match=r"upsert\(\): op_list.* operation"):
+        R.operations(ops, "upsert", "op_list")
+
+
+def test_operations_are_copied_to_lists() -> None:
+    ops = [("=", 1, "x"), ["+", 2, 1]]
+    assert R.operations(ops) == [["=", 1, "x"], ["+", 2, 1]]
+    assert R.operations(()) == []
 
 
 # -- CALL / CALL_16 / EVAL ------------------------------------------------------------
@@ -314,9 +373,9 @@ def test_execute_prepared_statement_id() -> None:
     """)
 
 
-@pytest.mark.parametrize("params", [{"": 1}, {1: 2}, "abc", 5, {None: 1}])
+@pytest.mark.parametrize("params", [{"": 1}, {1: 2}, "abc", 5, {None: 1}, {1, 2}, b"ab", frozenset()])
 def test_execute_bad_params(params: Any) -> None:
-    with pytest.raises(TypeError, match="SQL"):
+    with pytest.raises(ConfigurationError, match=r"execute\(\): params"):
         R.execute_body("SELECT 1", params)
 
 
