@@ -123,6 +123,11 @@ BAD_OPTIONS: list[tuple[str, Callable[[], object]]] = [
                                                      ssl_ca_file="/nonexistent/ca.pem",
                                                      ssl_password=SSL_PASSWORD)),
     ("pap-sha256 without ssl", lambda: check_auth_transport("pap-sha256", "")),
+    ("connection: pap-sha256 without ssl", lambda: Connection("h", 1, user="u", password=PASSWORD,
+                                                              auth_type="pap-sha256")),
+    ("connection: ssl_verify not a bool", lambda: Connection("h", 1, user="u", password=PASSWORD,
+                                                             transport="ssl", ssl_password=SSL_PASSWORD,
+                                                             ssl_verify="no")),  # type: ignore[arg-type]
     ("addrs: ssl_password not a str", lambda: validate_addrs([{**TLS_ADDRESS, "ssl_password": [SSL_PASSWORD]}])),
     ("addrs: ssl_password without ssl", lambda: validate_addrs([{"host": "h", "port": 1,
                                                                  "ssl_password": SSL_PASSWORD}])),

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_tarantool import ConfigurationError, NetworkError
+from trio_tarantool import ConfigurationError, Connection, NetworkError
 from trio_tarantool._tls import (
     TLSOptions,
     check_auth_transport,
@@ -172,6 +172,14 @@ def test_pap_sha256_needs_ssl() -> None:
     check_auth_transport("pap-sha256", "ssl")
     check_auth_transport("chap-sha1", "")
     check_auth_transport(None, "")
+
+
+def test_a_connection_refuses_pap_sha256_without_ssl_before_connecting() -> None:
+    with pytest.raises(ConfigurationError, match=r"^auth_type='pap-sha256' sends the password in clear"):
+        Connection("127.0.0.1", 3301, user="u", password="p", auth_type="pap-sha256")
+    conn = Connection("127.0.0.1", 3301, user="u", password="p", auth_type="pap-sha256",
+                      transport="ssl", ssl_verify=False)
+    assert conn.tls == TLSOptions(verify=False)
 
 
 def test_check_transport() -> None:
