@@ -75,6 +75,22 @@ per-process counter to count executions), and ``crud.*`` (the stand-in in
 ``wide`` (no format), ``typed`` (decimal and uuid fields) and ``customers``
 (crud layout with ``bucket_id``).
 
+Two servers
+-----------
+Every fixture depends on the session-scoped, parametrized ``server_kind``
+fixture, so each real test runs once per server kind, with ids like
+``test_x[2.6]`` and ``test_x[3.8]``. A kind names a binary
+(:func:`find_binary`): ``"2.6"`` is Debian's ``tarantool`` (``$TARANTOOL`` or
+``PATH``), ``"3.8"`` is the 3.x build at ``$TARANTOOL_3`` (default
+``../shared/tarantool-3.8/tarantool`` from the project root). A
+:class:`TarantoolBinary` knows its ``version`` (parsed from ``--version``), and
+so does every instance (``inst.version``): a test whose expectation depends on
+the server says so with ``if inst.version >= (3, 0): ...``. The Lua scripts
+adapt ``box.cfg`` to the version themselves (``common.version_cfg()``).
+
+The same manager runs the benchmark servers (``bench/servers.py``): it imports
+this module, which therefore depends on nothing but the standard library.
+
 Blocking helpers (start, stop, admin) are synchronous on purpose: they are
 used from fixtures and rarely inside a trio test; inside one, wrap a slow call
 with ``await trio.to_thread.run_sync(inst.restart)`` so the trio loop keeps
@@ -84,15 +100,18 @@ running (e.g. while the client is reconnecting).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,15 +147,112 @@ class AdminError(RuntimeError):
     """A Lua chunk sent through the admin console raised an error."""
 
 
+class ServerBinaryMissingError(ServerStartError):
+    """The binary of a server kind is not there (or does not run)."""
+
+
+#: The project's root (``tests/real/_servers.py`` -> ``..``/``..``/``..``).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Where the 3.x binary lives on developer machines and in CI (``$TARANTOOL_3``
+#: overrides it).
+DEFAULT_TARANTOOL_3 = PROJECT_ROOT.parent / "shared" / "tarantool-3.8" / "tarantool"
+#: The server kinds every real test runs against, oldest first.
+SERVER_KINDS = ("2.6", "3.8")
+
+
+@dataclass(frozen=True)
+class TarantoolBinary:
+    """A tarantool executable and the version it reports.
+
+    Attributes:
+        kind: The label of the kind it was found for (``"2.6"``, ``"3.8"``),
+            used in test ids.
+        path: The executable.
+        version: ``(major, minor, patch)`` from ``tarantool --version``.
+    """
+
+    kind: str
+    path: str
+    version: tuple[int, int, int]
+
+    def __str__(self) -> str:
+        return f"Tarantool {'.'.join(map(str, self.version))} ({self.path})"
+
+
+def in_ci() -> bool:
+    """True when running in CI (``$CI`` set to ``true``/``1``/``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``(major, minor, patch)`` from ``tarantool --version``'s first line.
+
+    Raises:
+        ValueError: no ``Tarantool X.Y.Z`` in ``text``.
+    """
+    match = re.search(r"Tarantool\s+(\d+)\.(\d+)\.(\d+)", text)
+    if match is None:
+        raise ValueError(f"no 'Tarantool X.Y.Z' in {text[:200]!r}")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+def binary_path(kind: str) -> str:
+    """Where the binary of server ``kind`` should be (it may be missing).
+
+    ``"2.6"``: ``$TARANTOOL``, else ``tarantool`` on ``PATH`` (Debian's
+    package). ``"3.8"``: ``$TARANTOOL_3``, else :data:`DEFAULT_TARANTOOL_3`.
+
+    Raises:
+        ServerBinaryMissingError: ``kind`` is not one of :data:`SERVER_KINDS`,
+            or nothing named ``tarantool`` is on ``PATH`` for ``"2.6"``.
+    """
+    if kind == "2.6":
+        explicit = os.environ.get("TARANTOOL")
+        if explicit:
+            return explicit
+        found = shutil.which("tarantool")
+        if found is None:
+            raise ServerBinaryMissingError(
+                "server kind 2.6: no 'tarantool' executable on PATH (install Debian's "
+                "tarantool package or set $TARANTOOL)"
+            )
+        return found
+    if kind == "3.8":
+        return os.environ.get("TARANTOOL_3") or str(DEFAULT_TARANTOOL_3)
+    raise ServerBinaryMissingError(f"unknown server kind {kind!r}; known: {', '.join(SERVER_KINDS)}")
+
+
+@functools.cache
+def find_binary(kind: str = "2.6") -> TarantoolBinary:
+    """The binary of server ``kind``, with its version (cached per kind).
+
+    Raises:
+        ServerBinaryMissingError: the executable is missing, does not run, or
+            does not report a version; the message names the path and the
+            variable that sets it.
+    """
+    path = binary_path(kind)
+    variable = "$TARANTOOL" if kind == "2.6" else "$TARANTOOL_3"
+    if not os.access(path, os.X_OK) or os.path.isdir(path):
+        raise ServerBinaryMissingError(
+            f"server kind {kind}: no tarantool executable at {path} (set {variable})"
+        )
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+        version = parse_version(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise ServerBinaryMissingError(
+            f"server kind {kind}: {path} --version failed: {exc} (set {variable})"
+        ) from exc
+    return TarantoolBinary(kind=kind, path=path, version=version)
+
+
 def tarantool_binary() -> str:
-    """Path to the tarantool executable (``$TARANTOOL`` or the one on ``PATH``)."""
-    explicit = os.environ.get("TARANTOOL")
-    if explicit:
-        return explicit
-    found = shutil.which("tarantool")
-    if found is None:
-        raise ServerStartError("no 'tarantool' executable on PATH (set $TARANTOOL)")
-    return found
+    """Path to the default (2.6) tarantool executable (``$TARANTOOL`` or ``PATH``)."""
+    return find_binary("2.6").path
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -209,6 +325,10 @@ class TarantoolInstance:
         env: The ``TT_*`` variables given to the script (without the paths
             this class sets itself).
         user, password: Credentials of the test user.
+        binary: The :class:`TarantoolBinary` it runs (default: the 2.6 one).
+        version: ``binary.version``, e.g. ``(3, 8, 0)``.
+        preexec_fn: Called in the child before ``exec`` (e.g. CPU pinning in
+            the benchmarks); None for nothing.
     """
 
     def __init__(
@@ -220,7 +340,11 @@ class TarantoolInstance:
         env: Mapping[str, str] | None = None,
         work_dir: Path | None = None,
         unix_listen: bool = False,
+        binary: TarantoolBinary | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        self.binary = binary if binary is not None else find_binary("2.6")
+        self.preexec_fn = preexec_fn
         self.name = name
         self.unix_listen = unix_listen
         self.script = Path(script)
@@ -237,6 +361,11 @@ class TarantoolInstance:
         self._frozen = False
 
     # ----------------------------------------------------------------- paths
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """The server's ``(major, minor, patch)``."""
+        return self.binary.version
+
     @property
     def listen(self) -> str:
         """The value of ``box.cfg.listen``: ``host:port``, or the unix socket path."""
@@ -275,7 +404,8 @@ class TarantoolInstance:
 
     def __repr__(self) -> str:
         state = "frozen" if self._frozen else ("running" if self.is_running() else "stopped")
-        return f"<TarantoolInstance {self.name} {self.listen} pid={self.pid} {state}>"
+        version = ".".join(map(str, self.version))
+        return f"<TarantoolInstance {self.name} {version} {self.listen} pid={self.pid} {state}>"
 
     # ------------------------------------------------------------ life cycle
     def _full_env(self) -> dict[str, str]:
@@ -304,13 +434,14 @@ class TarantoolInstance:
         self._close_log()
         self._log_file = open(self.log_path, "ab")  # closed in _close_log
         self._proc = subprocess.Popen(
-            [tarantool_binary(), str(self.script)],
+            [self.binary.path, str(self.script)],
             cwd=self.work_dir,
             env=self._full_env(),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C of pytest does not hit it first
+            preexec_fn=self.preexec_fn,
         )
         self._frozen = False
 
@@ -500,10 +631,29 @@ class TarantoolInstance:
 
 
 class ServerManager:
-    """Owns every process a test (or module) starts; :meth:`close` stops them all."""
+    """Owns every process a test (or module) starts; :meth:`close` stops them all.
 
-    def __init__(self) -> None:
+    Args:
+        binary: The server every instance it starts runs (default: the 2.6
+            one, :func:`find_binary`).
+        preexec_fn: Given to every instance it starts (see
+            :class:`TarantoolInstance`).
+    """
+
+    def __init__(
+        self,
+        binary: TarantoolBinary | None = None,
+        *,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        self.binary = binary if binary is not None else find_binary("2.6")
+        self.preexec_fn = preexec_fn
         self.instances: list[TarantoolInstance] = []
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """The version of the server this manager starts."""
+        return self.binary.version
 
     def start_instance(
         self,
@@ -535,7 +685,14 @@ class ServerManager:
         full_env.update(env or {})
         label = name or f"standalone-{len(self.instances) + 1}"
         for attempt in range(retries):
-            inst = TarantoolInstance(script, name=label, env=full_env, unix_listen=unix_listen)
+            inst = TarantoolInstance(
+                script,
+                name=label,
+                env=full_env,
+                unix_listen=unix_listen,
+                binary=self.binary,
+                preexec_fn=self.preexec_fn,
+            )
             self.instances.append(inst)
             if not start:
                 return inst
@@ -550,7 +707,15 @@ class ServerManager:
         raise AssertionError("unreachable")
 
     def start_replicaset(
-        self, size: int = 3, *, wal_mode: str = "write", retries: int = 3
+        self,
+        size: int = 3,
+        *,
+        wal_mode: str = "write",
+        retries: int = 3,
+        script: Path = REPLICA_LUA,
+        env: Mapping[str, str] | None = None,
+        replication_credentials: tuple[str, str] = (REPLICATOR_USER, REPLICATOR_PASSWORD),
+        name: str = "replica",
     ) -> Replicaset:
         """Start ``size`` members of one replicaset (member 1 is the master).
 
@@ -558,9 +723,24 @@ class ServerManager:
         bootstrap), then each is waited for; a replica is ready once it has
         replicated the schema. If a chosen port was taken meanwhile, the whole
         set is discarded and started again on new ports (``retries`` times).
+
+        Args:
+            size: Number of members.
+            wal_mode: ``box.cfg.wal_mode`` of every member.
+            retries: Attempts on new ports when one was taken meanwhile.
+            script: The members' init script (default ``replica.lua``; the
+                benchmarks pass theirs). It reads ``TT_REPLICATION``,
+                ``TT_READ_ONLY``, ``TT_WAL_MODE`` and the variables every
+                instance gets, and writes the ready marker last.
+            env: Extra variables for every member.
+            replication_credentials: ``(user, password)`` in the replication
+                URIs (a user the script creates with the replication grant).
+            name: Members are labelled ``<name>-1`` .. ``<name>-<size>``.
         """
         for attempt in range(retries):
-            members = self._spawn_replicaset(size, wal_mode)
+            members = self._spawn_replicaset(
+                size, wal_mode, script, dict(env or {}), replication_credentials, name
+            )
             try:
                 for inst in members:
                     inst.wait_ready()
@@ -580,25 +760,40 @@ class ServerManager:
             return Replicaset(members)
         raise AssertionError("unreachable")
 
-    def _spawn_replicaset(self, size: int, wal_mode: str) -> list[TarantoolInstance]:
+    def _spawn_replicaset(
+        self,
+        size: int,
+        wal_mode: str,
+        script: Path,
+        env: dict[str, str],
+        credentials: tuple[str, str],
+        name: str,
+    ) -> list[TarantoolInstance]:
         ports = [find_free_port() for _ in range(size)]
         while len(set(ports)) < size:
             ports = [find_free_port() for _ in range(size)]
-        uris = [f"{REPLICATOR_USER}:{REPLICATOR_PASSWORD}@127.0.0.1:{p}" for p in ports]
+        user, password = credentials
+        uris = [f"{user}:{password}@127.0.0.1:{p}" for p in ports]
         members: list[TarantoolInstance] = []
         for i, port in enumerate(ports, start=1):
-            inst = TarantoolInstance(
-                REPLICA_LUA,
-                name=f"replica-{i}",
-                port=port,
-                env={
+            member_env = dict(env)
+            member_env.update(
+                {
                     "TT_REPLICATION": ",".join(uris),
                     "TT_READ_ONLY": "false" if i == 1 else "true",
                     "TT_WAL_MODE": wal_mode,
                     # Members retry each other every 0.1 s (not 0.5) during
                     # this first, simultaneous bootstrap (see replica.lua).
                     "TT_BOOT_REPLICATION_TIMEOUT": str(BOOT_REPLICATION_TIMEOUT),
-                },
+                }
+            )
+            inst = TarantoolInstance(
+                script,
+                name=f"{name}-{i}",
+                port=port,
+                env=member_env,
+                binary=self.binary,
+                preexec_fn=self.preexec_fn,
             )
             self.instances.append(inst)
             members.append(inst)

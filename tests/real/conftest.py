@@ -2,6 +2,15 @@
 
 Every test in this directory is marked ``real``. All processes a fixture starts
 are stopped by its finalizer, whether the test passed or failed.
+
+Two servers: every process fixture depends on ``server_kind``, a session-scoped
+fixture parametrized over :data:`~tests.real._servers.SERVER_KINDS`
+(``"2.6"``, ``"3.8"``), so each test that uses a server runs once per kind
+(``test_x[2.6]``, ``test_x[3.8]``) and module-scoped servers are shared per
+kind. ``server_kind`` is the :class:`~tests.real._servers.TarantoolBinary`
+(``.kind``, ``.path``, ``.version``). The 2.6 binary must be there; a missing
+3.x binary skips the 3.8 variants with the reason, except in CI (``$CI``),
+where it fails them: CI must run both.
 """
 
 from __future__ import annotations
@@ -12,7 +21,17 @@ from typing import Any
 import pytest
 import trio
 
-from tests.real._servers import Replicaset, ServerManager, TarantoolInstance, connect_to
+from tests.real._servers import (
+    SERVER_KINDS,
+    Replicaset,
+    ServerBinaryMissingError,
+    ServerManager,
+    TarantoolBinary,
+    TarantoolInstance,
+    connect_to,
+    find_binary,
+    in_ci,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,16 +41,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.real)
 
 
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> TarantoolBinary:
+    """The server binary of this variant of the test (see the module docstring)."""
+    kind: str = request.param
+    try:
+        return find_binary(kind)
+    except ServerBinaryMissingError as exc:
+        if kind == SERVER_KINDS[0]:
+            pytest.fail(str(exc))
+        if in_ci():
+            pytest.fail(f"{exc}; CI must run the {kind} variants (tests/real/conftest.py)")
+        pytest.skip(f"{exc}; the {kind} variants run where that binary is (always in CI)")
+
+
 @pytest.fixture
-def server_manager() -> Iterator[ServerManager]:
-    """A per-test owner of processes; everything it started is stopped afterwards."""
-    with ServerManager() as manager:
+def server_manager(server_kind: TarantoolBinary) -> Iterator[ServerManager]:
+    """A per-test owner of processes of this variant's server kind; everything
+    it started is stopped afterwards."""
+    with ServerManager(server_kind) as manager:
         yield manager
 
 
 @pytest.fixture(scope="module")
-def _module_server_manager() -> Iterator[ServerManager]:
-    with ServerManager() as manager:
+def _module_server_manager(server_kind: TarantoolBinary) -> Iterator[ServerManager]:
+    with ServerManager(server_kind) as manager:
         yield manager
 
 

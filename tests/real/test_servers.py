@@ -15,9 +15,13 @@ import pytest
 from tests.real._servers import (
     AdminError,
     Replicaset,
+    ServerBinaryMissingError,
     ServerManager,
     ServerStartError,
+    TarantoolBinary,
     TarantoolInstance,
+    find_binary,
+    parse_version,
     read_greeting,
     read_unix_greeting,
 )
@@ -48,8 +52,11 @@ def test_greeting_and_schema(tarantool: TarantoolInstance) -> None:
     greeting = read_greeting(tarantool.host, tarantool.port)
     assert len(greeting) == 128
     first_line = greeting[:64].decode()
-    assert first_line.startswith("Tarantool 2.")
-    assert "(Binary)" in first_line
+    # The greeting names the server's own version: "Tarantool 2.6.0 (Binary) <uuid>"
+    # on Debian's 2.6 (whose --version says 2.6.0-0-g47aa4e01e), "Tarantool 3.8.0
+    # (Binary) <uuid>" on the 3.8 build: the binary's, not something the client sends.
+    major, minor, patch = tarantool.version
+    assert first_line.startswith(f"Tarantool {major}.{minor}.{patch} (Binary) ")
     ro, tester_id, funcs = tarantool.admin_eval(
         "local f = {} for _, t in box.space._func:pairs() do f[#f + 1] = t.name end "
         "return box.info.ro, box.space.tester.id, f"
@@ -137,9 +144,12 @@ def test_start_failure_shows_log(server_manager: ServerManager) -> None:
     assert not inst.is_running()
 
 
-def test_processes_gone_after_test_failure() -> None:
+def test_processes_gone_after_test_failure(server_kind: TarantoolBinary) -> None:
     pids: list[int] = []
-    with pytest.raises(RuntimeError, match="simulated test failure"), ServerManager() as manager:
+    with (
+        pytest.raises(RuntimeError, match="simulated test failure"),
+        ServerManager(server_kind) as manager,
+    ):
         for _ in range(2):
             pid = manager.start_instance().pid
             assert pid is not None
@@ -187,12 +197,12 @@ def test_unix_socket_listen(tarantool_factory: Callable[..., TarantoolInstance])
     assert inst.admin_eval("return box.cfg.listen") == [str(inst.unix_socket)]
 
 
-def test_instance_exits_when_the_runner_dies() -> None:
+def test_instance_exits_when_the_runner_dies(server_kind: TarantoolBinary) -> None:
     """A killed pytest runs no finalizer: the instance notices and exits by itself."""
     code = (
         "import sys, time\n"
-        "from tests.real._servers import ServerManager\n"
-        "inst = ServerManager().start_instance()\n"
+        "from tests.real._servers import ServerManager, find_binary\n"
+        f"inst = ServerManager(find_binary({server_kind.kind!r})).start_instance()\n"
         "print(inst.pid, inst.work_dir, flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -215,3 +225,98 @@ def test_instance_exits_when_the_runner_dies() -> None:
         time.sleep(0.05)
     assert not _pid_alive(pid)
     assert not Path(work_dir).exists()
+
+
+# ------------------------------------------------------------- server kinds
+
+
+def test_instance_knows_its_binary_and_version(
+    server_kind: TarantoolBinary, tarantool: TarantoolInstance
+) -> None:
+    """The version parsed from ``--version`` is the one the running server reports."""
+    assert tarantool.binary == server_kind
+    (box_version,) = tarantool.admin_eval("return box.info.version")
+    assert parse_version(f"Tarantool {box_version}") == tarantool.version
+    assert ".".join(map(str, tarantool.version)) in repr(tarantool)
+
+
+def test_version_dependent_box_cfg(tarantool: TarantoolInstance) -> None:
+    """common.version_cfg(): no feedback daemon anywhere; MVCC (for streams) on 3.x."""
+    feedback, mvcc = tarantool.admin_eval(
+        "return box.cfg.feedback_enabled, box.cfg.memtx_use_mvcc_engine == true"
+    )
+    assert feedback is False
+    # 2.6.0 has no such option (box.cfg refuses it), so it stays off there.
+    assert mvcc is (tarantool.version >= (3, 0))
+
+
+def test_replicaset_members_run_the_managers_binary(
+    server_kind: TarantoolBinary, replicaset: Replicaset
+) -> None:
+    for inst in replicaset:
+        assert inst.binary == server_kind
+        (box_version,) = inst.admin_eval("return box.info.version")
+        assert parse_version(f"Tarantool {box_version}") == server_kind.version
+
+
+def test_parse_version() -> None:
+    assert parse_version("Tarantool 3.8.0-0-gdce7be8a79\nTarget: Linux") == (3, 8, 0)
+    assert parse_version("Tarantool 2.6.0-0-g47aa4e01e") == (2, 6, 0)
+    with pytest.raises(ValueError, match=r"no 'Tarantool X\.Y\.Z'"):
+        parse_version("tt 1.0")
+
+
+def test_missing_binary_is_reported_with_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-such-tarantool"
+    monkeypatch.setenv("TARANTOOL_3", str(missing))
+    find_binary.cache_clear()
+    try:
+        with pytest.raises(ServerBinaryMissingError, match=r"\$TARANTOOL_3") as info:
+            find_binary("3.8")
+        assert str(missing) in str(info.value)
+    finally:
+        monkeypatch.undo()
+        find_binary.cache_clear()
+
+
+def _run_greeting_test_without_3x(ci: bool, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the 3.8 variant of one test in a child pytest whose 3.x binary is missing."""
+    env = dict(os.environ)
+    env["TARANTOOL_3"] = str(tmp_path / "no-such-tarantool")
+    env.pop("CI", None)
+    if ci:
+        env["CI"] = "true"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rs",
+            "tests/real/test_servers.py::test_greeting_and_schema[3.8]",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_3x_binary_skips_with_a_reason_outside_ci(tmp_path: Path) -> None:
+    result = _run_greeting_test_without_3x(False, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 skipped" in result.stdout
+    assert "no tarantool executable at" in result.stdout
+    assert "TARANTOOL_3" in result.stdout
+
+
+def test_missing_3x_binary_fails_the_run_in_ci(tmp_path: Path) -> None:
+    result = _run_greeting_test_without_3x(True, tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert "CI must run the 3.8 variants" in result.stdout
+    assert "skipped" not in result.stdout

@@ -60,6 +60,25 @@ function M.watch_parent()
     end)
 end
 
+--- The server's (major, minor) from _TARANTOOL ('3.8.0-0-g...').
+function M.version()
+    local major, minor = _TARANTOOL:match('^(%d+)%.(%d+)')
+    return tonumber(major), tonumber(minor)
+end
+
+--- box.cfg options that depend on the server version, merged into opts:
+-- every version: no feedback daemon (it phones home and logs on failure);
+-- 3.x: the MVCC engine, which streams and interactive transactions need
+-- (2.6.0 does not know the option and refuses it).
+function M.version_cfg(opts)
+    opts.feedback_enabled = false
+    local major = M.version()
+    if major >= 3 then
+        opts.memtx_use_mvcc_engine = true
+    end
+    return opts
+end
+
 --- Open the admin console on a unix socket (path given by TT_ADMIN_SOCKET).
 -- Opened before box.cfg so a hung start-up can still be inspected.
 function M.listen_admin()

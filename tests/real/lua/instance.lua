@@ -15,7 +15,7 @@ common.listen_admin()
 common.define_functions()
 
 local read_only = common.env_bool('TT_READ_ONLY', false)
-box.cfg{
+box.cfg(common.version_cfg{
     listen = common.env('TT_LISTEN', '127.0.0.1:3301'),
     work_dir = common.env('TT_WORK_DIR', nil),
     memtx_memory = 64 * 1024 * 1024,
@@ -23,7 +23,7 @@ box.cfg{
     wal_mode = common.env('TT_WAL_MODE', 'write'),
     read_only = false,
     checkpoint_interval = 0,
-}
+})
 
 common.create_schema()
 if read_only then

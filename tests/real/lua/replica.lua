@@ -37,7 +37,7 @@ local read_only = common.env_bool('TT_READ_ONLY', true)
 local steady_timeout = 0.5
 local boot_timeout = tonumber(common.env('TT_BOOT_REPLICATION_TIMEOUT', tostring(steady_timeout)))
 
-box.cfg{
+box.cfg(common.version_cfg{
     listen = common.env('TT_LISTEN', '127.0.0.1:3301'),
     work_dir = common.env('TT_WORK_DIR', nil),
     memtx_memory = 64 * 1024 * 1024,
@@ -50,7 +50,7 @@ box.cfg{
     replication_timeout = boot_timeout,
     replication_sync_timeout = 5,
     checkpoint_interval = 0,
-}
+})
 if boot_timeout ~= steady_timeout then
     box.cfg{replication_timeout = steady_timeout}
 end
