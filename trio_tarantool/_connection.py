@@ -195,6 +195,16 @@ def _socket_fd(stream: trio.abc.Stream) -> int:
         return -1
 
 
+def _not_sent(exc: NetworkError) -> NetworkError:
+    """``exc`` for a request that was surely not written (same kind and message)."""
+    if not exc.may_have_executed:
+        return exc
+    try:
+        return type(exc)(exc.message, may_have_executed=False)
+    except TypeError:  # a subclass with another constructor
+        return NetworkError(exc.message, may_have_executed=False)
+
+
 def _copy_error(exc: Error) -> Error:
     """A fresh exception like ``exc`` (one shared instance must not be raised in many tasks)."""
     try:
@@ -924,7 +934,11 @@ class Connection(CrudMixin):
                 body, version = request.body, None
                 if body is None:
                     phase = "resolving names"
-                    body, version = await self._build(request)
+                    try:
+                        body, version = await self._build(request)
+                    except NetworkError as exc:
+                        # The schema requests were lost, not this one: it was never sent.
+                        raise _not_sent(exc) from exc
                 phase = "connecting"
                 link = await self._ready_link()
                 phase = "waiting for a free slot (max_in_flight)"
