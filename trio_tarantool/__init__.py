@@ -28,6 +28,7 @@ from ._iproto import Adjust as Adjust
 from ._iproto import Datetime as Datetime
 from ._iproto import Interval as Interval
 from ._iproto._constants import Iterator as Iterator
+from ._lifecycle import ConnectionState as ConnectionState
 from ._pool import ConnectionPool as ConnectionPool
 from ._pool import InstanceStatistics as InstanceStatistics
 from ._pool import PoolTask as PoolTask

@@ -72,7 +72,7 @@ from ._errors import (
 )
 from ._iproto import _requests as R
 from ._iproto import constants as C
-from ._lifecycle import State, check_transition
+from ._lifecycle import ConnectionState, check_transition
 from ._options import ConnectionOptions, connection_options
 from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
 from ._response import Response, database_error
@@ -332,7 +332,7 @@ class Connection(CrudMixin):
         self.schema: Schema | None = None
         self.schema_version = 0
 
-        self._state = State.IDLE
+        self._state = ConnectionState.IDLE
         self._nursery: trio.Nursery | None = None
         self._encoder = _iproto.Encoder()
         self._sync = itertools.count(1)
@@ -354,13 +354,13 @@ class Connection(CrudMixin):
 
     # -- public state ---------------------------------------------------------------
     @property
-    def state(self) -> State:
-        """Where the connection is in its lifecycle (see :class:`~trio_tarantool.State`)."""
+    def state(self) -> ConnectionState:
+        """Where the connection is in its lifecycle (see :class:`~trio_tarantool.ConnectionState`)."""
         return self._state
 
     def is_closed(self) -> bool:
         """True once :meth:`close` was called (or the owning context exited)."""
-        return self._state is State.CLOSING or self._state is State.CLOSED
+        return self._state is ConnectionState.CLOSING or self._state is ConnectionState.CLOSED
 
     def is_connected(self) -> bool:
         """True while a socket is up (it may still drop at any moment)."""
@@ -395,9 +395,9 @@ class Connection(CrudMixin):
         return f"<trio_tarantool.Connection {self._where} {self._state.value} in_flight={len(self._waiters)}>"
 
     # -- lifecycle --------------------------------------------------------------------
-    def _set_state(self, new: State) -> None:
+    def _set_state(self, new: ConnectionState) -> None:
         self._state = check_transition(self._state, new)
-        if new is State.CLOSED:
+        if new is ConnectionState.CLOSED:
             self._gone.set()
 
     def attach(self, nursery: trio.Nursery) -> None:
@@ -430,7 +430,7 @@ class Connection(CrudMixin):
         """
         if self.is_closed():
             return
-        self._set_state(State.CLOSING)
+        self._set_state(ConnectionState.CLOSING)
         if self._connector_scope is not None:
             self._connector_scope.cancel()
         self._drop_link(self._link, ConnectionClosedError("connection closed by the application"))
@@ -438,7 +438,7 @@ class Connection(CrudMixin):
             self._attempt.done.set()
         self._capacity.unpark_all()
         if self._tasks == 0:
-            self._set_state(State.CLOSED)
+            self._set_state(ConnectionState.CLOSED)
 
     async def aclose(self) -> None:
         """Close, as :meth:`close`, and wait until the connection's tasks and socket are gone."""
@@ -453,8 +453,8 @@ class Connection(CrudMixin):
 
     def _task_exited(self) -> None:
         self._tasks -= 1
-        if self._tasks == 0 and self._state is State.CLOSING:
-            self._set_state(State.CLOSED)
+        if self._tasks == 0 and self._state is ConnectionState.CLOSING:
+            self._set_state(ConnectionState.CLOSED)
 
     def _start_connecting(self, attempts: int) -> _Attempt:
         """IDLE -> CONNECTING: start the connector task; its attempt to wait on."""
@@ -470,7 +470,7 @@ class Connection(CrudMixin):
         except RuntimeError:  # the nursery that hosts us is winding down
             raise ConnectionClosedError("the nursery hosting this connection has exited",
                                         may_have_executed=False) from None
-        self._set_state(State.CONNECTING)
+        self._set_state(ConnectionState.CONNECTING)
         self._attempt = attempt
         self._connector_scope = scope
         self._task_started()
@@ -492,12 +492,12 @@ class Connection(CrudMixin):
                     except DatabaseError as exc:  # refused authentication: trying again will not help
                         last = exc
                         break
-                    if self._state is not State.CONNECTING:  # close() came first
+                    if self._state is not ConnectionState.CONNECTING:  # close() came first
                         await trio.aclose_forcefully(stream)
                         return
                     self._install(stream)
                     return
-            if last is not None and self._state is State.CONNECTING:
+            if last is not None and self._state is ConnectionState.CONNECTING:
                 if isinstance(last, NetworkError) and attempts > 1:
                     last = type(last)(f"{last.message} (after {attempts} attempts)", may_have_executed=False)
                 attempt.error = last
@@ -505,8 +505,8 @@ class Connection(CrudMixin):
             if self._attempt is attempt:
                 self._attempt = None
                 self._connector_scope = None
-                if self._state is State.CONNECTING:
-                    self._set_state(State.IDLE)
+                if self._state is ConnectionState.CONNECTING:
+                    self._set_state(ConnectionState.IDLE)
             if attempt.error is None and self._link is None and not self.is_closed():
                 attempt.error = NetworkError("connecting was cancelled", may_have_executed=False)
             attempt.done.set()
@@ -555,7 +555,7 @@ class Connection(CrudMixin):
         self._connects += 1
         self._lost = trio.Event()
         self.schema = None  # the server may have been restarted with another schema
-        self._set_state(State.READY)
+        self._set_state(ConnectionState.READY)
 
     async def _open_stream(self) -> trio.abc.Stream:
         if self.host is None:
@@ -617,8 +617,8 @@ class Connection(CrudMixin):
         link.dead = True
         self._last_error = error
         self._link = None
-        if self._state is State.READY:
-            self._set_state(State.IDLE)
+        if self._state is ConnectionState.READY:
+            self._set_state(ConnectionState.IDLE)
         for scope in link.scopes:
             scope.cancel()
         waiters = list(self._waiters.values())
@@ -637,9 +637,9 @@ class Connection(CrudMixin):
             if link is not None:
                 return link
             state = self._state
-            if state is State.CLOSING or state is State.CLOSED:
+            if state is ConnectionState.CLOSING or state is ConnectionState.CLOSED:
                 raise ConnectionClosedError("connection is closed", may_have_executed=False)
-            if state is State.CONNECTING and self._attempt is not None:
+            if state is ConnectionState.CONNECTING and self._attempt is not None:
                 attempt = self._attempt
             else:
                 attempt = self._start_connecting(self.reconnect_max_attempts + 1)

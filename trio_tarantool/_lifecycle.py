@@ -1,6 +1,6 @@
 """The lifecycle of one connection, as an explicit state machine.
 
-A :class:`~trio_tarantool.Connection` is always in exactly one :class:`State`,
+A :class:`~trio_tarantool.Connection` is always in exactly one :class:`ConnectionState`,
 and moves between them only along :data:`TRANSITIONS`::
 
     IDLE ──request──▶ CONNECTING ──handshake done──▶ READY
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["TRANSITIONS", "State", "check_transition"]
+__all__ = ["TRANSITIONS", "ConnectionState", "check_transition"]
 
 
-class State(enum.Enum):
+class ConnectionState(enum.Enum):
     """Where a connection is in its life."""
 
     #: No socket; the next request starts connecting.
@@ -38,19 +38,19 @@ class State(enum.Enum):
 
 #: Every legal move. CLOSING -> CLOSED happens when the last task has exited
 #: (at once, when none was running).
-TRANSITIONS: frozenset[tuple[State, State]] = frozenset({
-    (State.IDLE, State.CONNECTING),
-    (State.CONNECTING, State.READY),
-    (State.CONNECTING, State.IDLE),
-    (State.READY, State.IDLE),
-    (State.IDLE, State.CLOSING),
-    (State.CONNECTING, State.CLOSING),
-    (State.READY, State.CLOSING),
-    (State.CLOSING, State.CLOSED),
+TRANSITIONS: frozenset[tuple[ConnectionState, ConnectionState]] = frozenset({
+    (ConnectionState.IDLE, ConnectionState.CONNECTING),
+    (ConnectionState.CONNECTING, ConnectionState.READY),
+    (ConnectionState.CONNECTING, ConnectionState.IDLE),
+    (ConnectionState.READY, ConnectionState.IDLE),
+    (ConnectionState.IDLE, ConnectionState.CLOSING),
+    (ConnectionState.CONNECTING, ConnectionState.CLOSING),
+    (ConnectionState.READY, ConnectionState.CLOSING),
+    (ConnectionState.CLOSING, ConnectionState.CLOSED),
 })
 
 
-def check_transition(old: State, new: State) -> State:
+def check_transition(old: ConnectionState, new: ConnectionState) -> ConnectionState:
     """``new``, if the lifecycle allows moving there from ``old``; else AssertionError."""
     if (old, new) not in TRANSITIONS:
         raise AssertionError(f"illegal connection state change {old.value} -> {new.value}")

@@ -20,7 +20,7 @@ import trio
 import trio_tarantool as tt
 from tests.hostile import Peer, greeting, hostile_server
 from trio_tarantool._iproto import _constants as C
-from trio_tarantool._lifecycle import State
+from trio_tarantool._lifecycle import ConnectionState
 
 #: How long any single step may take before the test counts as hung.
 HANG = 10
@@ -150,16 +150,16 @@ async def test_close_wins_in_every_state_of_a_reconnect(stage: str) -> None:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(task_a)
                     await held.reached.wait()
-                    assert conn.state is (State.READY if stage in ("schema load", "in flight")
-                                          else State.CONNECTING)
+                    assert conn.state is (ConnectionState.READY if stage in ("schema load", "in flight")
+                                          else ConnectionState.CONNECTING)
                     requests_at_close = len(server.requests)
                     conn.close()
                     assert conn.is_closed()
                     assert not conn.is_connected()
                     held.release.set()  # the server now goes on as if nothing happened
-                assert conn.state in (State.CLOSING, State.CLOSED)
+                assert conn.state in (ConnectionState.CLOSING, ConnectionState.CLOSED)
             # `async with connect()` has exited: every task of the connection is gone.
-            assert conn.state is State.CLOSED
+            assert conn.state is ConnectionState.CLOSED
             await held.peer_gone.wait()  # the client's socket is closed, not leaked
     # Nothing written after close(): the server got no request after that moment.
     assert len(server.requests) == requests_at_close
@@ -211,9 +211,9 @@ async def test_close_in_the_pause_between_attempts() -> None:
                     nursery.start_soon(request)
                     await second_failed.wait()  # the first reconnect attempt failed: now in the pause
                     await trio.testing.wait_all_tasks_blocked(0.05)
-                    assert conn.state is State.CONNECTING
+                    assert conn.state is ConnectionState.CONNECTING
                     conn.close()
-            assert conn.state is State.CLOSED  # type: ignore[comparison-overlap]
+            assert conn.state is ConnectionState.CLOSED  # type: ignore[comparison-overlap]
     [exc] = errors
     assert isinstance(exc, tt.ConnectionClosedError)
     assert exc.may_have_executed is False
@@ -235,7 +235,7 @@ async def test_aclose_waits_until_tasks_and_socket_are_gone() -> None:
             async with tt.connect("127.0.0.1", server.port) as conn:
                 await conn.ping()
                 await conn.aclose()
-                assert conn.state is State.CLOSED
+                assert conn.state is ConnectionState.CLOSED
                 await gone.wait()
                 with pytest.raises(tt.ConnectionClosedError) as info:
                     await conn.ping()

@@ -24,6 +24,7 @@ PUBLIC_NAMES = sorted([
     "Connection",
     "ConnectionClosedError",
     "ConnectionPool",
+    "ConnectionState",
     "ConnectionStatistics",
     "CrudError",
     "CrudModuleError",
