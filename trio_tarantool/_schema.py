@@ -3,18 +3,56 @@
 The cache is a plain value: the connection fetches the two system spaces and
 hands the rows here. It is dropped (marked stale) whenever a reply carries a
 schema version other than the one it was loaded at, and after a reconnect.
+
+The rows come from the server, so they are checked: a row that is not an
+array, is too short, or holds an id that is not an integer or a name that is
+not a string raises :class:`~trio_tarantool.ProtocolError` naming the row,
+never a builtin ``IndexError``/``ValueError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._errors import SchemaError
+from ._errors import ProtocolError, SchemaError
+from ._iproto._handshake import kind
 
 
 def _name(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _rows(rows: Any, space: str) -> Iterable[Any]:
+    """``rows`` if it can be a list of rows: a reply's DATA that is a map or a scalar is refused."""
+    if isinstance(rows, Mapping | str | bytes | bytearray) or not isinstance(rows, Iterable):
+        raise ProtocolError(f"reply to SELECT from {space}: DATA is {kind(rows)}, expected an array of rows",
+                            may_have_executed=True)
+    return rows
+
+
+def _bad_row(space: str, position: int, row: Any, problem: str) -> ProtocolError:
+    return ProtocolError(f"reply to SELECT from {space}: row {position} ({row!r:.80}) {problem}",
+                         may_have_executed=True)
+
+
+def _fields(space: str, position: int, row: Any, layout: str, ids: tuple[int, ...]) -> tuple[list[int], str]:
+    """The integer fields at ``ids`` and the name (field 2) of a system space row, checked."""
+    if isinstance(row, str | bytes | bytearray) or not isinstance(row, Sequence):
+        raise _bad_row(space, position, row, f"is {kind(row)}, expected an array {layout}")
+    if len(row) < 3:
+        raise _bad_row(space, position, row, f"has {len(row)} field(s), expected at least 3 {layout}")
+    numbers: list[int] = []
+    for field in ids:
+        value = row[field]
+        if type(value) is not int or value < 0:
+            raise _bad_row(space, position, row, f"field {field} is {kind(value)}, expected an id "
+                           f"(a non-negative integer) {layout}")
+        numbers.append(value)
+    name = row[2]
+    if not isinstance(name, str | bytes):
+        raise _bad_row(space, position, row, f"field 2 is {kind(name)}, expected a name (a string) {layout}")
+    return numbers, _name(name)
 
 
 class Schema:
@@ -23,16 +61,25 @@ class Schema:
     __slots__ = ("_index_ids", "_space_ids", "_space_names", "version")
 
     def __init__(self, version: int, spaces: Iterable[Sequence[Any]], indexes: Iterable[Sequence[Any]]) -> None:
+        """Build the maps from `_vspace` rows ``[id, owner, name, ...]`` and
+        `_vindex` rows ``[space_id, index_id, name, ...]``.
+
+        Raises:
+            ProtocolError: A row (or the rows' container) has the wrong shape;
+                the message names the system space, the row and the field.
+        """
         self.version = version
         self._space_ids: dict[str, int] = {}
         self._space_names: dict[int, str] = {}
-        for row in spaces:
-            space_id, name = int(row[0]), _name(row[2])
+        for position, row in enumerate(_rows(spaces, "_vspace")):
+            (space_id,), name = _fields("_vspace", position, row, "[id, owner, name, ...]", (0,))
             self._space_ids[name] = space_id
             self._space_names[space_id] = name
         self._index_ids: dict[int, dict[str, int]] = {}
-        for row in indexes:
-            self._index_ids.setdefault(int(row[0]), {})[_name(row[2])] = int(row[1])
+        for position, row in enumerate(_rows(indexes, "_vindex")):
+            (space_id, index_id), name = _fields("_vindex", position, row,
+                                                 "[space_id, index_id, name, ...]", (0, 1))
+            self._index_ids.setdefault(space_id, {})[name] = index_id
 
     def space_id(self, name: str | bytes) -> int | None:
         """The id of the space called ``name``, or None.

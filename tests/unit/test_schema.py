@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from trio_tarantool._errors import Error, SchemaError
+from tests.unit._msgpack_strategies import msgpack_values
+from trio_tarantool._errors import Error, ProtocolError, SchemaError
 from trio_tarantool._schema import Schema
 
 # _vspace rows: [id, owner, name, engine, field_count, flags, format]
@@ -107,3 +110,57 @@ def test_empty_schema() -> None:
 
 def test_repr(schema: Schema) -> None:
     assert repr(schema) == "<Schema version=80 spaces=3>"
+
+
+# -- malformed rows: ProtocolError naming the row, never a builtin (issue 8, item 10) ----
+
+
+@pytest.mark.parametrize(
+    ("spaces", "indexes", "match"),
+    [
+        (["tester"], [], r"_vspace: row 0 \('tester'\) is a string, expected an array \[id, owner, name"),
+        ([[512, 1, "ok"], b"x"], [], r"_vspace: row 1 \(b'x'\) is binary"),
+        ([{0: 512}], [], r"_vspace: row 0 .* is a map"),
+        ([512], [], r"_vspace: row 0 \(512\) is an integer"),
+        ([None], [], r"row 0 \(None\) is nil"),
+        ([[512, 1]], [], r"_vspace: row 0 \(\[512, 1\]\) has 2 field\(s\), expected at least 3"),
+        ([["512", 1, "t"]], [], r"_vspace: row 0 .* field 0 is a string, expected an id"),
+        ([[-1, 1, "t"]], [], r"field 0 is an integer, expected an id"),
+        ([[True, 1, "t"]], [], r"field 0 is a boolean"),
+        ([[512, 1, 7]], [], r"_vspace: row 0 .* field 2 is an integer, expected a name \(a string\)"),
+        ([[512, 1, ["t"]]], [], r"field 2 is an array, expected a name"),
+        ([], [[512, "0", "pk"]], r"_vindex: row 0 .* field 1 is a string, expected an id .*\[space_id, index_id"),
+        ([], [[512, 0]], r"_vindex: row 0 .* has 2 field\(s\)"),
+        ([], [[512, 0, "pk"], "pk"], r"_vindex: row 1 \('pk'\) is a string"),
+        ([], [[512.0, 0, "pk"]], r"_vindex: row 0 .* field 0 is a float"),
+        ([], [[512, 0, None]], r"_vindex: row 0 .* field 2 is nil"),
+        ({512: [512, 1, "t"]}, [], r"reply to SELECT from _vspace: DATA is a map, expected an array of rows"),
+        ([], 5, r"_vindex: DATA is an integer"),
+        ("rows", [], r"_vspace: DATA is a string"),
+    ],
+)
+def test_malformed_rows_raise_protocol_error(spaces: Any, indexes: Any, match: str) -> None:
+    """Regression: these raised ValueError (int('t')), IndexError, TypeError or
+    KeyError, or (a string row, a name that is a number) built a wrong cache."""
+    with pytest.raises(ProtocolError, match=match) as info:
+        Schema(5, spaces, indexes)
+    assert isinstance(info.value, Error)
+    assert info.value.may_have_executed is True
+
+
+def test_a_long_row_is_cut_in_the_message() -> None:
+    with pytest.raises(ProtocolError) as info:
+        Schema(1, [[b"x" * 100_000, 2, "t"]], [])
+    assert len(str(info.value)) < 300
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(msgpack_values | st.lists(msgpack_values, max_size=5), max_size=4) | msgpack_values,
+       st.lists(msgpack_values | st.lists(msgpack_values, max_size=5), max_size=4) | msgpack_values)
+def test_any_rows_give_a_schema_or_protocol_error(spaces: Any, indexes: Any) -> None:
+    try:
+        schema = Schema(1, spaces, indexes)
+    except ProtocolError:
+        return
+    repr(schema)
+    assert all(type(i) is int for i in schema._space_names)
