@@ -33,7 +33,16 @@ import pytest
 import trio
 
 from tests.real._servers import TarantoolInstance
-from trio_tarantool import ConfigurationError, Connection, DatabaseError, NetworkError, connect
+from trio_tarantool import (
+    ConfigurationError,
+    Connection,
+    DatabaseError,
+    Error,
+    Mode,
+    NetworkError,
+    connect,
+    open_pool,
+)
 from trio_tarantool._tls import TLSOptions, start_tls
 
 #: The client key's password: it must never show in a repr, error or log.
@@ -371,8 +380,15 @@ def test_a_wrong_key_password_reveals_none(certs: dict[str, Path], caplog: pytes
     assert wrong not in text
 
 
+#: Attributes that hold a credential as the user gave it, on purpose (kept to
+#: re-authenticate); rendering them is the caller's own doing.
+_CREDENTIALS = {(Connection, "password")}
+
+
 def _walk(obj: Any) -> list[str]:
-    return [repr(obj), str(obj)] + [repr(v) for v in vars(obj).values()]
+    """repr/str of ``obj`` and the repr of each of its attributes but the credentials."""
+    return [repr(obj), str(obj)] + [repr(v) for k, v in vars(obj).items()
+                                    if (type(obj), k) not in _CREDENTIALS]
 
 
 async def test_a_connection_to_a_tls_server_shows_no_secret(
@@ -386,3 +402,24 @@ async def test_a_connection_to_a_tls_server_shows_no_secret(
             for text in _walk(conn):
                 assert KEY_SECRET not in text, text
             assert conn.tls is not None and conn.tls.password == KEY_SECRET  # kept for reconnects
+
+
+async def test_a_pool_failing_to_authenticate_over_tls_reveals_no_secret(
+        mtls_proxy: int, certs: dict[str, Path], tarantool: TarantoolInstance,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_tarantool")
+    address = {"host": "127.0.0.1", "port": mtls_proxy, "transport": "ssl",
+               "ssl_ca_file": str(certs["ca"]), "ssl_cert_file": str(certs["client_cert"]),
+               "ssl_key_file": str(certs["client_key"]), "ssl_password": KEY_SECRET}
+    with trio.fail_after(20):
+        async with open_pool([address], user=tarantool.user, password=USER_SECRET) as pool:
+            with pytest.raises(Error) as info:
+                await pool.ping(mode=Mode.ANY)
+            (stats,) = pool.statistics()
+            assert stats.last_error is not None and "ER_PASSWORD_MISMATCH" in stats.last_error
+            rendered = [repr(pool), repr(pool.addrs), repr(pool.statistics()), caplog.text,
+                        str(info.value), "".join(traceback.format_exception(info.value))]
+            for unit in pool._units:
+                rendered += _walk(unit) + _walk(unit.conn)
+    for text in rendered:
+        assert KEY_SECRET not in text and USER_SECRET not in text, text
