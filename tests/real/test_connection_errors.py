@@ -87,7 +87,16 @@ async def test_unknown_user_at_connect(tarantool: TarantoolInstance) -> None:
     with trio.fail_after(10), pytest.raises(DatabaseError) as exc:
         async with _connect(tarantool, user="nobody", password="x"):
             pytest.fail("connected as an unknown user")
-    assert exc.value.code == ErrorCode.ER_NO_SUCH_USER
+    if tarantool.version >= (3, 0):
+        # 3.x does not tell an unknown user from a wrong password (no user
+        # enumeration): both get ER_CREDS_MISMATCH (47, the code 2.6 calls
+        # ER_PASSWORD_MISMATCH), "User not found or supplied credentials are
+        # invalid". Checked by hand with net.box on the 3.8 binary.
+        assert exc.value.code == ErrorCode.ER_PASSWORD_MISMATCH
+        assert "User not found or supplied credentials are invalid" in str(exc.value)
+    else:
+        assert exc.value.code == ErrorCode.ER_NO_SUCH_USER
+        assert "nobody" in str(exc.value)
 
 
 async def test_guest_access_denied(tarantool: TarantoolInstance) -> None:
@@ -188,12 +197,23 @@ async def test_space_recreated_under_the_same_name(
     clean_tarantool.admin("box.schema.space.create('phoenix'):create_index('pk')")
     assert [list(r) for r in await conn.insert("phoenix", (1, "first life"))] == [[1, "first life"]]
     old_id = clean_tarantool.admin_eval("return box.space.phoenix.id")[0]
+    # A space created right after the drop takes a new id on 2.6 (a counter in
+    # _schema that only grows) but the freed one on 3.x (which gives the
+    # highest existing id + 1, and phoenix had the highest): checked by hand on
+    # both binaries. The placeholder soaks up the freed id, so phoenix gets an
+    # id it never had on both.
+    (placeholder_id,) = clean_tarantool.admin_eval(
+        "box.space.phoenix:drop() return box.schema.space.create('placeholder').id"
+    )
+    if clean_tarantool.version >= (3, 0):
+        assert placeholder_id == old_id
+    else:
+        assert placeholder_id == old_id + 1
     clean_tarantool.admin(
-        "box.space.phoenix:drop() "
         "box.schema.space.create('phoenix'):create_index('pk') "
         "box.space.phoenix:insert{2, 'second life'}"
     )
-    assert clean_tarantool.admin_eval("return box.space.phoenix.id")[0] != old_id
+    assert clean_tarantool.admin_eval("return box.space.phoenix.id")[0] == placeholder_id + 1
     # Still the same name: the request must reach the new space.
     assert [list(r) for r in await conn.select("phoenix")] == [[2, "second life"]]
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from tests.real._servers import TarantoolInstance
-from trio_tarantool import BoxError, ProtocolError, connect
+from trio_tarantool import BoxError, DatabaseError, ProtocolError, connect
 
 
 async def test_invalid_utf8_fails_one_request_not_the_connection(clean_tarantool: TarantoolInstance) -> None:
@@ -29,12 +29,26 @@ async def test_invalid_utf8_fails_one_request_not_the_connection(clean_tarantool
 
 
 async def test_error_objects_arrive_as_box_errors(clean_tarantool: TarantoolInstance) -> None:
-    """The MP_ERROR extension (3), enabled per session on 2.4+, decodes to a BoxError chain."""
+    """The MP_ERROR extension (3) decodes to a BoxError chain.
+
+    2.4 .. 2.x send error objects as MP_ERROR only in a session that enabled
+    ``error_marshaling_enabled`` (otherwise as their message string). 3.0 removed
+    that session setting (setting it raises "Session setting
+    error_marshaling_enabled doesn't exist"): it sends MP_ERROR to every client
+    that announced the error_extension feature in IPROTO_ID, which this client
+    does. Checked by hand against both binaries.
+    """
     inst = clean_tarantool
     with trio.fail_after(10):
         async with connect(inst.host, inst.port, user=inst.user, password=inst.password) as conn:
+            if inst.version >= (3, 0):
+                with pytest.raises(DatabaseError, match="error_marshaling_enabled doesn't exist"):
+                    await conn.eval("box.session.settings.error_marshaling_enabled = true")
+                enable = ""
+            else:
+                enable = "box.session.settings.error_marshaling_enabled = true "
             resp = await conn.eval(
-                "box.session.settings.error_marshaling_enabled = true "
+                enable +
                 "local cause = box.error.new({code = 3, reason = 'root cause'}) "
                 "local e = box.error.new({code = 777, reason = 'custom'}) "
                 "e:set_prev(cause) return e, 1"
