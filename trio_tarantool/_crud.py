@@ -316,13 +316,13 @@ class CrudMixin(abc.ABC):
         conds = _conditions(conditions, "crud_select")
         return _single(await self._crud("crud.select", (space_name, conds, _opts(opts, "crud_select")), mode))
 
-    async def crud_min(self, space_name: str, index_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_min(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """The tuple with the smallest key of ``index_name`` (``crud.min``)."""
         _check("crud_min", "space_name", space_name, str, "a str")
         _check_index("crud_min", index_name)
         return _single(await self._crud("crud.min", (space_name, index_name, _opts(opts, "crud_min")), mode))
 
-    async def crud_max(self, space_name: str, index_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_max(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
         """The tuple with the largest key of ``index_name`` (``crud.max``)."""
         _check("crud_max", "space_name", space_name, str, "a str")
         _check_index("crud_max", index_name)
