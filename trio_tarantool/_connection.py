@@ -880,12 +880,6 @@ class Connection(CrudMixin):
             return "Success"
         return PreparedStatement(self, response)
 
-    # Transitional: the pool's names for the interface above, until it moves to it.
-    _try_submit = submit_nowait
-
-    async def _perform(self, request: Request) -> Any:
-        return await self.perform(request)
-
     async def perform(self, request: Request, deadline: float | None = None) -> Any:
         """Send ``request`` and return what its method returns (or raise its error).
 

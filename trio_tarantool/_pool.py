@@ -7,62 +7,66 @@ nursery that owns everything the pool runs:
 
 * one **instance task** per address (:meth:`ConnectionPool._instance_task`).
   It owns that instance's :class:`~trio_tarantool.Connection` (whose reader and
-  writer tasks run in the instance task's own nursery) and the receiving end
-  of a trio memory channel.  Every request routed to the instance arrives as a
-  :class:`PoolTask`; the instance task starts one handler per task at once,
-  so requests to one instance are pipelined on its connection, never handled
-  one at a time;
-* one **health scanner** (:meth:`ConnectionPool._scanner`), which runs a probe
-  loop and a disconnect watcher per instance.  A probe calls ``box.info`` on
-  the instance's connection (pipelined with requests, so it never blocks them)
-  under its own ``probe_timeout``, so a frozen instance turns UNHEALTHY within
-  that time and never delays the probes of the others.
+  writer tasks run in the instance task's own, shielded nursery) and the
+  receiving end of a trio memory channel of :class:`PoolTask` records. It
+  hands each one to the connection *for its caller* without ever waiting:
+  the caller stays parked and the reply wakes it directly. No task per
+  request; requests to one instance are pipelined on its connection. What
+  cannot be queued at once (reconnect, schema load, backpressure) goes back
+  to the caller, which then performs it on the connection itself;
+* one **health** runner (:class:`~trio_tarantool._health.Health`): per
+  instance a probe loop (``box.info.ro``/``status`` by EVAL, under
+  ``probe_timeout``, paced and backed off per instance) and a disconnect
+  watcher.
 
-A request (``pool.select(...)``) validates its mode, asks the strategy for an
-instance (:mod:`trio_tarantool._strategy`, pure), sends a :class:`PoolTask`
-to that instance and waits for the task's outcome.
+A request (``pool.select(...)``) builds its :class:`~trio_tarantool._request.Request`
+(bad arguments fail here, unsent), fixes **one deadline**
+(``now + socket_timeout``, or none), asks the strategy
+(:mod:`trio_tarantool._strategy`, pure) for an instance, sends a
+:class:`PoolTask` and waits. On failure the retry policy
+(:mod:`trio_tarantool._retry`, pure) says whether and where to send it once
+more.
 
-Invariants (checked by the tests in tests/real/test_pool*.py and, through
-the simulator, by tests/sim):
+Invariants (checked by tests/real/test_pool*.py and, through the
+simulator, by tests/sim):
 
 1. **Routing.** A request goes only to an instance the strategy returns for
    its mode: RW only to an instance whose last known ``read_only`` is False,
    RO never to one known rw, PREFER_* to the other kind only when no
    preferred instance is healthy.
-2. **Health.** An instance is HEALTHY only after a probe saw it connected,
-   ``box.info`` callable and ``box.info.status == 'running'``.  Connection
-   loss makes it UNHEALTHY at once (the disconnect watcher, or the failing
-   request), and an ``ER_READONLY`` reply marks it read-only at once.  Any
-   probe error marks it UNHEALTHY and is remembered in ``last_error``; it
-   never ends the probe loop.  Unreachable instances are probed again every
-   ``refresh_delay``, forever, in the background.
-3. **Fast convergence.** ``ER_READONLY``/``ER_LOADING`` replies, lost
-   connections and "no instance fits" errors wake every probe loop, so the
-   pool does not wait out ``refresh_delay`` to see a role change.  Within
-   ``probe_timeout`` of such a role signal, a request that finds no fitting
-   instance keeps refreshing the probes and trying again until one fits or
-   ``probe_timeout`` has passed since the signal, instead of failing with
-   :class:`PoolTopologyError` at once (a planned switch-over delays writes,
-   it does not fail them); in a stable topology the error is immediate, as
-   in the reference connector.
-4. **At most once.** A request that surely did not execute (refused with
-   ``ER_READONLY``/``ER_LOADING``, or a :class:`NetworkError` with
-   ``may_have_executed`` False) is re-dispatched once to an instance fitting
-   its mode (``retry_not_executed=False`` turns that off; a write refused as
-   read-only under ANY or PREFER_RW is re-sent as RW).  A request that
-   may have executed is never re-sent; its exception says so.
+2. **Health.** An instance is HEALTHY only after a probe saw it connected
+   and ``box.info.status == 'running'`` with a boolean ``box.info.ro``.
+   Connection loss makes it UNHEALTHY at once, an ``ER_READONLY`` reply
+   marks it read-only at once. Any probe error marks it UNHEALTHY (kept in
+   ``last_error``) and never ends the probe loop; instances are probed every
+   ``refresh_delay``, forever.
+3. **Fast convergence, bounded cost.** Refusals, the loss of a stable
+   connection and "no instance fits" wake the probes, each instance keeping
+   its own pace (an early gap that doubles up to ``refresh_delay``, an
+   exponential backoff with deterministic jitter while it fails), so a
+   flapping instance costs about one connect per ``refresh_delay`` and its
+   neighbours no extra probes. A request finding no fitting instance forces
+   one probe round before :class:`PoolTopologyError` (the topology may have
+   changed silently), and within ``probe_timeout`` of a role signal keeps
+   refreshing until one fits: a switch-over delays requests, it does not
+   fail them.
+4. **At most once.** A request is re-sent (once) only as the retry policy
+   allows: never after it may have executed; a CALL/EVAL/EXECUTE refused
+   with ``ER_READONLY``/``ER_LOADING`` only with ``idempotent=True``, because
+   the refusal may come after part of its code ran. The final error's
+   ``may_have_executed`` is True if any attempt may have run.
 5. **One outcome.** Every request ends with exactly one result or exception,
    its own: replies are matched by the connection's sync ids, and each
-   :class:`PoolTask` carries its own outcome slot.
-6. **Bounded time.** With ``socket_timeout`` set, each attempt's reply is
-   awaited at most ``socket_timeout`` (by the connection, which knows whether
-   the request was sent), and a whole request, queueing and one retry
-   included, at most ``2 * socket_timeout`` before it fails with
-   :class:`TarantoolTimeoutError`; cancelling a caller cancels its handler.
+   :class:`PoolTask` wakes only its own caller.
+6. **Bounded time.** With ``socket_timeout``, the request's one deadline
+   covers picking, waiting for a refresh, every attempt and the retry; at the
+   deadline it fails with :class:`TarantoolTimeoutError` whose
+   ``may_have_executed`` is True only if some attempt's packet was written
+   (or could not be known not to be). Cancelling the caller cancels the
+   request; the connection stays usable.
 7. **Lifecycle.** ``connect()`` returns when every instance was probed once,
-   whatever the outcome; dead instances never make it fail.  After
-   ``close()`` every request fails at once with
-   :class:`ConnectionClosedError`; ``close()`` before ``connect()`` is fine;
+   whatever the outcome. After ``close()`` every request fails at once with
+   :class:`ConnectionClosedError`, nothing more is sent, waits end at once;
    when ``async with`` exits, no task of the pool is left.
 """
 
@@ -72,13 +76,13 @@ import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import outcome
 import trio
 
 from ._addrs import Address, validate_addrs
-from ._connection import Connection
+from ._connection import RESEND, Connection, Ticket
 from ._crud import CrudMixin
 from ._errors import (
     ConfigurationError,
@@ -89,8 +93,11 @@ from ._errors import (
     PoolTopologyError,
     TarantoolTimeoutError,
 )
+from ._health import Health
+from ._options import connection_options
 from ._request import BUILDERS, Request
 from ._response import Response
+from ._retry import CRUD_READS, Kind, classify, decide, kind_of
 from ._strategy import InstanceState, Mode, RoundRobinStrategy, Status, StrategyInterface
 
 __all__ = [
@@ -105,13 +112,6 @@ __all__ = [
 PushCallback = Callable[[Any, Any], Any]
 
 _WRONG_SCHEMA = 0x8000 | ErrorCode.ER_WRONG_SCHEMA_VERSION
-#: Replies that mean "refused before executing" and say something about the role.
-_REFRESH_CODES = frozenset({ErrorCode.ER_READONLY, ErrorCode.ER_LOADING})
-#: Extra time the pool-level deadline gives the connection's own socket_timeout,
-#: so the connection's error (which knows if the request was sent) wins.
-_TIMEOUT_GRACE = 0.05
-#: Shortest time between two probes of one instance when errors wake them early.
-_MIN_PROBE_GAP = 0.01
 
 
 _QUEUED, _SUBMITTED, _DONE = 0, 1, 2
@@ -145,8 +145,8 @@ class PoolTask:
     request: Request | None = field(default=None, repr=False)
     #: The parked task that sent it.
     caller: trio.lowlevel.Task | None = field(default=None, repr=False)
-    #: The connection's waiter once queued on the connection.
-    waiter: Any = field(default=None, repr=False)
+    #: The connection's ticket once queued on the connection.
+    ticket: Ticket | None = field(default=None, repr=False)
     #: _QUEUED in the channel, _SUBMITTED to the connection, or _DONE.
     state: int = field(default=_QUEUED, repr=False)
 
@@ -229,20 +229,16 @@ def _check_number(name: str, value: Any, *, allow_none: bool = False, positive: 
         raise ConfigurationError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
 
 
-def _info_field(info: Any, name: str) -> Any:
-    """``info[name]`` for str- or bytes-keyed maps (encoding=None gives bytes)."""
-    if not isinstance(info, Mapping):
-        raise KeyError(name)
-    if name in info:
-        return info[name]
-    return info[name.encode()]
-
-
-def _naming(exc: NetworkError, where: str) -> NetworkError:
-    """The same kind of error, its message prefixed with the instance it came from."""
+def _naming(exc: NetworkError, where: str, may_have_executed: bool) -> NetworkError:
+    """The same kind of error, prefixed with the instance it came from, saying
+    ``may_have_executed`` (which covers every attempt of the request)."""
+    if not where and may_have_executed == exc.may_have_executed:
+        return exc
     try:
-        return type(exc)(f"{where}: {exc.message}", may_have_executed=exc.may_have_executed)
+        return type(exc)(f"{where}: {exc.message}" if where else exc.message,
+                         may_have_executed=may_have_executed)
     except TypeError:  # a subclass with another constructor: keep it as it is
+        exc.may_have_executed = may_have_executed
         return exc
 
 
@@ -305,30 +301,23 @@ class ConnectionPool(CrudMixin):
         self.connect_now = bool(connect_now)
         self.retry_not_executed = bool(retry_not_executed)
         self._units: list[PoolUnit] = []
-        for address in addresses:
-            opt = address.options
-            conn = Connection(
-                address.host, address.port, user=user, password=password,
+        for number, address in enumerate(addresses):
+            # One validator for every connection option, shared and per address.
+            conn = Connection.from_options(connection_options(
+                address.host, address.port, where=f"addrs[{number}]", user=user, password=password,
                 socket_timeout=socket_timeout, connection_timeout=connection_timeout,
                 reconnect_max_attempts=reconnect_max_attempts, reconnect_delay=reconnect_delay,
-                encoding=encoding, call_16=call_16, fetch_schema=fetch_schema,
-                # Per-instance options of the address:
-                auth_type=opt.get("auth_type"), transport=opt.get("transport", ""),
-                ssl_key_file=opt.get("ssl_key_file"), ssl_cert_file=opt.get("ssl_cert_file"),
-                ssl_ca_file=opt.get("ssl_ca_file"), ssl_ciphers=opt.get("ssl_ciphers"),
-                ssl_password=opt.get("ssl_password"),
-                ssl_password_file=opt.get("ssl_password_file"),
-            )
+                encoding=encoding, call_16=call_16, fetch_schema=fetch_schema, **address.options,
+            ))
             send, receive = queue_factory()
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
+        self._health = Health(self._units, self.strategy.update, self.refresh_delay, self.probe_timeout)
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._scopes: list[trio.CancelScope] = []
         self._connected = False
         self._closed = False
-        self._probe_done = trio.Event()
-        self._role_signal_at = -math.inf
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> ConnectionPool:
@@ -390,7 +379,7 @@ class ConnectionPool(CrudMixin):
         self._connected = True
         for unit in self._units:
             await self._nursery.start(self._instance_task, unit)
-        await self._nursery.start(self._scanner)
+        await self._nursery.start(self._run_health)
 
     def close(self) -> None:
         """Stop request processing and close every connection; idempotent.
@@ -402,7 +391,7 @@ class ConnectionPool(CrudMixin):
         if self._closed:
             return
         self._closed = True
-        self._probe_done.set()  # requests waiting for a refresh give up at once
+        self._health.close()  # requests waiting for a refresh give up at once
         for unit in self._units:
             unit.request_processing_enabled = False
             unit.send_channel.close()
@@ -504,124 +493,23 @@ class ConnectionPool(CrudMixin):
             return  # its caller gave up while it waited in the channel
         assert ptask.request is not None and ptask.caller is not None
         try:
-            waiter = unit.conn._try_submit(ptask.request, ptask.caller)
+            ticket = unit.conn.submit_nowait(ptask.request, ptask.caller)
         except Exception as exc:  # e.g. the socket failed on a direct write
             self._wake(ptask, outcome.Error(exc))
             return
-        if waiter is None:
+        if ticket is None:
             # Not possible without waiting (reconnect, schema load, too many in
             # flight): the caller performs it on the connection itself.
             self._wake(ptask, outcome.Value(_SLOW))
         else:
-            ptask.waiter = waiter
+            ptask.ticket = ticket
             ptask.state = _SUBMITTED
 
     # -- health --------------------------------------------------------------------------
-    async def _scanner(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Probe every instance every ``refresh_delay``; started once all were probed."""
+    async def _run_health(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the probe loops and disconnect watchers (:mod:`._health`) until close()."""
         with self._scope():
-            async with trio.open_nursery() as nursery:
-                first_round = [trio.Event() for _ in self._units]
-                for unit, first in zip(self._units, first_round, strict=True):
-                    nursery.start_soon(self._probe_loop, unit, first)
-                    nursery.start_soon(self._watch_disconnect, unit)
-                for first in first_round:
-                    await first.wait()
-                task_status.started()
-
-    async def _probe_loop(self, unit: PoolUnit, first: trio.Event) -> None:
-        while True:
-            started = trio.current_time()
-            await self._probe(unit)
-            first.set()
-            with trio.move_on_after(self.refresh_delay):
-                await unit.wake.wait()
-                # Woken early: still leave a small gap, so a burst of errors
-                # (say, every RW request while there is no master) cannot turn
-                # probing into a busy loop.
-                await trio.sleep_until(started + min(_MIN_PROBE_GAP, self.refresh_delay))
-            unit.wake = trio.Event()
-
-    async def _probe(self, unit: PoolUnit) -> None:
-        """One ``box.info`` probe; any failure makes the unit UNHEALTHY, nothing raises."""
-        error: str | None = None
-        new = InstanceState(Status.UNHEALTHY, unit.state.read_only)
-        try:
-            with trio.fail_after(self.probe_timeout):
-                response = await unit.conn.call("box.info")
-            info = response.data[0] if response.data else None
-            read_only = _info_field(info, "ro")
-            status = _info_field(info, "status")
-            if isinstance(status, bytes):
-                status = status.decode()
-            if not isinstance(read_only, bool):
-                error = f"box.info.ro is {read_only!r}, not a boolean"
-            elif status != "running":
-                error = f"box.info.status is {status!r}, not 'running'"
-                new = InstanceState(Status.UNHEALTHY, read_only)
-            else:
-                new = InstanceState(Status.HEALTHY, read_only)
-        except trio.TooSlowError:
-            error = f"box.info probe took longer than probe_timeout={self.probe_timeout}s"
-        except (KeyError, IndexError, TypeError):
-            error = "box.info answer has no 'ro'/'status' fields"
-        except Exception as exc:  # never let a probe error end the loop
-            error = f"box.info probe failed: {exc!r}" if not isinstance(exc, NetworkError | DatabaseError) \
-                else f"box.info probe failed: {exc}"
-        if self._closed:
-            return
-        if new.status == Status.HEALTHY and not unit.conn.is_connected():
-            # The answer came, then the connection dropped before we got here:
-            # the disconnect watcher is not armed for it, so decide now.
-            new = InstanceState(Status.UNHEALTHY, new.read_only)
-            error = "connection lost right after the probe"
-            unit.wake.set()
-        if error is not None:
-            unit.last_error = error
-        self._set_state(unit, new)
-        if new.status == Status.HEALTHY:
-            unit.connected.set()
-        unit.probes += 1
-        self._probe_done.set()
-        self._probe_done = trio.Event()
-
-    async def _watch_disconnect(self, unit: PoolUnit) -> None:
-        """Mark the unit UNHEALTHY the moment its connection drops."""
-        while True:
-            await unit.connected.wait()
-            await unit.conn.wait_disconnected()
-            unit.connected = trio.Event()
-            if self._closed:
-                return
-            error = unit.conn.last_error
-            unit.last_error = f"connection lost: {error}" if error is not None else "connection lost"
-            self._set_state(unit, InstanceState(Status.UNHEALTHY, unit.state.read_only))
-            self._wake_all()
-
-    def _set_state(self, unit: PoolUnit, state: InstanceState) -> None:
-        if state != unit.state:
-            unit.state = state
-            self.strategy.update()
-
-    def _wake_all(self, *, role_signal: bool = True) -> None:
-        """Cut every probe loop's wait short.
-
-        ``role_signal`` says the cause hints at a role change (a refusal, a lost
-        connection); for ``probe_timeout`` after one, a request finding no
-        fitting instance waits for the refresh rather than failing at once.
-        """
-        if role_signal:
-            self._role_signal_at = trio.current_time()
-        for unit in self._units:
-            unit.wake.set()
-
-    async def _refresh_all(self) -> None:
-        """Wake every probe and wait (up to ``probe_timeout``) until each finished one."""
-        before = [u.probes for u in self._units]
-        self._wake_all(role_signal=False)
-        with trio.move_on_after(self.probe_timeout + _TIMEOUT_GRACE):
-            while not self._closed and any(u.probes <= n for u, n in zip(self._units, before, strict=True)):
-                await self._probe_done.wait()
+            await self._health.run(task_status=task_status)
 
     # -- the request path ----------------------------------------------------------------
     def _closed_error(self) -> ConnectionClosedError:
@@ -633,21 +521,29 @@ class ConnectionPool(CrudMixin):
         )
 
     @staticmethod
-    def _raise_closed_during(unit: PoolUnit, exc: DatabaseError | NetworkError) -> NoReturn:
-        """Re-raise a failure of a request the pool's close() overtook."""
+    def _closed_during(unit: PoolUnit, exc: DatabaseError | NetworkError,
+                       may_have_executed: bool) -> Exception:
+        """The error for a request the pool's close() overtook."""
         if isinstance(exc, NetworkError):
-            raise ConnectionClosedError(
+            return ConnectionClosedError(
                 f"{unit.key}: the pool was closed while the request was in flight",
-                may_have_executed=exc.may_have_executed,
-            ) from exc
-        raise exc  # a real answer from the server
+                may_have_executed=may_have_executed or exc.may_have_executed,
+            )
+        return exc  # a real answer from the server
 
-    async def _dispatch(self, unit: PoolUnit, method_name: str, args: tuple[Any, ...],
-                        kwargs: dict[str, Any]) -> Any:
-        """Send one PoolTask to ``unit`` and wait for its outcome."""
+    async def _attempt(self, unit: PoolUnit, request: Request, deadline: float) -> Any:
+        """Send ``request`` to ``unit`` once and wait for its outcome, until ``deadline``.
+
+        The instance task queues it on the connection for this task
+        (:meth:`Connection.submit_nowait`; the reply wakes it here); when that
+        is not possible at once, or the reply asks to resend (stale schema),
+        the request is performed on the connection from this task
+        (:meth:`Connection.perform`, under the same deadline). Past the
+        deadline: :class:`TarantoolTimeoutError` saying whether the packet was
+        written.
+        """
         conn = unit.conn
-        request = BUILDERS[method_name](*args, **kwargs)  # bad arguments fail here, unsent
-        ptask = PoolTask(method_name, args, kwargs, request, trio.lowlevel.current_task())
+        ptask = PoolTask("", (), {}, request, trio.lowlevel.current_task())
         start = trio.current_time()
         try:
             unit.send_channel.send_nowait(ptask)
@@ -655,131 +551,112 @@ class ConnectionPool(CrudMixin):
             raise self._closed_error() from None
 
         def abort(_: Any) -> trio.lowlevel.Abort:
-            if ptask.state == _SUBMITTED:
-                conn._forget(ptask.waiter)
+            if ptask.state == _SUBMITTED and ptask.ticket is not None:
+                ptask.ticket.cancel()
             ptask.state = _DONE
             return trio.lowlevel.Abort.SUCCEEDED
 
         unit.in_flight += 1
         try:
-            if self.socket_timeout is None:
+            with trio.move_on_at(deadline) as scope:
                 reply = await trio.lowlevel.wait_task_rescheduled(abort)
-            else:
-                with trio.fail_after(self.socket_timeout):
-                    reply = await trio.lowlevel.wait_task_rescheduled(abort)
-            if reply is _SLOW or reply.code == _WRONG_SCHEMA:
-                return await conn._perform(request)
-        except trio.TooSlowError:
-            written = ptask.waiter is not None and ptask.waiter.written
-            raise TarantoolTimeoutError(
-                f"no reply within socket_timeout={self.socket_timeout}s", may_have_executed=written
-            ) from None
+                if reply is not _SLOW:
+                    assert ptask.ticket is not None
+                    result = conn.finish(request, ptask.ticket, reply, start)
+                    if result is not RESEND:
+                        return result
+            if not scope.cancelled_caught:  # not possible at once, or a stale schema
+                return await conn.perform(request, deadline)
         finally:
             unit.in_flight -= 1
-        if ptask.waiter.push_error is not None:
-            raise ptask.waiter.push_error
-        return conn._result(request, reply, start)
-
-    def _note_failure(self, unit: PoolUnit, exc: Exception) -> None:
-        """Update the unit's state from a request error (rule 2 and 3)."""
-        if isinstance(exc, DatabaseError) and exc.code in _REFRESH_CODES:
-            unit.last_error = str(exc)
-            if exc.code == ErrorCode.ER_READONLY:
-                self._set_state(unit, InstanceState(unit.state.status, True))
-            else:
-                self._set_state(unit, InstanceState(Status.UNHEALTHY, unit.state.read_only))
-            self._wake_all()
-        elif isinstance(exc, TarantoolTimeoutError):
-            unit.last_error = str(exc)
-            unit.wake.set()  # a probe tells a slow request from a frozen instance
-        elif isinstance(exc, NetworkError) and not self._closed:
-            unit.last_error = str(exc)
-            if not unit.conn.is_connected():
-                self._set_state(unit, InstanceState(Status.UNHEALTHY, unit.state.read_only))
-            self._wake_all()
+        written = ptask.ticket is not None and ptask.ticket.written
+        raise TarantoolTimeoutError(
+            f"{unit.key}: no reply within socket_timeout={self.socket_timeout}s "
+            "(the pool's deadline for the whole request)", may_have_executed=written,
+        )
 
     async def _send(self, mode: Mode | None, method_name: str, args: tuple[Any, ...],
-                    kwargs: dict[str, Any] | None = None) -> Any:
-        """Route one request by ``mode``, with failover (theory of operation, rule 4)."""
+                    kwargs: dict[str, Any] | None = None, *, kind: Kind | None = None,
+                    idempotent: bool = False) -> Any:
+        """Route one request by ``mode`` under one deadline, retrying as :mod:`._retry` says."""
         if mode is None:
             raise ConfigurationError("Please, specify 'mode' keyword argument")
         if not isinstance(mode, Mode):
             raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+        if not isinstance(idempotent, bool):
+            raise ConfigurationError(f"idempotent must be True or False, got {idempotent!r}")
         if self._closed or not self._connected:
             raise self._closed_error()
-        kwargs = kwargs or {}
-        if self.socket_timeout is None:
-            return await self._send_with_retry(mode, method_name, args, kwargs)
-        deadline = self.socket_timeout * 2 + _TIMEOUT_GRACE
-        with trio.move_on_after(deadline) as scope:
-            return await self._send_with_retry(mode, method_name, args, kwargs)
-        assert scope.cancelled_caught
-        raise TarantoolTimeoutError(
-            f"no reply from the pool within {deadline:.3g}s (socket_timeout={self.socket_timeout}s, "
-            f"retry included)", may_have_executed=True,
-        )
+        request = BUILDERS[method_name](*args, **(kwargs or {}))  # bad arguments fail here, unsent
+        if kind is None:
+            kind = kind_of(method_name)
+        timeout = self.socket_timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        may_have_executed = False
+        attempt_mode = mode
+        previous: DatabaseError | NetworkError | None = None
+        for attempt in range(2):
+            try:
+                unit = await self._pick(attempt_mode, deadline)
+            except PoolTopologyError:
+                if previous is None:
+                    raise
+                raise self._final(previous, None, may_have_executed) from None
+            try:
+                return await self._attempt(unit, request, deadline)
+            except (DatabaseError, NetworkError) as exc:
+                if self._closed:
+                    raise self._closed_during(unit, exc, may_have_executed) from exc
+                if previous is not None and exc.__context__ is None:
+                    exc.__context__ = previous
+                self._health.note_failure(unit, exc)
+                decision = decide(kind, attempt_mode, classify(exc), idempotent=idempotent,
+                                  attempt=attempt, enabled=self.retry_not_executed,
+                                  code_may_have_run=exc.may_have_executed)
+                may_have_executed = may_have_executed or decision.may_have_executed
+                if not decision.retry or trio.current_time() >= deadline:
+                    final = self._final(exc, unit, may_have_executed, retried=previous is not None)
+                    if final is exc:
+                        raise
+                    raise final from exc
+                previous, attempt_mode = exc, decision.mode
+        raise AssertionError("unreachable: the second attempt never retries")
 
-    async def _pick(self, mode: Mode) -> PoolUnit:
-        """The strategy's instance for ``mode``, waiting out a role change.
+    @staticmethod
+    def _final(exc: DatabaseError | NetworkError, unit: PoolUnit | None, may_have_executed: bool,
+               *, retried: bool = False) -> Exception:
+        """The error the caller gets: naming its instance, saying whether any attempt may have run."""
+        if isinstance(exc, NetworkError):
+            where = ""
+            if unit is not None and not exc.message.startswith(unit.key):
+                where = f"{unit.key} (after a retry)" if retried else unit.key
+            return _naming(exc, where, may_have_executed)
+        if exc.may_have_executed != may_have_executed:
+            exc.may_have_executed = may_have_executed
+        return exc
 
-        Within ``probe_timeout`` of a role signal (a refusal, a lost
-        connection), finding no fitting instance is taken as a switch-over in
-        progress: the probes are refreshed until one fits or that time is up,
-        so a planned switch delays requests instead of failing them. In a
-        stable topology the PoolTopologyError is immediate.
+    async def _pick(self, mode: Mode, deadline: float) -> PoolUnit:
+        """The strategy's instance for ``mode``, forcing a refresh before giving up.
+
+        When no instance fits, one probe round is forced (the topology may have
+        changed since the last probe, e.g. a master elected after a long
+        no-master window); within ``probe_timeout`` of a role signal (a
+        refusal, a lost connection) the pool keeps refreshing until one fits,
+        so a switch-over delays requests instead of failing them. Every wait
+        ends by ``deadline``, then the PoolTopologyError is raised.
         """
+        forced = False
         while True:
             if self._closed:
                 raise self._closed_error()
             try:
                 return self.strategy.getnext(mode)
             except PoolTopologyError:
-                if trio.current_time() - self._role_signal_at > self.probe_timeout:
-                    self._wake_all(role_signal=False)
+                now = trio.current_time()
+                if now >= deadline or (forced and now - self._health.role_signal_at > self.probe_timeout):
                     raise
-                await self._refresh_all()
-
-    async def _send_with_retry(self, mode: Mode, method_name: str, args: tuple[Any, ...],
-                               kwargs: dict[str, Any]) -> Any:
-        try:
-            unit = self.strategy.getnext(mode)
-        except PoolTopologyError:
-            unit = await self._pick(mode)
-        try:
-            return await self._dispatch(unit, method_name, args, kwargs)
-        except (DatabaseError, NetworkError) as exc:
-            if self._closed:
-                self._raise_closed_during(unit, exc)
-            self._note_failure(unit, exc)
-            if not (self.retry_not_executed and not exc.may_have_executed
-                    and (isinstance(exc, NetworkError) or exc.code in _REFRESH_CODES)):
-                named = _naming(exc, unit.key) if isinstance(exc, NetworkError) else exc
-                if named is exc:
-                    raise
-                raise named from exc
-            first = exc
-        # The request surely did not run: send it once more, elsewhere if possible.
-        # A write refused as read-only under ANY or PREFER_RW goes to the master
-        # (waiting for one during a switch-over): another replica would refuse it too.
-        retry_mode = mode
-        if (isinstance(first, DatabaseError) and first.code == ErrorCode.ER_READONLY
-                and mode in (Mode.ANY, Mode.PREFER_RW)):
-            retry_mode = Mode.RW
-        try:
-            retry_unit = await self._pick(retry_mode)  # e.g. a planned switch-over in progress
-        except PoolTopologyError:
-            raise first from None
-        try:
-            return await self._dispatch(retry_unit, method_name, args, kwargs)
-        except (DatabaseError, NetworkError) as exc:
-            if self._closed:
-                self._raise_closed_during(retry_unit, exc)
-            self._note_failure(retry_unit, exc)
-            exc.__context__ = first
-            named = _naming(exc, f"{retry_unit.key} (after a retry)") if isinstance(exc, NetworkError) else exc
-            if named is exc:
-                raise
-            raise named from exc
+                forced = True
+                await self._health.refresh_all(min(deadline, now + self.probe_timeout))
 
     # -- box API ----------------------------------------------------------------------------
     async def ping(self, notime: bool = False, *, mode: Mode | None = None) -> float | str:
@@ -829,24 +706,38 @@ class ConnectionPool(CrudMixin):
         return cast(Response, await self._send(mode, "delete", (space_name, key), kwargs))
 
     async def call(self, func_name: str, *args: Any, mode: Mode | None = None,
-                   on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
-        """CALL a stored function on an instance of ``mode`` (required)."""
+                   on_push: PushCallback | None = None, on_push_ctx: Any = None,
+                   idempotent: bool = False) -> Response:
+        """CALL a stored function on an instance of ``mode`` (required).
+
+        A CALL refused with ``ER_READONLY``/``ER_LOADING`` is not retried (the
+        refusal may come after part of the function ran) and its error says
+        ``may_have_executed=True``; pass ``idempotent=True`` when running the
+        function twice is harmless, and it is retried like a DML request.
+        """
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "call", (func_name, *args), kwargs))
+        return cast(Response, await self._send(mode, "call", (func_name, *args), kwargs,
+                                               idempotent=idempotent))
 
     async def eval(self, expr: str, *args: Any, mode: Mode | None = None,
-                   on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
-        """EVAL a Lua chunk on an instance of ``mode`` (required)."""
+                   on_push: PushCallback | None = None, on_push_ctx: Any = None,
+                   idempotent: bool = False) -> Response:
+        """EVAL a Lua chunk on an instance of ``mode`` (required); ``idempotent`` as for :meth:`call`."""
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "eval", (expr, *args), kwargs))
+        return cast(Response, await self._send(mode, "eval", (expr, *args), kwargs,
+                                               idempotent=idempotent))
 
-    async def execute(self, query: str | int, params: Any = None, *, mode: Mode | None = None) -> Response:
-        """Run SQL on an instance of ``mode`` (required)."""
-        return cast(Response, await self._send(mode, "execute", (query, params)))
+    async def execute(self, query: str | int, params: Any = None, *, mode: Mode | None = None,
+                      idempotent: bool = False) -> Response:
+        """Run SQL on an instance of ``mode`` (required); ``idempotent`` as for :meth:`call`."""
+        return cast(Response, await self._send(mode, "execute", (query, params),
+                                               idempotent=idempotent))
 
     async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> Response:
+        """A crud.* CALL: the reads are retried like selects, the writes like any CALL."""
+        kind = Kind.READ if func_name in CRUD_READS else Kind.CODE
         return cast(Response, await self._send(Mode.ANY if mode is None else mode, "call",
-                                               (func_name, *args)))
+                                               (func_name, *args), kind=kind))
 
 
 @asynccontextmanager
