@@ -77,7 +77,9 @@ def _make_leaf(d: Path, name: str, san: str, ca: tuple[Path, Path], serial: int)
     return key, cert
 
 
-def _make_self_signed(d: Path, name: str, san: str, *, password: str | None = None) -> tuple[Path, Path]:
+def _make_cert(d: Path, name: str, *, san: str = "IP:127.0.0.1",
+               password: str | None = None) -> tuple[Path, Path]:
+    """A self-signed certificate (its own trust anchor) naming ``san``; tests/real/test_pool uses it."""
     key, cert = d / f"{name}.key", d / f"{name}.crt"
     _openssl("req", "-x509", *_EC, "-days", "2", "-subj", f"/CN={name}",
              "-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert),
@@ -92,8 +94,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _, other_ca = _make_ca(d, "other_ca")
     ip_key, ip_cert = _make_leaf(d, "ip", "IP:127.0.0.1", ca, 1)
     other_key, other_cert = _make_leaf(d, "other", "DNS:other.example", ca, 2)
-    self_key, self_cert = _make_self_signed(d, "selfsigned", "IP:127.0.0.1")
-    client_key, client_cert = _make_self_signed(d, "client", "DNS:client", password=KEY_SECRET)
+    self_key, self_cert = _make_cert(d, "selfsigned")
+    client_key, client_cert = _make_cert(d, "client", san="DNS:client", password=KEY_SECRET)
     (d / "passwords").write_text(f"wrong\n{KEY_SECRET}\n")
     return {"ca": ca[1], "other_ca": other_ca, "ip_key": ip_key, "ip_cert": ip_cert,
             "other_key": other_key, "other_cert": other_cert, "selfsigned_key": self_key,
@@ -111,8 +113,12 @@ async def _pipe(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(dst)
 
 
-async def _tls_proxy(certs: dict[str, Path], server: str, backend: TarantoolInstance, *,
-                     require_client_cert: bool, task_status: trio.TaskStatus[int]) -> None:
+async def _tls_proxy(certs: dict[str, Path], backend: TarantoolInstance, *, require_client_cert: bool,
+                     task_status: trio.TaskStatus[int], server: str = "server") -> None:
+    """Serve TLS with ``certs[f"{server}_cert"]``/``_key``, forwarding to ``backend`` (port to task_status).
+
+    tests/real/test_pool uses it too.
+    """
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(certs[f"{server}_cert"], certs[f"{server}_key"])
     if require_client_cert:
@@ -141,7 +147,8 @@ async def tls_proxy(certs: dict[str, Path], backend: TarantoolInstance, server: 
     """A TLS proxy presenting the ``server`` certificate; yields its port, stops on exit."""
     async with trio.open_nursery() as nursery:
         port: int = await nursery.start(lambda task_status: _tls_proxy(
-            certs, server, backend, require_client_cert=require_client_cert, task_status=task_status))
+            certs, backend, require_client_cert=require_client_cert, task_status=task_status,
+            server=server))
         yield port
         nursery.cancel_scope.cancel()
 
