@@ -211,7 +211,12 @@ def _check_one(index: int, entry: Any) -> Address:
     try:
         check_auth_transport(auth_type, transport)
         address = Address(host, port, options)
-        _ = address.tls  # TLSOptions checks the combination (e.g. ssl_verify=False with a CA)
+        tls = address.tls  # TLSOptions checks the combination (e.g. ssl_verify=False with a CA)
+        if tls is not None and host is None and tls.verify and tls.check_hostname:
+            raise ConfigurationError(
+                "transport='ssl' over a unix socket has no host name to check against the "
+                "certificate: set ssl_check_hostname=False"
+            )
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
     return address

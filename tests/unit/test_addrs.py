@@ -87,6 +87,9 @@ def test_none_options_are_dropped() -> None:
          "addrs[0]: ssl_ca_file 'ca.pem' is given but ssl_verify=False turns verification off"),
         ([{"host": "h", "port": 1, "transport": "ssl", "ssl_key_file": "k.pem"}],
          "addrs[0]: ssl_key_file 'k.pem' is given without ssl_cert_file"),
+        ([{"host": None, "port": "/t.sock", "transport": "ssl"}],
+         "addrs[0]: transport='ssl' over a unix socket has no host name to check against the "
+         "certificate: set ssl_check_hostname=False"),
     ],
 )
 def test_invalid_addresses(addrs: Any, message: str) -> None:
@@ -108,6 +111,9 @@ def test_tls_verification_opt_outs_per_address() -> None:
     assert chain_only.tls == TLSOptions(ca_file="ca.pem", check_hostname=False)
     assert insecure.tls == TLSOptions(verify=False)
     assert validate_addrs([{"host": "d", "port": 1}])[0].tls is None
+    (unix,) = validate_addrs([{"host": None, "port": "/t.sock", "transport": "ssl",
+                               "ssl_check_hostname": False}])
+    assert unix.tls == TLSOptions(check_hostname=False)
 
 
 SECRET = "s3cr3t-PW-addrs"
