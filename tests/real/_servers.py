@@ -69,8 +69,10 @@ A pool test typically does (see ``tests/real/test_pool.py``)::
 so a reply tells which member served it. Other Lua functions on every
 instance: ``echo(...)``, ``push_n(n)``, ``sleep(s)``, ``raise_error()``,
 ``decimal_uuid()``, ``ro_set(flag)``, ``counter_inc()`` / ``counter_get()`` (a
-per-process counter to count executions), and ``crud.*`` (the stand-in in
-``lua/crud.lua``). Spaces: ``tester`` (id unsigned, name string; indexes
+per-process counter to count executions), ``gate_wait(name, ...)`` (held on
+the server until the test calls ``inst.gate_open(name)``; the test waits for
+it with ``inst.gate_arrivals(name, n)`` and ``inst.gate_departures(name, n)``),
+and ``crud.*`` (the stand-in in ``lua/crud.lua``). Spaces: ``tester`` (id unsigned, name string; indexes
 ``primary``, non-unique ``name_idx``), ``multi`` (composite key a, b),
 ``wide`` (no format), ``typed`` (decimal and uuid fields) and ``customers``
 (crud layout with ``bucket_id``).
@@ -618,6 +620,39 @@ class TarantoolInstance:
                     decoded: list[Any] = json.loads(bytes.fromhex(token[1:]).decode())
                     return decoded
         raise AdminError(f"{self.name}: unexpected console answer {answer!r}")
+
+    # ----------------------------------------------------------------- gates
+    # Server-side synchronisation instead of sleeps (see define_gates in
+    # lua/common.lua): a request calling ``gate_wait(name, ...)`` is held on the
+    # server until the test opens the gate; these block the calling thread, so
+    # call them through ``trio.to_thread.run_sync`` inside a trio test.
+
+    def gate_arrivals(self, name: str, count: int, timeout: float = 10.0) -> int:
+        """Block until ``count`` requests are held by (or passed) gate ``name``.
+
+        Raises:
+            AdminError: fewer arrived within ``timeout`` seconds.
+        """
+        (arrived,) = self.admin_eval(
+            f"return gate_arrived({lua_quote(name)}, {int(count)}, {float(timeout)})",
+            timeout + 5,
+        )
+        return int(arrived)
+
+    def gate_open(self, name: str) -> int:
+        """Open gate ``name``: every held request (and every later one) goes on.
+
+        Returns how many requests had arrived.
+        """
+        (arrived,) = self.admin_eval(f"return gate_open({lua_quote(name)})")
+        return int(arrived)
+
+    def gate_departures(self, name: str, count: int, timeout: float = 10.0) -> int:
+        """Block until ``count`` requests have left gate ``name`` (their replies are queued)."""
+        (left,) = self.admin_eval(
+            f"return gate_left({lua_quote(name)}, {int(count)}, {float(timeout)})", timeout + 5
+        )
+        return int(left)
 
     @staticmethod
     def _recv_until(sock: socket.socket, terminator: bytes) -> bytes:

@@ -140,16 +140,23 @@ async def test_cancel_in_the_middle(conn: Any, clean_tarantool: TarantoolInstanc
     assert conn.is_connected()
 
 
-async def test_many_cancelled_requests_leave_no_stale_replies(conn: Any) -> None:
+async def test_many_cancelled_requests_leave_no_stale_replies(
+    conn: Any, clean_tarantool: TarantoolInstance
+) -> None:
     # Many requests cancelled at once: none of their replies reaches a later request.
-    with trio.move_on_after(0.05):
+    gate = "stale-replies"
+    with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            for _ in range(50):
-                nursery.start_soon(conn.call, "sleep", 0.2)
-    with trio.fail_after(5):
+            for i in range(50):
+                nursery.start_soon(conn.call, "gate_wait", gate, f"stale-{i}")
+            # Cancelled once all 50 are held on the server (sent, not answered).
+            await trio.to_thread.run_sync(clean_tarantool.gate_arrivals, gate, 50)
+            nursery.cancel_scope.cancel()
         for i in range(20):
             assert (await conn.call("echo", i)).data == [i]
-        await trio.sleep(0.3)  # the cancelled sleeps answer meanwhile
+        # The 50 stale replies are sent now, all before the next reply on this socket.
+        await trio.to_thread.run_sync(clean_tarantool.gate_open, gate)
+        await trio.to_thread.run_sync(clean_tarantool.gate_departures, gate, 50)
         assert (await conn.call("echo", "x")).data == ["x"]
     assert conn.in_flight == 0
 
@@ -342,20 +349,24 @@ async def test_close_fails_requests_in_flight(clean_tarantool: TarantoolInstance
     from trio_tarantool import ConnectionClosedError
 
     errors: list[BaseException] = []
+    gate = "close-in-flight"
 
     async def slow(c: Any) -> None:
         try:
-            await c.call("sleep", 2)
+            await c.call("gate_wait", gate)
         except ConnectionClosedError as exc:
             errors.append(exc)
 
-    with trio.fail_after(5):
+    with trio.fail_after(10):
         async with _connect(clean_tarantool) as c:
             async with trio.open_nursery() as nursery:
                 for _ in range(3):
                     nursery.start_soon(slow, c)
-                await trio.sleep(0.1)
+                # All three are held on the server: sent, and not answered.
+                await trio.to_thread.run_sync(clean_tarantool.gate_arrivals, gate, 3)
                 assert c.in_flight == 3
                 c.close()
+        # Release the held requests of the shared instance.
+        await trio.to_thread.run_sync(clean_tarantool.gate_open, gate)
     assert len(errors) == 3
     assert all(isinstance(e, NetworkError) and e.may_have_executed for e in errors)

@@ -232,19 +232,21 @@ async def test_requests_to_one_instance_are_pipelined(rs_pool: tuple[Replicaset,
 
 # -- lifecycle -------------------------------------------------------------------------
 async def test_close_makes_requests_fail_fast(replicaset: Replicaset) -> None:
+    master = replicaset.master
     async with open_pool(replicaset.addrs, **USER) as pool:
         assert not pool.is_closed()
         slow_result: list[ConnectionClosedError] = []
 
         async def slow() -> None:
             try:
-                await pool.call("sleep", 5, mode=Mode.RW)
+                await pool.call("gate_wait", "pool-close", mode=Mode.RW)
             except ConnectionClosedError as exc:
                 slow_result.append(exc)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow)
-            await trio.sleep(0.2)
+            # Held on the master (sent, not answered) when the pool closes.
+            await trio.to_thread.run_sync(master.gate_arrivals, "pool-close", 1)
             with trio.fail_after(1):
                 await pool.aclose()
         assert len(slow_result) == 1

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -320,3 +321,30 @@ def test_missing_3x_binary_fails_the_run_in_ci(tmp_path: Path) -> None:
     assert result.returncode != 0, result.stdout
     assert "CI must run the 3.8 variants" in result.stdout
     assert "skipped" not in result.stdout
+
+
+def test_gate_holds_requests_until_opened(tarantool: TarantoolInstance) -> None:
+    """gate_wait() calls are held on the server; the test sees them arrive and leave."""
+    gate = "self-test"
+    results: list[str] = []
+    holders = [
+        threading.Thread(
+            target=lambda n=n: results.append(tarantool.admin(f"return gate_wait('{gate}', {n})"))
+        )
+        for n in (101, 102)
+    ]
+    for holder in holders:
+        holder.start()
+    try:
+        assert tarantool.gate_arrivals(gate, 2) == 2
+        with pytest.raises(AdminError, match="0 of 1 requests left"):
+            tarantool.gate_departures(gate, 1, timeout=0.2)
+        assert results == []
+    finally:
+        assert tarantool.gate_open(gate) == 2
+        for holder in holders:
+            holder.join(10)
+    assert tarantool.gate_departures(gate, 2) == 2
+    assert sorted(results) == ["---\n- 101\n...\n", "---\n- 102\n...\n"]
+    # An open gate holds nobody.
+    assert tarantool.admin_eval(f"return gate_wait('{gate}', 'late')") == ["late"]

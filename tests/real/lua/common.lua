@@ -206,6 +206,73 @@ function M.define_functions()
     end)
     rawset(_G, 'counter_get', function() return counter end)
     rawset(_G, 'counter_reset', function() counter = 0 end)
+
+    M.define_gates()
+end
+
+--- How long a request may stay held by a gate that is never opened (seconds).
+local GATE_MAX_WAIT = 60
+
+--- Gates: server-side synchronisation for tests, instead of sleeps.
+-- A request calling gate_wait(name, ...) is counted as arrived and held until
+-- the test opens the gate through the admin console (gate_open(name)); it
+-- then returns its extra arguments and is counted as left. The test waits for
+-- arrivals / departures with gate_arrived(name, n) / gate_left(name, n),
+-- which block (on a fiber.cond, no polling) until n requests got that far.
+-- Names keep the gates of different tests apart.
+function M.define_gates()
+    local gates = {}
+    local function gate_of(name)
+        name = name or 'gate'
+        local g = gates[name]
+        if g == nil then
+            g = {name = name, open = false, arrived = 0, left = 0, cond = fiber.cond()}
+            gates[name] = g
+        end
+        return g
+    end
+
+    -- Block until g[field] >= n; error after timeout seconds.
+    local function await(g, field, n, timeout)
+        local deadline = fiber.clock() + (timeout or 10)
+        while g[field] < n do
+            local remaining = deadline - fiber.clock()
+            if remaining <= 0 then
+                error(string.format('gate %s: %d of %d requests %s after %s s',
+                    g.name, g[field], n, field, tostring(timeout or 10)), 0)
+            end
+            g.cond:wait(remaining)
+        end
+        return g[field]
+    end
+
+    rawset(_G, 'gate_wait', function(name, ...)
+        local g = gate_of(name)
+        g.arrived = g.arrived + 1
+        g.cond:broadcast()
+        local deadline = fiber.clock() + GATE_MAX_WAIT
+        while not g.open and fiber.clock() < deadline do
+            g.cond:wait(deadline - fiber.clock())
+        end
+        g.left = g.left + 1
+        g.cond:broadcast()
+        if not g.open then
+            error(string.format('gate %s was never opened', g.name), 0)
+        end
+        return ...
+    end)
+    rawset(_G, 'gate_arrived', function(name, n, timeout)
+        return await(gate_of(name), 'arrived', n, timeout)
+    end)
+    rawset(_G, 'gate_left', function(name, n, timeout)
+        return await(gate_of(name), 'left', n, timeout)
+    end)
+    rawset(_G, 'gate_open', function(name)
+        local g = gate_of(name)
+        g.open = true
+        g.cond:broadcast()
+        return g.arrived
+    end)
 end
 
 --- Write the readiness marker the Python side polls for (atomically: the
