@@ -42,6 +42,8 @@ from ._strategy import Mode as Mode
 from ._strategy import RoundRobinStrategy as RoundRobinStrategy
 from ._strategy import Status as Status
 from ._strategy import StrategyInterface as StrategyInterface
+from ._stream import Isolation as Isolation
+from ._stream import Stream as Stream
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,7 @@ import math
 import os
 import stat
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -77,6 +77,7 @@ from ._options import ConnectionOptions, connection_options
 from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
 from ._response import Response, database_error
 from ._schema import Schema
+from ._stream import Isolation, Stream, open_stream, transaction
 from ._tls import start_tls
 
 _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
@@ -379,6 +380,15 @@ class Connection(CrudMixin):
         )
 
     @property
+    def socket_id(self) -> int:
+        """A number that changes whenever the socket is lost or replaced.
+
+        State the server binds to a socket (a stream's transaction) is gone
+        once this differs from what it was when that state was made.
+        """
+        return self._connects * 2 + (self._link is None)
+
+    @property
     def last_error(self) -> BaseException | None:
         """Why the last socket was lost (None if it never was)."""
         return self._last_error
@@ -439,6 +449,47 @@ class Connection(CrudMixin):
         self._capacity.unpark_all()
         if self._tasks == 0:
             self._set_state(ConnectionState.CLOSED)
+
+    def reset(self, reason: str) -> None:
+        """Drop the current socket (if any); the next request reconnects.
+
+        Requests in flight fail with :class:`NetworkError` (``may_have_executed``
+        True for those written). Used to make the server forget state bound to
+        the socket, e.g. a transaction whose rollback could not complete.
+        """
+        self._drop_link(self._link, NetworkError(f"connection reset: {reason}"))
+
+    async def wait_connected(self) -> None:
+        """Connect now if not connected (within ``socket_timeout``, if set)."""
+        deadline = self._deadline()
+        with trio.CancelScope(deadline=deadline):
+            await self._ready_link()
+            return
+        raise self._timeout("connecting", False)
+
+    def _deadline(self) -> float:
+        timeout = self.socket_timeout
+        return math.inf if timeout is None else trio.current_time() + timeout
+
+    async def stream(self) -> Stream:
+        """A new stream: requests the server runs in order (Tarantool >= 2.10).
+
+        Raises :class:`NotSupportedError` if the server has no streams.
+        """
+        return await open_stream(self)
+
+    def transaction(self, isolation: Any = Isolation.DEFAULT,
+                    timeout: float | None = None) -> AbstractAsyncContextManager[Stream]:
+        """``async with conn.transaction() as tx:`` an interactive transaction.
+
+        ``tx`` is a :class:`Stream` with the request methods. Commits when the
+        block ends normally; rolls back when it raises or is cancelled (and
+        resets the socket if even that fails, so no transaction is left open).
+        ``isolation``: an :class:`Isolation` or "default", "read-committed",
+        "read-confirmed", "best-effort"; ``timeout``: the server's limit in
+        seconds. Needs Tarantool >= 2.10 (else :class:`NotSupportedError`).
+        """
+        return transaction(self, isolation, timeout)
 
     async def aclose(self) -> None:
         """Close, as :meth:`close`, and wait until the connection's tasks and socket are gone."""
@@ -781,13 +832,13 @@ class Connection(CrudMixin):
     # -- the request path ---------------------------------------------------------------------
     def _enqueue(self, link: _Link, request_type: int, body: Mapping[int, Any] | None,
                  schema_version: int | None, on_push: PushCallback | None, on_push_ctx: Any,
-                 task: trio.lowlevel.Task) -> Ticket:
+                 task: trio.lowlevel.Task, stream_id: int = 0) -> Ticket:
         """Register a ticket for ``task`` and queue (or write) its packet; never blocks."""
         sync = next(self._sync)
         if request_type == C.CALL and self.call_16:
             request_type = C.CALL_16
-        waiter = Ticket(self, self._encoder.frame(request_type, sync, body, schema_version), sync,
-                        task, on_push, on_push_ctx)
+        waiter = Ticket(self, self._encoder.frame(request_type, sync, body, schema_version, stream_id),
+                        sync, task, on_push, on_push_ctx)
         waiters = self._waiters
         if not waiters and link.writer_parked and link.fd >= 0:
             # A lone request (the sequential case): write it from this task,
@@ -816,7 +867,8 @@ class Connection(CrudMixin):
         if self._blocked:
             self._capacity.unpark()
 
-    def submit_nowait(self, request: Request, task: trio.lowlevel.Task) -> Ticket | None:
+    def submit_nowait(self, request: Request, task: trio.lowlevel.Task,
+                      stream_id: int = 0) -> Ticket | None:
         """Queue ``request`` for ``task`` now, if that is possible without waiting.
 
         The reply reschedules ``task`` (which must park in
@@ -847,7 +899,8 @@ class Connection(CrudMixin):
             assert request.build is not None
             body = request.build(space_id, index_id)
             version = schema.version
-        return self._enqueue(link, request.type, body, version, request.on_push, request.on_push_ctx, task)
+        return self._enqueue(link, request.type, body, version, request.on_push, request.on_push_ctx,
+                             task, stream_id)
 
     def finish(self, request: Request, ticket: Ticket, reply: _iproto.Reply, start: float) -> Any:
         """What the request's method returns for ``reply``, or raise its exception.
@@ -880,25 +933,27 @@ class Connection(CrudMixin):
             return "Success"
         return PreparedStatement(self, response)
 
-    async def perform(self, request: Request, deadline: float | None = None) -> Any:
+    async def perform(self, request: Request, deadline: float | None = None,
+                      stream_id: int = 0) -> Any:
         """Send ``request`` and return what its method returns (or raise its error).
 
         Connects, waits for a free slot and resolves names as needed, all
         within ``deadline`` (absolute trio time; by default ``socket_timeout``
         from now, or none): past it, :class:`TarantoolTimeoutError` says
-        whether the request was written.
+        whether the request was written. ``stream_id`` sends it on that
+        stream (see :meth:`stream`).
         """
         start = trio.current_time()
         if deadline is None:
             deadline = math.inf if self.socket_timeout is None else start + self.socket_timeout
         if self._link is not None:
-            ticket = self.submit_nowait(request, trio.lowlevel.current_task())
+            ticket = self.submit_nowait(request, trio.lowlevel.current_task(), stream_id)
             if ticket is not None:
                 reply = await self._park(ticket, deadline)
                 result = self.finish(request, ticket, reply, start)
                 if result is not RESEND:
                     return result
-        return await self._perform_slowly(request, deadline, start)
+        return await self._perform_slowly(request, deadline, start, stream_id)
 
     async def _park(self, ticket: Ticket, deadline: float) -> _iproto.Reply:
         """Wait for ``ticket``'s reply until ``deadline``."""
@@ -918,7 +973,8 @@ class Connection(CrudMixin):
         return TarantoolTimeoutError(f"{self._where}: no reply within {budget} ({phase})",
                                      may_have_executed=written)
 
-    async def _perform_slowly(self, request: Request, deadline: float, start: float) -> Any:
+    async def _perform_slowly(self, request: Request, deadline: float, start: float,
+                              stream_id: int) -> Any:
         """:meth:`perform` when the request must wait: connect, capacity, names, schema changes."""
         phase = "connecting"
         ticket: Ticket | None = None
@@ -948,7 +1004,7 @@ class Connection(CrudMixin):
                     continue  # the schema changed while we waited: resolve the names again
                 phase = "waiting for the reply"
                 ticket = self._enqueue(link, request.type, body, version, request.on_push,
-                                       request.on_push_ctx, trio.lowlevel.current_task())
+                                       request.on_push_ctx, trio.lowlevel.current_task(), stream_id)
                 reply = await self._park(ticket, math.inf)
                 result = self.finish(request, ticket, reply, start)
                 if result is not RESEND:

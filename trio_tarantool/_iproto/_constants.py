@@ -116,7 +116,8 @@ FEATURE_SPACE_AND_INDEX_NAMES: Final = 5
 FEATURE_WATCH_ONCE: Final = 6
 #: The protocol version this client speaks when the server knows IPROTO_ID.
 CLIENT_PROTOCOL_VERSION: Final = 3
-CLIENT_FEATURES: Final = (FEATURE_STREAMS, FEATURE_TRANSACTIONS, FEATURE_ERROR_EXTENSION, FEATURE_WATCHERS)
+#: What this client implements, and so announces in IPROTO_ID (no more).
+CLIENT_FEATURES: Final = (FEATURE_STREAMS, FEATURE_TRANSACTIONS, FEATURE_ERROR_EXTENSION)
 
 # -- system spaces ------------------------------------------------------------
 VSPACE_ID: Final = 281
