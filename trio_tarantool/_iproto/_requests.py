@@ -44,7 +44,7 @@ class Encoder:
         self._pack = msgpack.Packer(default=_ext_default, use_bin_type=True).pack
 
     def frame(self, request_type: int, sync: int, body: Mapping[int, Any] | None,
-              schema_version: int | None = None) -> bytes:
+              schema_version: int | None = None, stream_id: int = 0) -> bytes:
         """One complete packet.
 
         Raises:
@@ -52,7 +52,12 @@ class Encoder:
                 message names the method, the argument and where in it.
         """
         pack = self._pack
-        if schema_version:
+        if stream_id:
+            head: dict[int, int] = {C.REQUEST_TYPE: request_type, C.SYNC: sync, C.STREAM_ID: stream_id}
+            if schema_version:
+                head[C.SCHEMA_VERSION] = schema_version
+            header = pack(head)
+        elif schema_version:
             header = pack({C.REQUEST_TYPE: request_type, C.SYNC: sync, C.SCHEMA_VERSION: schema_version})
         else:
             header = pack({C.REQUEST_TYPE: request_type, C.SYNC: sync})
@@ -280,6 +285,16 @@ def auth_body(user: str, password: str, salt: bytes, auth_type: str = "chap-sha1
     else:
         raise ConfigurationError(f"unknown auth_type {auth_type!r}: expected 'chap-sha1' or 'pap-sha256'")
     return {C.USER_NAME: user, C.TUPLE: [auth_type, proof]}
+
+
+def begin_body(timeout: float | None, isolation: int) -> dict[int, Any]:
+    """BEGIN: an optional transaction timeout (seconds) and isolation level."""
+    body: dict[int, Any] = {}
+    if timeout is not None:
+        body[C.TIMEOUT] = float(timeout)
+    if isolation:
+        body[C.TXN_ISOLATION] = isolation
+    return body
 
 
 def id_body(version: int = C.CLIENT_PROTOCOL_VERSION,
