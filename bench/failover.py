@@ -30,7 +30,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -217,8 +216,8 @@ class Outcome:
     samples: list[str]
 
 
-def _bench_w_rows(inst: servers.Instance) -> dict[int, str]:
-    text = inst.eval("return box.space.bench_w:select()", timeout=20)
+def _bench_w_rows(inst: servers.TarantoolInstance) -> dict[int, str]:
+    text = inst.admin("return box.space.bench_w:select()", timeout=20)
     return {int(k): v for k, v in re.findall(r"\[(\d+), '?([^'\]\n]+?)'?\]", text)}
 
 
@@ -300,7 +299,7 @@ def run_one(client: str, scenario: str, args: argparse.Namespace) -> Outcome:
                 promoted_at = time.monotonic()
                 servers.promote(new)
             else:
-                master.kill(signal.SIGKILL)
+                master.kill()  # SIGKILL
                 time.sleep(args.promote_after)
                 promoted_at = time.monotonic()
                 servers.promote(new)

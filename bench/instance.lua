@@ -1,16 +1,19 @@
--- Tarantool init script for the benchmark harness (bench/servers.py starts it).
---
--- One script serves both set-ups, configured through environment variables so the
--- harness needs no templating:
---   BENCH_LISTEN       "127.0.0.1:PORT" for IPROTO
---   BENCH_ADMIN        path of a unix socket for the Lua console (the harness
---                      drives roles and readiness through it, independent of any
---                      client library under test)
---   BENCH_WAL_MODE     'none' for the single instance, 'write' for the replicaset
---   BENCH_REPLICATION  comma separated "user:pass@host:port" peers ('' = standalone)
---   BENCH_READ_ONLY    'true' on replicas
+-- Tarantool init script for the benchmark harness. bench/servers.py starts it
+-- through the test suite's process manager (tests/real/_servers.py), which
+-- sets the TT_* variables:
+--   TT_LISTEN          "127.0.0.1:PORT" for IPROTO
+--   TT_WORK_DIR        data directory (a fresh temporary one per instance)
+--   TT_ADMIN_SOCKET    unix socket of the Lua console: the harness drives roles
+--                      through it, independent of any client library under test
+--   TT_READY_FILE      written last, once the instance holds the full data set
+--   TT_WAL_MODE        'none' for the single instance, 'write' for the replicaset
+--   TT_READ_ONLY       'true' on replicas
+--   TT_REPLICATION     comma separated "user:pass@host:port" peers ('' = standalone)
+--   TT_QUORUM          replication_connect_quorum (default: every peer)
+-- and the harness adds:
 --   BENCH_ROWS         number of rows pre-filled into space 'bench' (bootstrap only)
---   BENCH_INSTANCE     instance name, only used in logs
+local fiber = require('fiber')
+local fio = require('fio')
 
 local function env(name, default)
     local v = os.getenv(name)
@@ -18,28 +21,39 @@ local function env(name, default)
     return v
 end
 
-local replication = {}
-for peer in string.gmatch(env('BENCH_REPLICATION', ''), '[^,]+') do
-    table.insert(replication, peer)
+-- The console first, so that a start-up that hangs can still be inspected.
+local admin = env('TT_ADMIN_SOCKET', nil)
+if admin ~= nil then
+    fio.unlink(admin)
+    require('console').listen('unix/:' .. admin)
 end
 
+local replication = {}
+for peer in string.gmatch(env('TT_REPLICATION', ''), '[^,]+') do
+    table.insert(replication, peer)
+end
+local rows = tonumber(env('BENCH_ROWS', '10000'))
+
 box.cfg{
-    listen = env('BENCH_LISTEN', '127.0.0.1:3301'),
-    wal_mode = env('BENCH_WAL_MODE', 'none'),
-    read_only = env('BENCH_READ_ONLY', 'false') == 'true',
+    listen = env('TT_LISTEN', '127.0.0.1:3301'),
+    work_dir = env('TT_WORK_DIR', nil),
+    wal_mode = env('TT_WAL_MODE', 'none'),
+    read_only = env('TT_READ_ONLY', 'false') == 'true',
     replication = #replication > 0 and replication or nil,
-    replication_connect_quorum = #replication > 0 and #replication or nil,
+    replication_connect_quorum = #replication > 0
+        and tonumber(env('TT_QUORUM', tostring(#replication))) or nil,
     replication_timeout = 0.5,
     memtx_memory = 256 * 1024 * 1024,
     net_msg_max = 4096,          -- 1000 concurrent requests on one connection
     readahead = 1024 * 1024,
     log_level = 4,
-    custom_proc_title = env('BENCH_INSTANCE', 'bench'),
+    feedback_enabled = false,    -- on by default (2.x and 3.x): no phoning home
+    custom_proc_title = 'bench ' .. env('TT_LISTEN', ''),
 }
 
 -- Schema and data are created once on the bootstrap master and replicate to the
 -- replicas. Replicas skip this: box.once waits for the instance to become writable,
--- which would hold a replica's init script (and its console) forever.
+-- which would hold a replica's init script forever.
 local function bootstrap()
     box.schema.user.create('bench', {password = 'bench', if_not_exists = true})
     box.schema.user.grant('bench', 'read,write,execute,create,drop', 'universe',
@@ -52,7 +66,6 @@ local function bootstrap()
     s:create_index('pk', {parts = {'id'}, if_not_exists = true})
     local w = box.schema.space.create('bench_w', {format = fmt, if_not_exists = true})
     w:create_index('pk', {parts = {'id'}, if_not_exists = true})
-    local rows = tonumber(env('BENCH_ROWS', '10000'))
     box.begin()
     for i = 1, rows do
         s:replace{i, string.format('value-%08d', i)}
@@ -69,4 +82,16 @@ function bench_get(id)
     return box.space.bench:get(id)
 end
 
-require('console').listen(env('BENCH_ADMIN', 'admin.sock'))
+-- Ready means: running, with every row (a replica waits for replication).
+while box.info.status ~= 'running' or box.space.bench == nil or box.space.bench_w == nil
+        or box.space.bench:len() ~= rows do
+    fiber.sleep(0.05)
+end
+local ready = env('TT_READY_FILE', nil)
+if ready ~= nil then
+    local fh = assert(fio.open(ready .. '.tmp', {'O_WRONLY', 'O_CREAT', 'O_TRUNC'},
+                               tonumber('644', 8)))
+    fh:write(tostring(box.info.uuid) .. '\n')
+    fh:close()
+    assert(fio.rename(ready .. '.tmp', ready))
+end

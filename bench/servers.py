@@ -1,14 +1,21 @@
 """Start and stop the Tarantool instances the benchmarks run against.
 
-The harness owns every server it starts: each one is a child process with its own
-temporary work directory, killed (and its directory removed) when the ``with`` block
-that started it ends, whatever the reason (error, Ctrl-C, SIGTERM). On Linux the
-children also get ``PR_SET_PDEATHSIG`` so that even a SIGKILL of the harness does
-not leave servers running.
+The processes are run by the test suite's process manager
+(``tests/real/_servers.py``: :class:`ServerManager`, one manager for the tests
+and the benchmarks); this module only says what the benchmarks need: their
+init script (``bench/instance.lua``), the data set, CPU pinning, and that the
+servers die with the harness. Every server is a child process with its own
+temporary work directory, killed (and its directory removed) when the ``with``
+block that started it ends, whatever the reason (error, Ctrl-C, SIGTERM). On
+Linux the children also get ``PR_SET_PDEATHSIG`` so that even a SIGKILL of the
+harness does not leave servers running.
 
-Roles and readiness are driven through the Lua admin console on a unix socket
-(a line-based text protocol), so the harness needs no Tarantool client library of
-its own: it must work before any of the clients under test does.
+Roles and readiness go through the Lua admin console on a unix socket
+(``inst.admin(lua)``), so the harness needs no Tarantool client library of its
+own: it must work before any of the clients under test does.
+
+The server kind is ``$BENCH_SERVER`` (``2.6``, the default, or ``3.8``; the
+binaries are found as in the tests: ``$TARANTOOL``, ``$TARANTOOL_3``).
 """
 
 from __future__ import annotations
@@ -16,15 +23,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.real._servers import ServerManager, TarantoolBinary, TarantoolInstance, find_binary
+
+__all__ = ["Cluster", "TarantoolInstance", "demote", "promote", "replicaset", "single"]
 
 BENCH_DIR = Path(__file__).resolve().parent
 INIT_SCRIPT = BENCH_DIR / "instance.lua"
@@ -34,19 +40,14 @@ ROWS = 10_000
 """Rows pre-filled into space ``bench`` (keys 1..ROWS, value ``value-%08d``)."""
 
 
+def server_binary() -> TarantoolBinary:
+    """The server the benchmarks run: kind ``$BENCH_SERVER`` (default ``2.6``)."""
+    return find_binary(os.environ.get("BENCH_SERVER") or "2.6")
+
+
 def tarantool_binary() -> str:
-    """Return the tarantool executable to use (``$TARANTOOL`` or the one on PATH)."""
-    exe = os.environ.get("TARANTOOL") or shutil.which("tarantool")
-    if not exe:
-        raise RuntimeError("tarantool not found: install it or set $TARANTOOL")
-    return exe
-
-
-def free_port() -> int:
-    """Ask the kernel for a free loopback TCP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Path of the tarantool executable the benchmarks run."""
+    return server_binary().path
 
 
 def expected_value(key: int) -> str:
@@ -112,184 +113,54 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
-class ConsoleError(RuntimeError):
-    """The admin console did not answer as expected."""
-
-
-def console_eval(sock_path: str, lua: str, timeout: float = 5.0) -> str:
-    """Run one line of Lua on the admin console and return its YAML reply.
-
-    The console answers every line with a YAML document ending in ``...``.
-    """
-    if "\n" in lua:
-        raise ValueError("the console takes one line at a time")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(sock_path)
-        buf = b""
-        while buf.count(b"\n") < 2:  # two greeting lines
-            chunk = s.recv(4096)
-            if not chunk:
-                raise ConsoleError("console closed during greeting")
-            buf += chunk
-        s.sendall(lua.encode() + b"\n")
-        reply = b""
-        while not (reply.endswith(b"\n...\n") or reply == b"---\n...\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConsoleError(f"console closed while running {lua!r}")
-            reply += chunk
-        return reply.decode()
-
-
-@dataclass
-class Instance:
-    """One running tarantool process."""
-
-    name: str
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def admin(self) -> str:
-        """Path of the admin console socket."""
-        return str(self.workdir / "admin.sock")
-
-    @property
-    def addr(self) -> dict[str, object]:
-        """Address in the ``{'host': ..., 'port': ...}`` form the pools take."""
-        return {"host": "127.0.0.1", "port": self.port}
-
-    def eval(self, lua: str, timeout: float = 5.0) -> str:
-        """Run one line of Lua on this instance's console."""
-        return console_eval(self.admin, lua, timeout)
-
-    def is_alive(self) -> bool:
-        """True while the process runs."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` and wait for the process to exit."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        """Last lines of the instance's log, for error messages."""
-        try:
-            text = (self.workdir / "tarantool.log").read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
 @dataclass
 class Cluster:
     """A set of instances started together; ``instances[0]`` is the first master."""
 
-    instances: list[Instance] = field(default_factory=list)
+    instances: list[TarantoolInstance] = field(default_factory=list)
 
     @property
     def addrs(self) -> list[dict[str, object]]:
         """Addresses of all instances, master first."""
-        return [i.addr for i in self.instances]
-
-
-def _spawn(inst: Instance, *, wal_mode: str, read_only: bool, replication: list[str]) -> None:
-    env = dict(os.environ)
-    env.update(
-        BENCH_LISTEN=f"127.0.0.1:{inst.port}",
-        BENCH_ADMIN=inst.admin,
-        BENCH_WAL_MODE=wal_mode,
-        BENCH_READ_ONLY="true" if read_only else "false",
-        BENCH_REPLICATION=",".join(replication),
-        BENCH_ROWS=str(ROWS),
-        BENCH_INSTANCE=inst.name,
-    )
-    log = open(inst.workdir / "tarantool.log", "wb")  # closed below; the child keeps its copy
-    try:
-        inst.proc = subprocess.Popen(
-            [tarantool_binary(), str(INIT_SCRIPT)],
-            cwd=inst.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_server_preexec,
-            # Own process group: a Ctrl-C in the terminal reaches the harness, which
-            # then stops the servers in order (and measures nothing half-dead).
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-
-
-def _wait_ready(inst: Instance, check: str, deadline: float) -> None:
-    """Poll the console until the Lua expression ``check`` returns true."""
-    last = ""
-    while time.monotonic() < deadline:
-        if not inst.is_alive():
-            raise RuntimeError(f"{inst.name} exited during start-up:\n{inst.log_tail()}")
-        if os.path.exists(inst.admin):
-            try:
-                last = inst.eval(f"return {check}")
-                if "- true" in last:
-                    return
-            except (OSError, ConsoleError) as exc:
-                last = repr(exc)
-        time.sleep(0.05)
-    raise RuntimeError(f"{inst.name} not ready ({check}): {last}\n{inst.log_tail()}")
+        return [{"host": i.host, "port": i.port} for i in self.instances]
 
 
 @contextlib.contextmanager
-def _cluster(n: int, *, wal_mode: str, timeout: float = 30.0) -> Iterator[Cluster]:
-    root = Path(tempfile.mkdtemp(prefix="trio-tarantool-bench-"))
-    cluster = Cluster()
-    try:
-        for k in range(n):
-            wd = root / f"i{k}"
-            wd.mkdir()
-            cluster.instances.append(Instance(f"bench-{k}", free_port(), wd))
-        peers = (
-            [f"{USER}:{PASSWORD}@127.0.0.1:{i.port}" for i in cluster.instances] if n > 1 else []
-        )
-        for k, inst in enumerate(cluster.instances):
-            _spawn(inst, wal_mode=wal_mode, read_only=k > 0, replication=peers)
-        deadline = time.monotonic() + timeout
-        ready = (
-            f"box.info.status == 'running' and box.space.bench ~= nil"
-            f" and box.space.bench:len() == {ROWS} and box.space.bench_w ~= nil"
-        )
-        for inst in cluster.instances:
-            _wait_ready(inst, ready, deadline)
-        yield cluster
-    finally:
-        for inst in cluster.instances:
-            inst.kill(signal.SIGTERM)
-        shutil.rmtree(root, ignore_errors=True)
+def _cluster(n: int, *, wal_mode: str) -> Iterator[Cluster]:
+    with ServerManager(server_binary(), preexec_fn=_server_preexec) as manager:
+        env = {"BENCH_ROWS": str(ROWS)}
+        if n == 1:
+            inst = manager.start_instance(
+                script=INIT_SCRIPT, name="bench-1", wal_mode=wal_mode, env=env
+            )
+            yield Cluster([inst])
+        else:
+            rs = manager.start_replicaset(
+                n,
+                wal_mode=wal_mode,
+                script=INIT_SCRIPT,
+                env=env,
+                replication_credentials=(USER, PASSWORD),
+                name="bench",
+            )
+            yield Cluster(list(rs.instances))
 
 
-def single(timeout: float = 30.0) -> contextlib.AbstractContextManager[Cluster]:
+def single() -> contextlib.AbstractContextManager[Cluster]:
     """One instance with ``wal_mode='none'`` (the single-connection workloads)."""
-    return _cluster(1, wal_mode="none", timeout=timeout)
+    return _cluster(1, wal_mode="none")
 
 
-def replicaset(timeout: float = 30.0) -> contextlib.AbstractContextManager[Cluster]:
+def replicaset() -> contextlib.AbstractContextManager[Cluster]:
     """Three instances on loopback: a master and two read-only replicas, full mesh."""
-    return _cluster(3, wal_mode="write", timeout=timeout)
+    return _cluster(3, wal_mode="write")
 
 
-def promote(inst: Instance) -> None:
+def promote(inst: TarantoolInstance) -> None:
     """Make ``inst`` writable."""
-    inst.eval("box.cfg{read_only = false}")
+    inst.admin("box.cfg{read_only = false}")
 
 
-def demote(inst: Instance) -> None:
+def demote(inst: TarantoolInstance) -> None:
     """Make ``inst`` read-only."""
-    inst.eval("box.cfg{read_only = true}")
+    inst.admin("box.cfg{read_only = true}")

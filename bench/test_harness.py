@@ -7,6 +7,7 @@ docs are rewritten only between their markers, and servers never outlive the har
 
 from __future__ import annotations
 
+import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -146,9 +147,31 @@ def test_svg_is_well_formed_with_one_bar_per_measured_cell() -> None:
 def test_single_server_starts_answers_and_stops() -> None:
     with servers.single() as cluster:
         inst = cluster.instances[0]
-        assert "running" in inst.eval("return box.info.status")
-        assert f"- {servers.ROWS}" in inst.eval("return box.space.bench:len()")
-        proc = inst.proc
-        assert proc is not None and proc.poll() is None
-    assert proc.poll() is not None
-    assert not inst.workdir.exists()
+        assert "running" in inst.admin("return box.info.status")
+        assert f"- {servers.ROWS}" in inst.admin("return box.space.bench:len()")
+        assert inst.admin_eval("return box.cfg.feedback_enabled") == [False]
+        assert inst.binary == servers.server_binary()
+        pid = inst.pid
+        assert pid is not None and inst.is_running()
+        work_dir = inst.work_dir
+    assert not inst.is_running()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not work_dir.exists()
+
+
+@pytest.mark.real
+@pytest.mark.skipif(shutil.which("tarantool") is None, reason="needs a tarantool binary")
+def test_replicaset_replicates_the_data_set_and_switches_roles() -> None:
+    with servers.replicaset() as cluster:
+        master, *replicas = cluster.instances
+        assert [i.admin_eval("return box.info.ro, box.space.bench:len()") for i in cluster.instances] == [
+            [False, servers.ROWS],
+            [True, servers.ROWS],
+            [True, servers.ROWS],
+        ]
+        servers.demote(master)
+        servers.promote(replicas[0])
+        assert replicas[0].admin_eval("return box.info.ro") == [False]
+        assert master.admin_eval("return box.info.ro") == [True]
+        assert len(cluster.addrs) == 3
