@@ -13,6 +13,7 @@ replicaset changes it and the trace records every change.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,7 +63,16 @@ class RequestRecord:
     handler still running; it is replaced when the handler finishes) or
     ``"none"`` (requests without a reply, e.g. WATCH). ``executed`` says
     whether the request ran (False when refused by ER_READONLY, ER_LOADING,
-    a wrong schema version, access rules or an unknown request type).
+    a wrong schema version, access rules or an unknown request type). A
+    CALL/EVAL whose body started counts as executed whatever its error,
+    ER_READONLY from a write inside the body included: a Lua function may
+    have had side effects before that write, as on a real server.
+
+    ``written_seq`` and ``written_at`` say when the client wrote (the end of)
+    this request: its number in the network's world-wide order of writes
+    (:attr:`sim.Network.write_count`) and the virtual time. With link delay a
+    request is handled later than it was written; these tell "written before
+    the client's close() returned" from "written after".
     """
 
     time: float
@@ -73,6 +83,8 @@ class RequestRecord:
     outcome: str
     executed: bool
     read_only: bool
+    written_seq: int = 0
+    written_at: float = 0.0
 
 
 #: Error codes with which the instance refuses a request without running it.
@@ -144,6 +156,8 @@ class FakeInstance:
         self._listener: Listener | None = None
         self._conn_counter = 0
         self._generation = 0  # bumped by every start
+        #: Set by ``_call`` when a call/eval body starts (``handle`` is synchronous).
+        self._body_started = False
         self._install_builtins()
         if self.config.crud:
             self.install_crud()
@@ -296,6 +310,7 @@ class FakeInstance:
             self.evals[expr] = info
         self.evals["return box.info.ro"] = lambda ctx, *a: [self.ro]
         self.evals["return box.info.status"] = lambda ctx, *a: [self.status]
+        self.evals["return box.info.ro, box.info.status"] = lambda ctx, *a: [self.ro, self.status]
         self.evals["return box.cfg.read_only"] = lambda ctx, *a: [self.read_only]
         self.evals["return ..."] = lambda ctx, *a: list(a)
 
@@ -399,12 +414,14 @@ class FakeInstance:
         sv = self.db.schema_version
         target = str(body.get(C.FUNCTION_NAME, body.get(C.EXPR, body.get(C.SPACE_ID, ""))))
         was_ro = self.ro
+        self._body_started = False
         try:
             result = self._dispatch(conn, rtype, sync, header, body)
         except BoxError as exc:
             if self.world.trace_requests:
                 self.record(f"{conn.name} sync={sync} error {exc.code}")
-            self._log(conn, sync, name, target, f"error {exc.code}", exc.code not in _NOT_EXECUTED, was_ro)
+            executed = self._body_started or exc.code not in _NOT_EXECUTED
+            self._log(conn, sync, name, target, f"error {exc.code}", executed, was_ro)
             return P.error_response(sync, sv, exc.code, exc.message, error_type=exc.type)
         if result is None:
             self._log(conn, sync, name, target, "none", True, was_ro)
@@ -418,8 +435,9 @@ class FakeInstance:
 
     def _log(self, conn: ServerConn, sync: int, name: str, target: str, outcome: str,
              executed: bool, read_only: bool) -> None:
+        seq, at = conn.request_written
         self.request_log.append(RequestRecord(
-            trio.current_time(), conn.name, sync, name, target, outcome, executed, read_only))
+            trio.current_time(), conn.name, sync, name, target, outcome, executed, read_only, seq, at))
 
     async def _track(self, pending: Awaitable[bytes], index: int) -> bytes:
         """Finish an async handler and fill in its log entry's outcome."""
@@ -427,8 +445,7 @@ class FakeInstance:
         code = P.reply_code(data)
         rec = self.request_log[index]
         outcome = "ok" if code == C.OK else f"error {code & ~C.TYPE_ERROR}"
-        self.request_log[index] = RequestRecord(rec.time, rec.conn, rec.sync, rec.name,
-                                                rec.target, outcome, rec.executed, rec.read_only)
+        self.request_log[index] = dataclasses.replace(rec, outcome=outcome)
         return data
 
     def _dispatch(self, conn: ServerConn, rtype: Any, sync: int, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
@@ -558,6 +575,7 @@ class FakeInstance:
             if handler is None:
                 raise BoxError(ER_NO_SUCH_PROC, f"Procedure '{fname}' is not defined")
         ctx = CallContext(self, conn.user, sync, conn)
+        self._body_started = True
         try:
             result = handler(ctx, *args)
         except BoxError:

@@ -66,6 +66,8 @@ class PacketReader:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        #: Stream offset just past the last whole packet parsed.
+        self.consumed = 0
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -85,6 +87,7 @@ class PacketReader:
                 return
             payload = bytes(self._buf[prefix : prefix + length])
             del self._buf[: prefix + length]
+            self.consumed += prefix + length
             yield self._decode(payload)
 
     def _length(self) -> tuple[int, int] | None:

@@ -122,6 +122,9 @@ class _Pipe:
         self.reader_closed = False
         self.reset_after: int | None = None  # bytes left before a RST
         self.delivered = 0
+        #: One (stream offset just past the write, write number, virtual time)
+        #: per write not yet looked up (see :meth:`write_of`).
+        self.marks: deque[tuple[int, int, float]] = deque()
         self._lot = trio.lowlevel.ParkingLot()
 
     def wake(self) -> None:
@@ -144,8 +147,25 @@ class _Pipe:
         self.segments.append([at, bytearray(data[:n])])
         self.buffered += n
         self.delivered += n
+        network = self.link.network
+        network.write_count += 1
+        if self.name == "c2s":  # only what a server reads is looked up
+            self.marks.append((self.delivered, network.write_count, now))
         self.wake()
         return n
+
+    def write_of(self, offset: int) -> tuple[int, float]:
+        """(write number, virtual time) of the write that carried byte ``offset - 1``.
+
+        Offsets are counted from the start of the stream; lookups must come in
+        non-decreasing order (a reader's view), which lets older marks go.
+        """
+        while len(self.marks) > 1 and self.marks[0][0] < offset:
+            self.marks.popleft()
+        if not self.marks:
+            return 0, 0.0
+        _, number, at = self.marks[0]
+        return number, at
 
     def readable_at(self) -> float | None:
         """When the first queued segment can be read, or None if none is queued."""
@@ -404,6 +424,17 @@ class FakeSocket(trio.socket.SocketType):
         finally:
             self._reader_busy = False
 
+    def peer_write_of(self, offset: int) -> tuple[int, float]:
+        """When the peer wrote the received byte at stream offset ``offset - 1``.
+
+        Returns (write number in :attr:`Network.write_count` order, virtual
+        time). It tells bytes written before a moment from bytes written
+        after it, whatever the link delay; ask in non-decreasing offsets.
+        """
+        if self._rx is None:
+            return 0, 0.0
+        return self._rx.write_of(offset)
+
     def has_unread_data(self) -> bool:
         """True if bytes sent to this socket were not read yet (arrived or in flight)."""
         return self._rx is not None and self._rx.buffered > 0
@@ -511,6 +542,9 @@ class Network:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self.links: dict[tuple[str, int], Link] = {}
         self.sockets: list[FakeSocket] = []
+        #: Writes (``send`` calls that queued bytes) so far, on every socket:
+        #: a world-wide order of writes (see :meth:`FakeSocket.peer_write_of`).
+        self.write_count = 0
         self._record = record
         self._next_client_port = 40000
 

@@ -52,6 +52,9 @@ class ServerConn:
         self.salt = instance.world.rng.randbytes(32)
         self.reader = P.PacketReader()
         self.watches: dict[str, Watch] = {}
+        #: (write number, virtual time) of the client's write that carried the
+        #: end of the request being handled (see :meth:`FakeSocket.peer_write_of`).
+        self.request_written: tuple[int, float] = (0, 0.0)
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](float("inf"))
         self.cancel_scope = trio.CancelScope()
 
@@ -94,12 +97,13 @@ class ServerConn:
                 return
             self.reader.feed(data)
             try:
-                packets = list(self.reader.packets())
+                packets = [(h, b, self.reader.consumed) for h, b in self.reader.packets()]
             except P.ProtocolViolation as exc:
                 self.instance.record(f"{self.name} protocol error: {exc}")
                 return
-            for header, body in packets:
+            for header, body, end in packets:
                 await self.instance.wait_running()
+                self.request_written = self.sock.peer_write_of(end)
                 result = self.instance.handle(self, header, body)
                 if isinstance(result, bytes):
                     self.queue(result)

@@ -72,6 +72,7 @@ L2  Liveness: once everything is healed and exactly one master exists, the
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import Counter
@@ -104,7 +105,21 @@ EPS = 0.001
 POOL_GRACE = 0.05
 N = 3
 MODES = ("ANY", "RW", "RO", "PREFER_RW", "PREFER_RO")
-KINDS = ("select", "replace", "call")
+#: Request kinds. ``echo`` calls a read-only Lua function; ``call``/``eval``
+#: run a Lua body that bumps a counter, then writes (so on a read-only
+#: instance it has run, with a side effect, before failing with ER_READONLY);
+#: the ``_idem`` variants pass ``idempotent=True`` when the pool takes it.
+KINDS = ("select", "replace", "echo", "call", "eval", "call_idem", "eval_idem")
+#: Kinds whose Lua body the oracle watches (see :class:`BodyRun`).
+LUA_KINDS = frozenset({"echo", "call", "eval", "call_idem", "eval_idem"})
+#: The Lua chunk of the ``eval`` kinds (the simulator matches eval text exactly).
+EVAL_EXPR = ("local token = ...; counter = (counter or 0) + 1; "
+             "box.space.kv:replace{token, 'e' .. token}; return token")
+#: Whether ``ConnectionPool.call``/``eval`` take ``idempotent=`` (the retry
+#: policy of issue 8); without it the ``_idem`` kinds are sent as plain ones
+#: and checked as such.
+POOL_IDEMPOTENT = ("idempotent" in inspect.signature(tt.ConnectionPool.call).parameters
+                   and "idempotent" in inspect.signature(tt.ConnectionPool.eval).parameters)
 #: Symbolic time steps, resolved against the scenario's configuration.
 TIME_STEPS = ("0", "tiny", "small", "refresh-", "refresh+", "socket-", "socket+", "probe-", "probe+", "window+")
 #: Scenario ids start here (far from anything else in the spaces).
@@ -178,6 +193,20 @@ class Execution:
 
 
 @dataclass
+class BodyRun:
+    """One run of a scenario request's Lua body on an instance (the handler saw it start).
+
+    ``outcome`` is ``"running"`` until the body ends, then ``"ok"`` (it
+    completed: its write committed) or ``"error N"`` (e.g. 7: it bumped the
+    counter, then its write was refused on a read-only instance).
+    """
+
+    instance: int
+    time: float
+    outcome: str = "running"
+
+
+@dataclass
 class Req:
     """One scenario request: what was asked, what came back, what really ran."""
 
@@ -193,10 +222,17 @@ class Req:
     error: BaseException | None = None
     picks: list[Pick] = field(default_factory=list)
     executions: list[Execution] = field(default_factory=list)
+    #: Runs of its Lua body (the ``LUA_KINDS`` only).
+    body_runs: list[BodyRun] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
 
     def describe(self) -> str:
         return f"#{self.id} {self.mode.name} {self.kind}"
+
+    @property
+    def idempotent(self) -> bool:
+        """Sent with ``idempotent=True`` (the pool may run it more than once)."""
+        return POOL_IDEMPOTENT and self.kind.endswith("_idem")
 
 
 def _view_text(view: Sequence[InstanceState]) -> str:
@@ -289,6 +325,14 @@ class ScenarioRun:
         self.view: tuple[InstanceState, ...] = ()
         #: Until when bytes sent over a since-cleared slow link may still be in flight.
         self.slow_until = 0.0
+        #: Network writes so far when the pool's close() (or its ``async with``
+        #: exit) returned; None while open. Read right after it returns.
+        self.closed_marker: int | None = None
+        #: ``seq`` and virtual time of that moment (0 while open).
+        self.closed_seq = 0
+        self.closed_at = 0.0
+        #: Per instance: Lua bodies run (the side effect of the scenario functions).
+        self.lua_counter: dict[int, int] = {}
         #: Per instance: (truth key, virtual time it has held since), for U1/U2.
         self.truth_since: list[tuple[tuple[Any, ...], float]] = []
         # Round-robin windows: list name -> Counter of picks, reset on a view change.
@@ -304,6 +348,14 @@ class ScenarioRun:
         else:
             view = "?"
         self.trace.append(f"{trio.current_time():11.6f} | {truth} | {view} | {event}")
+
+    def mark_closed(self, event: str) -> None:
+        """Note the moment the pool's close returned (call with no checkpoint in between)."""
+        assert self.rs is not None
+        self.closed_marker = self.rs.world.network.write_count
+        self.closed_at = trio.current_time()
+        self.log(f"{event} (network writes so far: {self.closed_marker})")
+        self.closed_seq = self.seq
 
     def violation(self, text: str) -> None:
         self.violations.append(f"t={trio.current_time():.6f}: {text}")
@@ -394,6 +446,34 @@ class ScenarioRun:
 
         inst.handle = handle  # type: ignore[method-assign]
 
+    def lua_body(self, prefix: str, writes: bool) -> Any:
+        """The handler of a scenario Lua function: note the run, bump a counter, then write.
+
+        The run is noted (with its token, the request id) the moment the body
+        starts: whatever happens next, the function has had a side effect.
+        """
+        def body(ctx: sim.CallContext, token: int) -> list[Any]:
+            index = self.rs.instances.index(ctx.instance) if self.rs is not None else -1
+            run = BodyRun(index, trio.current_time())
+            req = self.requests.get(token)
+            if req is None:
+                self.violation(f"{ctx.instance.name} ran a Lua body for unknown token {token}")
+            else:
+                req.body_runs.append(run)
+                self.log(f"{ctx.instance.name} body of {req.describe()} runs (ro={ctx.instance.ro})")
+            self.lua_counter[index] = self.lua_counter.get(index, 0) + 1  # the side effect
+            if writes:
+                space = ctx.instance.db.space_by_name("kv").id
+                try:
+                    ctx.instance.replace(space, [token, f"{prefix}{token}"])
+                except sim.BoxError as exc:
+                    run.outcome = f"error {exc.code}"
+                    raise
+            run.outcome = "ok"
+            return [token]
+
+        return body
+
     # -- requests ---------------------------------------------------------------------
     def new_request(self, mode: Mode, kind: str) -> Req:
         rid = self.next_id
@@ -419,8 +499,15 @@ class ScenarioRun:
             elif req.kind == "replace":
                 got = list(await pool.replace("kv", [req.id, f"v{req.id}"], mode=req.mode))
                 expected = [[req.id, f"v{req.id}"]]
-            else:
+            elif req.kind == "echo":
                 got = list(await pool.call("echo", req.id, mode=req.mode))
+                expected = [req.id]
+            else:
+                extra: dict[str, Any] = {"idempotent": True} if req.idempotent else {}
+                if req.kind.startswith("call"):
+                    got = list(await pool.call("bump", req.id, mode=req.mode, **extra))
+                else:
+                    got = list(await pool.eval(EVAL_EXPR, req.id, mode=req.mode, **extra))
                 expected = [req.id]
         except Exception as exc:  # any outcome is recorded; unexpected kinds are violations
             self.finish(req, exc)
@@ -506,7 +593,10 @@ class ScenarioRun:
         now = trio.current_time()
         for req in self.requests.values():
             executed = [e for e in req.executions if e.executed]
-            if len(executed) > 1:
+            lua = req.kind in LUA_KINDS
+            if lua:
+                self.check_body(req, executed)
+            elif len(executed) > 1:
                 self.violation(f"{req.describe()} executed {len(executed)} times: {executed}")
             picked = {p.chosen for p in req.picks if p.chosen is not None}
             for e in req.executions:
@@ -526,6 +616,8 @@ class ScenarioRun:
                 continue
             if req.end - req.start > self.bound + 1e-9:  # T1
                 self.violation(f"{req.describe()} took {req.end - req.start:.6f}s (bound {self.bound:.6f}s)")
+            if lua:
+                continue  # B1-B3 (check_body) say what a Lua request's outcome means
             if req.error is None:
                 # O2: a success ran exactly once (an async reply is logged before it is sent).
                 if len(executed) != 1:
@@ -533,6 +625,35 @@ class ScenarioRun:
             elif not _may(req.error) and executed:
                 self.violation(f"{req.describe()} failed as not executed ({req.outcomes[0][:120]}) "
                                f"but executed on {[rs_name(e.instance) for e in executed]}")
+
+    def check_body(self, req: Req, executed: list[Execution]) -> None:
+        """B1-B3 for one Lua request: what its body runs allow its outcome to say."""
+        runs = req.body_runs
+        text = [f"{rs_name(r.instance)}@{r.time:.6f} {r.outcome}" for r in runs]
+        if len(executed) != len(runs):  # the two oracles must agree
+            self.violation(f"{req.describe()}: the instances logged {len(executed)} executions "
+                           f"but its body ran {len(runs)} times: {text}")
+        picks = Counter(p.chosen for p in req.picks if p.chosen is not None)
+        for i, n in Counter(r.instance for r in runs).items():
+            if n > picks[i]:  # B1: one run per dispatch at most
+                self.violation(f"B1: the body of {req.describe()} ran {n} times on {rs_name(i)}, "
+                               f"dispatched there {picks[i]} times: {text}")
+        if not req.idempotent and len(runs) > 1:  # B1: at most once
+            self.violation(f"B1: the body of {req.describe()} (not sent as idempotent) ran {len(runs)} times: {text}")
+        if req.end is None:
+            return
+        if req.error is None:  # B2
+            completed = [r for r in runs if r.outcome == "ok"]
+            if req.idempotent:
+                if not completed:
+                    self.violation(f"B2: {req.describe()} succeeded but its body never completed: {text}")
+            elif len(runs) != 1 or not completed:
+                self.violation(f"B2: {req.describe()} succeeded but its body ran {len(runs)} times "
+                               f"({len(completed)} completed): {text}")
+        elif runs and not _may(req.error):  # B3
+            self.violation(f"B3: {req.describe()} failed saying it was not executed "
+                           f"({(req.outcomes[0] if req.outcomes else repr(req.error))[:120]}) "
+                           f"but its body ran: {text}")
 
     def dedupe(self) -> None:
         seen: set[str] = set()
@@ -563,7 +684,9 @@ def _request_id(header: dict[int, Any], body: dict[int, Any], ids_space: int, kv
             return int(body[C.KEY][0])
         if rtype == C.REPLACE and body.get(C.SPACE_ID) == kv_space:
             return int(body[C.TUPLE][0])
-        if rtype == C.CALL and body.get(C.FUNCTION_NAME) == "echo":
+        if rtype == C.CALL and body.get(C.FUNCTION_NAME) in ("echo", "bump"):
+            return int(body[C.TUPLE][0])
+        if rtype == C.EVAL and body.get(C.EXPR) == EVAL_EXPR:
             return int(body[C.TUPLE][0])
     except (KeyError, IndexError, TypeError, ValueError):
         return None
@@ -616,6 +739,14 @@ async def _apply(run: ScenarioRun, step: Step, nursery: trio.Nursery) -> None:
         rs.set_ro(step[1], False)
     elif kind == "heal":
         rs.heal()
+    elif kind == "close":  # close() under a burst (the "exit" variant is run_scenario's)
+        pool = run.pool
+        assert pool is not None
+        if run.closed_marker is None:
+            await _close_burst(run, nursery)
+            pool.close()
+            run.mark_closed("close() returned")
+            await _after_close(run, "close()")
     elif kind == "status":  # box.info.status: "orphan" (ro, unhealthy) or "running"
         rs.set_status(step[1], step[2])
     elif kind == "link":  # a link fault short of a partition
@@ -739,42 +870,85 @@ def _task_tree(task: trio.lowlevel.Task, depth: int = 0) -> str:
     return "\n".join(lines)
 
 
+#: The requests of the burst a close step puts in flight: (mode, kind).
+_CLOSE_BURST = (("RW", "replace"), ("ANY", "select"), ("PREFER_RO", "call"), ("RO", "echo"),
+                ("ANY", "eval"), ("PREFER_RW", "call_idem"), ("RW", "call"), ("PREFER_RO", "eval_idem"))
+
+
+async def _close_burst(run: ScenarioRun, nursery: trio.Nursery) -> None:
+    """Put requests in every state just before a close.
+
+    The first three have had one link delay: written, maybe executing, their
+    replies on the way. The next three have had a checkpoint: dispatched,
+    maybe not written. The last two are started but have not run yet when the
+    caller closes the pool, as requests being issued concurrently with close().
+    """
+    burst = [run.new_request(Mode[mode], kind) for mode, kind in _CLOSE_BURST]
+    for req in burst[:3]:
+        nursery.start_soon(run.perform, req)
+    # One-way latency: these are written and reach their instance, replies on the way back.
+    await trio.sleep(run.config.link_delay)
+    for req in burst[3:6]:
+        nursery.start_soon(run.perform, req)
+    await trio.lowlevel.checkpoint()  # these are dispatched, maybe not written yet
+    for req in burst[6:]:
+        nursery.start_soon(run.perform, req)
+
+
+async def _after_close(run: ScenarioRun, what: str) -> None:
+    """C1 right after ``what`` returned: late requests fail at once, pending ones end at once."""
+    late = run.new_request(Mode.ANY, "call")
+    await run.perform(late)
+    if not isinstance(late.error, tt.ConnectionClosedError):
+        run.violation(f"C1: a request after {what} ended with {late.outcomes[0]}, not ConnectionClosedError")
+    with trio.move_on_after(EPS):
+        for req in run.requests.values():
+            await req.done.wait()
+    for req in run.requests.values():
+        if req.end is None:
+            run.violation(f"C1: {req.describe()} still pending {EPS}s after {what}")
+        elif req.end_seq > run.closed_seq and req.error is not None and not isinstance(
+                req.error, tt.ConnectionClosedError | tt.DatabaseError):
+            run.violation(f"C1: {req.describe()} ended after {what} with {req.outcomes[0]}, "
+                          "not ConnectionClosedError")
+
+
 async def _close_in_flight(run: ScenarioRun, nursery: trio.Nursery) -> None:
     """C1: close() with requests in every state; each ends at once, none is left behind.
 
     Rule 7 and ``close()``'s docstring: pending requests fail with
     ConnectionClosedError, later ones fail at once. A request whose reply
     already came may still succeed; one that fails as not executed must not
-    have run (checked by O2 as usual).
+    have run (checked by O2/B3 as usual).
     """
     pool = run.pool
     assert pool is not None
-    burst = [run.new_request(Mode[mode], kind) for mode, kind in
-             [("RW", "replace"), ("ANY", "select"), ("PREFER_RO", "call"), ("RO", "select"),
-              ("PREFER_RW", "replace"), ("RW", "call")]]
-    for req in burst[:3]:
-        nursery.start_soon(run.perform, req)
-    await trio.lowlevel.checkpoint()  # some are dispatched, some still queued
-    for req in burst[3:]:
-        nursery.start_soon(run.perform, req)
+    await _close_burst(run, nursery)
     run.log("closing the pool with requests in flight")
     pool.close()
-    closed_seq = run.seq
-    run.log("close() returned")
-    late = run.new_request(Mode.ANY, "call")
-    await run.perform(late)
-    if not isinstance(late.error, tt.ConnectionClosedError):
-        run.violation(f"C1: a request after close() ended with {late.outcomes[0]}, not ConnectionClosedError")
-    with trio.move_on_after(EPS):
-        for req in run.requests.values():
-            await req.done.wait()
-    for req in run.requests.values():
-        if req.end is None:
-            run.violation(f"C1: {req.describe()} still pending {EPS}s after close()")
-        elif req.end_seq > closed_seq and req.error is not None and not isinstance(
-                req.error, tt.ConnectionClosedError | tt.DatabaseError):
-            run.violation(f"C1: {req.describe()} ended after close() with {req.outcomes[0]}, "
-                          "not ConnectionClosedError")
+    run.mark_closed("close() returned")
+    await _after_close(run, "close()")
+
+
+async def _drain_and_check_closed(run: ScenarioRun) -> None:
+    """C2: once every byte written before the close is through, no request was written after it.
+
+    Link delay means an instance may *handle* a request after close()
+    returned although the client wrote it before; the simulator stamps each
+    handled request with the world-wide number of the client write that
+    carried it (``RequestRecord.written_seq``), compared here with the
+    number of writes when close() returned (``run.closed_marker``).
+    """
+    rs = run.rs
+    assert rs is not None and run.closed_marker is not None
+    in_flight = max(2 * (rs.link(i).faults.delay + rs.link(i).faults.jitter) for i in range(len(rs)))
+    await trio.sleep_until(max(trio.current_time() + in_flight, run.slow_until) + 0.01)
+    for inst in rs.instances:
+        for rec in inst.request_log:
+            if rec.written_seq > run.closed_marker:
+                run.violation(f"C2: {inst.name} got {rec.name} {rec.target} (sync {rec.sync}, {rec.conn}) "
+                              f"written at {rec.written_at:.6f}, after the pool's close returned "
+                              f"at {run.closed_at:.6f} (write #{rec.written_seq} > #{run.closed_marker})")
 
 
 def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool = False) -> ScenarioResult:
@@ -796,7 +970,9 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                             indexes=[("primary", [("id", "unsigned")], True)])
             rs.create_space("kv", [("id", "unsigned"), ("v", "string")],
                             indexes=[("primary", [("id", "unsigned")], True)])
-            rs.register_function("echo", lambda ctx, x: [x])
+            rs.register_function("echo", run.lua_body("x", writes=False))
+            rs.register_function("bump", run.lua_body("c", writes=True))
+            rs.register_eval(EVAL_EXPR, run.lua_body("e", writes=True))
             ids_space = rs[0].db.space_by_name("ids").id
             kv_space = rs[0].db.space_by_name("kv").id
             for i, inst in enumerate(rs.instances):
@@ -812,6 +988,8 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                 getattr(rs, kind)(index)
                 run.log(f"before the pool opens: {kind} {rs_name(index)}")
             async with trio.open_nursery() as nursery:
+                rest: list[Step] = []
+                exited = False
                 async with tt.open_pool(
                     rs.addrs, refresh_delay=config.refresh_delay, socket_timeout=config.socket_timeout,
                     probe_timeout=config.probe_timeout, connection_timeout=config.connection_timeout,
@@ -822,24 +1000,42 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                     run.log(f"pool open (probe_timeout={pool.probe_timeout}, bound={run.bound})")
                     run.observe()
                     nursery.start_soon(run.monitor)
-                    for step in steps:
+                    for k, step in enumerate(steps):
+                        if list(step) == ["close", "exit"] and run.closed_marker is None:
+                            run.log(f"step {list(step)}")
+                            await _close_burst(run, nursery)
+                            run.log("leaving the pool's async with, requests in flight")
+                            rest, exited = list(steps[k + 1:]), True
+                            break
                         await _apply(run, step, nursery)
                         run.observe()
                         run.check()
-                    if config.close_in_flight:
-                        await _close_in_flight(run, nursery)
-                    else:
-                        await _liveness(run, nursery)
-                    # Every request ends within its bound; then close.
-                    with trio.move_on_after(run.bound + 0.01):
-                        for req in run.requests.values():
-                            await req.done.wait()
-                    run.check(final=True)
-                    run.log("closing the pool")
+                    if run.closed_marker is None and not exited:
+                        if config.close_in_flight:
+                            await _close_in_flight(run, nursery)
+                        else:
+                            await _liveness(run, nursery)
+                    if run.closed_marker is None and not exited:
+                        # Every request ends within its bound; then close.
+                        with trio.move_on_after(run.bound + 0.01):
+                            for req in run.requests.values():
+                                await req.done.wait()
+                        run.check(final=True)
+                        run.log("closing the pool")
+                if exited:
+                    run.mark_closed("the pool's async with exited")
                 leaked = _pool_tasks()
                 if leaked:  # L1
                     run.violation(f"tasks of the pool alive after it closed: {leaked}")
                 run.log("pool closed")
+                if exited:
+                    await _after_close(run, "the async with exit")
+                    for step in rest:  # the world goes on; requests fail at once
+                        await _apply(run, step, nursery)
+                        run.check()
+                if run.closed_seq:  # closed by a step (or C1): every byte through, then judge
+                    await _drain_and_check_closed(run)
+                    run.check(final=True)
                 nursery.cancel_scope.cancel()
 
     async def guarded() -> None:

@@ -53,5 +53,20 @@ def steps() -> st.SearchStrategy[Step]:
     return st.one_of(request, burst, advance, advance, fault, request)
 
 
-def scenario_steps(max_size: int = 40) -> st.SearchStrategy[list[Step]]:
-    return st.lists(steps(), min_size=min(8, max_size), max_size=max_size)
+def scenario_steps(max_size: int = 40, close: bool = True) -> st.SearchStrategy[list[Step]]:
+    """A list of steps; in about one scenario in five (``close``), the pool is closed
+    at a drawn step, by ``close()`` or by leaving its ``async with``, and the
+    steps after it run against the closed pool."""
+    plain = st.lists(steps(), min_size=min(8, max_size), max_size=max_size)
+    if not close:
+        return plain
+
+    @st.composite
+    def with_close(draw: st.DrawFn) -> list[Step]:
+        drawn = draw(plain)
+        how = draw(st.sampled_from([None, None, None, None, "close", "exit"]))
+        if how is not None:
+            drawn.insert(draw(st.integers(0, len(drawn))), ("close", how))
+        return drawn
+
+    return with_close()

@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trio_tarantool as tt
-from tests.sim._pool_harness import PoolConfig, ScenarioResult, run_scenario
+from tests.sim._pool_harness import KINDS, POOL_IDEMPOTENT, PoolConfig, ScenarioResult, run_scenario
 from tests.sim._pool_strategies import configs, scenario_steps
 from trio_tarantool._strategy import RoundRobinStrategy
 
@@ -49,6 +49,9 @@ def test_pool_keeps_its_invariants_under_any_fault_sequence(config: PoolConfig, 
     _ok(run_scenario(config, steps))
 
 
+_STORM_KINDS = ("replace", "select", "call", "eval", "echo", "call_idem")
+
+
 @settings(max_examples=max(1, EXAMPLES // 3), deadline=None)
 @given(config=configs(), steps=scenario_steps(max_size=25),
        mode=st.sampled_from(["RW", "PREFER_RW", "PREFER_RO", "RO", "ANY"]))
@@ -59,7 +62,7 @@ def test_pool_keeps_its_invariants_under_a_request_storm(config: PoolConfig, ste
     stormy: list[tuple[object, ...]] = []
     for i, step in enumerate(steps):
         stormy.append(step)
-        stormy.append(("burst", mode, ("replace", "select", "call")[i % 3], 4))
+        stormy.append(("burst", mode, _STORM_KINDS[i % len(_STORM_KINDS)], 4))
     _ok(run_scenario(config, stormy))
 
 
@@ -110,23 +113,67 @@ def test_close_fails_a_request_waiting_for_a_refresh_at_once() -> None:
     assert result.records[0][2].startswith("ConnectionClosedError(False)"), result.records[0]
 
 
+def test_a_lua_call_refused_as_read_only_is_never_run_again() -> None:
+    """Issue 8 item 3: a CALL/EVAL refused with ER_READONLY may have run part of its body
+    (here: a counter bump before the write), so the pool must not re-send it; its error
+    says it may have executed. Before the retry policy, ANY/PREFER_RO calls landing on a
+    replica were retried and ran their body twice (B1, B2)."""
+    steps: list[tuple[object, ...]] = [("burst", m, k, 6) for m in ("ANY", "PREFER_RO", "RO")
+                                       for k in ("call", "eval")]
+    result = run_scenario(PoolConfig(seed=7), steps)
+    _ok(result)
+    refused = [o for _, _, o in result.records if o != "ok"]
+    assert refused and all(o.startswith("DatabaseError(True): (ER_READONLY)") for o in refused), refused
+
+
+def test_an_idempotent_call_is_retried_on_the_master() -> None:
+    """``idempotent=True`` lets the pool re-send a CALL/EVAL refused as read-only
+    (ANY goes to the master, as a refused DML does); its body may then run twice,
+    but the request succeeds once and ran to completion once (B1, B2)."""
+    assert POOL_IDEMPOTENT, "ConnectionPool.call/eval take no idempotent= keyword (issue 8 item 3)"
+    result = run_scenario(PoolConfig(seed=7), [("burst", "ANY", k, 6) for k in ("call_idem", "eval_idem")])
+    _ok(result)
+    assert all(o == "ok" for _, _, o in result.records), result.records
+    assert any("body of" in line and "runs (ro=True)" in line for line in result.trace)
+
+
+@pytest.mark.parametrize("how", ["close", "exit"])
+def test_nothing_is_written_after_the_pool_closes(how: str) -> None:
+    """C1/C2 at a chosen moment: requests written (executing on a slow link), dispatched and
+    just issued when ``close()`` returns (or the ``async with`` exits); afterwards no
+    request is written, each pending one ends at once, later ones fail at once."""
+    steps: list[tuple[object, ...]] = [("burst", "ANY", "call", 3), ("advance", "tiny"), ("close", how),
+                                       ("req", "RW", "replace"), ("advance", "refresh+"), ("advance", "refresh+")]
+    result = run_scenario(PoolConfig(seed=3, link_delay=0.01), steps)
+    _ok(result)
+    outcomes = [o for _, _, o in result.records]
+    assert any(o.startswith("ConnectionClosedError(True)") for o in outcomes), outcomes  # written ones
+    assert any(o.startswith("ConnectionClosedError(False)") for o in outcomes), outcomes
+
+
 # --- the harness itself: it must see what it claims to see ----------------------------------
 
 
 def test_a_plain_scenario_routes_by_mode_and_spreads_evenly() -> None:
     """No faults: every mode lands where it must, round robin is exact, nothing fails."""
     steps: list[tuple[object, ...]] = [("burst", m, k, 6) for m in ("ANY", "RW", "RO", "PREFER_RW", "PREFER_RO")
-                                       for k in ("select", "replace", "call")]
+                                       for k in KINDS]
     result = run_scenario(PoolConfig(seed=5), steps)
     _ok(result)
-    # Only writes that may land on a replica fail, refused with ER_READONLY (the RO ones always).
+    # Only writes that may land on a replica fail, refused with ER_READONLY (the RO ones
+    # always). A refused DML surely did not run; a refused Lua body may have run.
     for mode, kind, outcome in result.records:
-        if kind != "replace" or mode in ("RW", "PREFER_RW"):
+        refused = f"DatabaseError({kind != 'replace'}): (ER_READONLY)"
+        if kind in ("select", "echo") or mode in ("RW", "PREFER_RW"):
             assert outcome == "ok", (mode, kind, outcome)
+        elif kind.endswith("_idem") and mode == "ANY":  # retried on the master, as a DML is
+            assert outcome == "ok", (mode, kind, outcome)
+        elif kind.endswith("_idem"):  # RO/PREFER_RO: the policy may retry on another replica
+            assert outcome.startswith("DatabaseError(True): (ER_READONLY)"), (mode, kind, outcome)
         elif mode in ("RO", "PREFER_RO"):
-            assert outcome.startswith("DatabaseError(False): (ER_READONLY)"), (mode, kind, outcome)
+            assert outcome.startswith(refused), (mode, kind, outcome)
         else:
-            assert outcome == "ok" or outcome.startswith("DatabaseError(False): (ER_READONLY)")
+            assert outcome == "ok" or outcome.startswith(refused), (mode, kind, outcome)
     picks = [line for line in result.trace if " pick #" in line]
     assert picks and all("PoolTopologyError" not in p for p in picks)
     assert all(p.endswith("-> tt1") for p in picks if " RW " in p or " PREFER_RW " in p)
@@ -172,18 +219,72 @@ def test_the_checker_catches_a_lost_outcome_and_a_double_execution() -> None:
 
 
 def test_the_checker_catches_a_pool_that_never_sees_an_instance_die(monkeypatch: pytest.MonkeyPatch) -> None:
-    """U1/L2 fire for a pool whose health tracking is broken (states never turn UNHEALTHY)."""
-    from trio_tarantool._pool import ConnectionPool
+    """U1/L2 fire for a pool whose health tracking is broken (states never turn UNHEALTHY).
+
+    The break is made on ``PoolUnit.state`` itself (whatever code of the pool sets it).
+    """
     from trio_tarantool._strategy import InstanceState, Status
 
-    original = ConnectionPool._set_state
+    def get(unit: tt.PoolUnit) -> InstanceState:
+        state: InstanceState = unit.__dict__["_sticky_state"]
+        return state
 
-    def sticky(self: ConnectionPool, unit: tt.PoolUnit, state: InstanceState) -> None:
-        if state.status == Status.UNHEALTHY and unit.state.status == Status.HEALTHY:
+    def put(unit: tt.PoolUnit, state: InstanceState) -> None:
+        old = unit.__dict__.get("_sticky_state")
+        if old is not None and state.status == Status.UNHEALTHY and old.status == Status.HEALTHY:
             return
-        original(self, unit, state)
+        unit.__dict__["_sticky_state"] = state
 
-    monkeypatch.setattr(ConnectionPool, "_set_state", sticky)
+    monkeypatch.setattr(tt.PoolUnit, "state", property(get, put), raising=False)
     result = run_scenario(PoolConfig(seed=2), [("pause", 1), ("advance", "window+"), ("advance", "small"),
                                                ("req", "ANY", "call")])
     assert any(v.split(": ", 1)[1].startswith("U1: tt2 is paused") for v in result.violations), result.violations
+
+
+def test_the_checker_catches_a_lua_body_run_twice_or_denied() -> None:
+    """B1-B3 read the body runs: twice for a plain call, and a run behind a "not executed" error."""
+    from tests.sim import _pool_harness as h
+
+    run = h.ScenarioRun(PoolConfig(), [])
+    twice = h.Req(1000, tt.Mode.ANY, "call", 0.0)
+    denied = h.Req(1001, tt.Mode.RO, "eval", 0.0)
+    for req in (twice, denied):
+        run.requests[req.id] = req
+    twice.picks += [h.Pick(0.0, tt.Mode.ANY, 1, (), 1000), h.Pick(0.0, tt.Mode.RW, 0, (), 1000)]
+    twice.body_runs += [h.BodyRun(1, 0.0, "error 7"), h.BodyRun(0, 0.0, "ok")]
+    twice.executions += [h.Execution(1, 0.0, True, True, "error 7"), h.Execution(0, 0.0, True, False, "ok")]
+    twice.end = 0.0
+    denied.picks.append(h.Pick(0.0, tt.Mode.RO, 2, (), 1001))
+    denied.body_runs.append(h.BodyRun(2, 0.0, "error 7"))
+    denied.executions.append(h.Execution(2, 0.0, True, True, "error 7"))
+    denied.end, denied.error = 0.0, tt.DatabaseError(7, "read-only")  # says may_have_executed=False
+
+    async def check() -> None:
+        run.check(final=True)
+
+    import trio
+
+    trio.run(check)
+    text = "\n".join(run.violations)
+    assert "B1: the body of #1000 ANY call (not sent as idempotent) ran 2 times" in text
+    assert "B2: #1000 ANY call succeeded but its body ran 2 times" in text
+    assert "B3: #1001 RO eval failed saying it was not executed" in text
+
+
+def test_the_checker_catches_a_pool_that_writes_after_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """C1/C2 fire for a pool whose close() forgets to stop anything (its probes keep writing)."""
+    from trio_tarantool._pool import ConnectionPool
+
+    original = ConnectionPool.close
+    calls: list[int] = []
+
+    def forgetful(self: ConnectionPool) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the async with exit closes for real, so the scenario ends
+            original(self)
+
+    monkeypatch.setattr(ConnectionPool, "close", forgetful)
+    result = run_scenario(PoolConfig(seed=4), [("close", "close"), ("advance", "refresh+"),
+                                               ("advance", "refresh+")])
+    assert any(v.split(": ", 1)[1].startswith("C2: ") for v in result.violations), result.violations
+    assert any("C1: a request after close() ended with" in v for v in result.violations), result.violations
