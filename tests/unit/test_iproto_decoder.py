@@ -11,6 +11,7 @@ that cannot arrive; and once broken, the decoder stays broken.
 from __future__ import annotations
 
 import decimal
+import re
 import tracemalloc
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from trio_tarantool._errors import NetworkError, ProtocolError
 from trio_tarantool._iproto import Decoder, Reply
 from trio_tarantool._iproto import _constants as C
+from trio_tarantool._iproto._decoder import MAX_BAD_PUSHES
 from trio_tarantool._iproto._ext import ext_hook
 
 
@@ -234,9 +236,12 @@ def test_feed_accepts_bytearray_and_memoryview() -> None:
         (framed("82 00 00 01 cb 3f f0 00 00 00 00 00 00  80"), "integers"),  # sync 1.0
         (framed("82 00 00 01 01  81 30 92 01"), "ends inside"),       # array of 2 holds 1 item
         (framed("c1"), "undecodable"),                                # reserved byte
-        (framed("82 00 00 01 01  81 30 d5 01 00 05"), "undecodable"),  # decimal, bad sign nibble
-        (framed("82 00 00 01 01  81 30 d8 04" + " 00" * 8 + " 00 ca 9a 3b" + " 00" * 4), "undecodable"),
-        (framed("82 00 00 01 01  81 81 00 00 00"), "undecodable"),   # map as a map key
+        (framed("82 00 00 01 01  81 30 c1"), "undecodable"),          # reserved byte in the body
+        (framed("82 00 00 01 01  91 d5 01 00 05"), "must be maps"),   # an array body with a bad decimal
+        (framed("82 00 00 01 01  81 30 d5 01 00 05  00"), "does not match"),  # bad decimal, then junk
+        (framed("82 00 a1 ff 01 01  80"), "integers"),                # type: a non-UTF-8 string
+        (framed("82 00 d4 2a 00 01 01  80"), "integers"),             # type: an unknown ext value
+        (framed("81 81 00 00 00  80"), "undecodable"),                # header keyed by a map
     ],
 )
 def test_malformed_packet(data: bytes, match: str) -> None:
@@ -244,6 +249,116 @@ def test_malformed_packet(data: bytes, match: str) -> None:
     decoder.feed(data)
     with pytest.raises(ProtocolError, match=match):
         decoder.next_reply()
+
+
+# -- well framed, malformed contents: that reply fails, the stream goes on (issue 8, item 10) --
+
+
+@pytest.mark.parametrize(
+    ("body_hex", "problem"),
+    [
+        ("81 30 91 d5 01 00 05", r"malformed msgpack extension value \(decimal: bad sign nibble"),
+        ("81 30 91 d8 04" + " 00" * 8 + " 00 ca 9a 3b" + " 00" * 4, r"extension value \(datetime:"),
+        ("81 30 91 c7 03 01 cf ff ff", r"extension value \(decimal:"),     # scale 2**64-1
+        ("81 30 91 d4 2a 00", r"unknown msgpack extension type 42 \(this client decodes 1 decimal, 2 uuid"),
+        ("81 30 91 d5 07 00 00", r"unknown msgpack extension type 7"),   # MP_TUPLE: not negotiated
+        ("81 30 91 c7 02 03 81 00", r"extension value \(error:"),        # error ext, truncated payload
+        ("81 30 91 81 81 00 00 00", r"map whose key is an array or a map"),
+        ("81 30 91 81 91 00 00", r"map whose key is an array or a map"),
+    ],
+)
+def test_malformed_contents_fail_that_reply_only(body_hex: str, problem: str) -> None:
+    """Regression: a bad or unknown extension value, or an unhashable map key, in
+    a well-framed reply broke the whole stream (or, for unknown types, handed
+    the application an opaque ExtType); now only that reply fails."""
+    decoder = Decoder()
+    decoder.feed(framed("83 00 00 01 07 05 09  " + body_hex) + OK_REPLY)
+    first = decoder.next_reply()
+    assert first is not None
+    assert (first.sync, first.code, first.schema_version, first.body) == (7, 0, 9, {})
+    assert first.decode_error is not None
+    assert re.search(problem, first.decode_error), first.decode_error
+    second = decoder.next_reply()
+    assert second is not None and second.decode_error is None
+    assert second.body == {C.DATA: [[1, "a"]]}
+    assert decoder.next_reply() is None and decoder.buffered == 0
+
+
+def test_an_error_reply_with_an_undecodable_stack_keeps_its_message() -> None:
+    """The code is in the header; ERROR_24 is kept (decoded leniently)."""
+    decoder = Decoder()
+    decoder.feed(framed("""
+        83 00 cd 80 07  01 08  05 50          # ER_READONLY
+        82
+          31 a4 6e 6f 70 65                   # ERROR_24 "nope"
+          52 81 00 91 81 06 81 00 d4 2a 00    # a stack entry whose fields hold ext 42
+    """) + OK_REPLY)
+    first = decoder.next_reply()
+    assert first is not None and first.error_code == 7
+    assert first.body == {C.ERROR_24: "nope"}
+    assert first.decode_error is not None and "extension type 42" in first.decode_error
+    second = decoder.next_reply()
+    assert second is not None and second.sync == 7
+
+
+def test_an_error_reply_with_a_bad_utf8_message_keeps_it_with_replacements() -> None:
+    decoder = Decoder()
+    decoder.feed(framed("83 00 cd 80 07  01 08  05 50   81 31 a3 6f 6b ff"))
+    (reply,) = decoder.replies()
+    assert reply.body == {C.ERROR_24: "ok\ufffd"}
+    assert reply.decode_error is not None and "UTF-8" in reply.decode_error
+
+
+def push(sync: int, body_hex: str) -> bytes:
+    return framed(f"82 00 cc 80  01 {sync:02x}  {body_hex}")
+
+
+def ok(sync: int) -> bytes:
+    return framed(f"82 00 00  01 {sync:02x}   81 30 91 01")
+
+
+@pytest.mark.parametrize(
+    ("body_hex", "problem"),
+    [
+        ("81 30 05", "DATA is an integer, expected an array"),
+        ("81 30 81 01 02", "DATA is a map, expected an array"),
+        ("80", "DATA is nil, expected an array"),
+        ("81 30 91 d4 2a 00", "unknown msgpack extension type 42"),
+        ("81 30 91 a1 ff", "not valid UTF-8"),
+    ],
+)
+def test_a_malformed_push_fails_its_request(body_hex: str, problem: str) -> None:
+    """Regression: a push with DATA 5 was handed to on_push as 5. Now the push is
+    dropped and the final reply of its request says why; others are untouched."""
+    decoder = Decoder()
+    decoder.feed(push(3, "81 30 91 01") + push(3, body_hex) + push(4, "81 30 91 02") + ok(4) + ok(3) + ok(3))
+    replies = decoder.replies()
+    assert [(r.sync, r.code) for r in replies] == [(3, C.CHUNK), (4, C.CHUNK), (4, 0), (3, 0), (3, 0)]
+    assert [r.decode_error is None for r in replies] == [True, True, True, False, True]
+    final = replies[3]
+    assert final.body == {}
+    assert final.decode_error is not None
+    assert final.decode_error.startswith("a push (IPROTO_CHUNK) for this request was malformed: ")
+    assert problem in final.decode_error
+
+
+def test_a_malformed_push_before_an_error_reply_keeps_the_code() -> None:
+    decoder = Decoder()
+    decoder.feed(push(3, "81 30 05") + framed("83 00 cd 80 20  01 03  05 50   81 31 a1 78"))
+    (reply,) = decoder.replies()
+    assert (reply.error_code, reply.body) == (32, {C.ERROR_24: "x"})
+    assert reply.decode_error is not None and "push" in reply.decode_error
+
+
+def test_many_malformed_pushes_in_a_row() -> None:
+    """Dropped in a loop (no recursion), and remembered within a bound."""
+    decoder = Decoder()
+    decoder.feed(b"".join(push(i % 100, "81 30 05") for i in range(5000)) + ok(7))
+    assert [r.sync for r in decoder.replies()] == [7]
+    decoder = Decoder()
+    decoder.feed(b"".join(framed(f"82 00 cc 80  01 cd {i:04x}  81 30 05") for i in range(3000)))
+    assert decoder.replies() == []
+    assert len(decoder._bad_pushes) == MAX_BAD_PUSHES  # white-box: memory stays bounded
 
 
 def test_truncated_body_does_not_swallow_the_next_packet() -> None:
@@ -363,6 +478,7 @@ class Expected:
     code: int
     schema_version: int
     body: dict[int, Any]
+    decode_error: bool = False
 
 
 @st.composite
@@ -376,6 +492,8 @@ def replies(draw: st.DrawFn) -> tuple[bytes, Expected]:
         header[C.SCHEMA_VERSION] = schema_version
     if code & C.TYPE_ERROR:
         body: dict[int, Any] = {C.ERROR_24: draw(st.text(max_size=20))}
+    elif code == C.CHUNK:
+        body = {C.DATA: draw(st.lists(values, max_size=3))}
     else:
         body = draw(st.dictionaries(st.sampled_from([C.DATA, C.SQL_INFO, C.METADATA, C.STMT_ID, 0x57]),
                                     values, max_size=3))
@@ -400,9 +518,50 @@ def packet_size(data: bytes) -> int:
     return 1 + width + int.from_bytes(data[1:1 + width], "big")
 
 
+def strict_ext_hook(code: int, data: bytes) -> Any:
+    if code not in (1, 2, 3, 4, 6):
+        raise ValueError(f"unknown ext type {code}")
+    return ext_hook(code, data)
+
+
+def content_failure(payload: bytes) -> Expected | str:
+    """The reference for a packet whose normal decoding failed: ``"error"`` unless
+    it is structurally sound msgpack (header map, then a map body, exactly
+    filling the packet) with integer type and sync; then one bad reply."""
+    length = len(payload)
+    plain = msgpack.Unpacker(raw=True, use_list=False, strict_map_key=False)
+    plain.feed(payload)
+    try:
+        header = plain.unpack()
+        body_at = plain.tell()
+        if body_at != length:
+            plain.skip()
+    except Exception:
+        return "error"
+    if plain.tell() != length or type(header) is not dict:
+        return "error"
+    if body_at != length and not (0x80 <= payload[body_at] <= 0x8F or payload[body_at] in (0xDE, 0xDF)):
+        return "error"
+    code, sync = header.get(C.REQUEST_TYPE), header.get(C.SYNC, 0)
+    if type(code) is not int or type(sync) is not int:
+        return "error"
+    body: dict[int, Any] = {}
+    if code & C.TYPE_ERROR and body_at != length:
+        try:
+            full = msgpack.unpackb(payload[body_at:], unicode_errors="replace", use_list=False,
+                                   strict_map_key=False)
+        except Exception:
+            full = None
+        if type(full) is dict and isinstance(full.get(C.ERROR_24), str | bytes):
+            body = {C.ERROR_24: full[C.ERROR_24]}
+    schema_version = header.get(C.SCHEMA_VERSION, 0)
+    return Expected(sync, code, schema_version if type(schema_version) is int else 0, body, True)
+
+
 def oracle(pending: bytes, max_size: int) -> Expected | str:
     """What the decoder must do with ``pending`` (bytes not yet returned):
-    ``"wait"``, ``"error"`` or the reply.
+    ``"wait"``, ``"error"`` or the reply (before push screening, see
+    :func:`screened`).
 
     A plain, non-incremental reference: the packet's payload is decoded on its
     own by a fresh Unpacker, so no state can leak from one packet to the next.
@@ -424,26 +583,17 @@ def oracle(pending: bytes, max_size: int) -> Expected | str:
     if len(pending) < 1 + width + length:
         return "wait"
     payload = pending[1 + width:1 + width + length]
-    unpacker = msgpack.Unpacker(strict_map_key=False, ext_hook=ext_hook)
+    unpacker = msgpack.Unpacker(strict_map_key=False, ext_hook=strict_ext_hook)
     unpacker.feed(payload)
     try:
         header = unpacker.unpack()
         body = {} if unpacker.tell() == length else unpacker.unpack()
-    except UnicodeDecodeError:
-        # A well-framed packet whose strings are not UTF-8 fails alone: a
-        # reply with an empty body (and decode_error set), the stream goes on.
-        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False, ext_hook=ext_hook)
-        unpacker.feed(payload)
-        try:
-            header = unpacker.unpack()
-            raw_body = {} if unpacker.tell() == length else unpacker.unpack()
-        except Exception:
-            return "error"
-        if type(raw_body) is not dict:
-            return "error"
-        body = {}
-    except Exception:
+    except msgpack.OutOfData:
         return "error"
+    except Exception:
+        # Not UTF-8, a bad or unknown extension, an unhashable key: the
+        # packet fails alone if its structure is sound, the stream goes on.
+        return content_failure(payload)
     if unpacker.tell() != length or type(header) is not dict or type(body) is not dict:
         return "error"
     code, sync = header.get(C.REQUEST_TYPE), header.get(C.SYNC, 0)
@@ -451,6 +601,22 @@ def oracle(pending: bytes, max_size: int) -> Expected | str:
         return "error"
     schema_version = header.get(C.SCHEMA_VERSION, 0)
     return Expected(sync, code, schema_version if type(schema_version) is int else 0, body)
+
+
+def screened(expected: Expected, bad_pushes: set[int]) -> Expected | None:
+    """Push screening, as a reference: a malformed push is dropped (None) and
+    remembered; the next non-push reply with its sync fails instead."""
+    if expected.code == C.CHUNK:
+        if expected.decode_error or type(expected.body.get(C.DATA)) is not list:
+            bad_pushes.add(expected.sync)
+            return None
+        return expected
+    if expected.sync in bad_pushes:
+        bad_pushes.discard(expected.sync)
+        message = expected.body.get(C.ERROR_24) if expected.code & C.TYPE_ERROR else None
+        return Expected(expected.sync, expected.code, expected.schema_version,
+                        {} if message is None else {C.ERROR_24: message}, True)
+    return expected
 
 
 def splits(data_size: int) -> st.SearchStrategy[list[int]]:
@@ -487,6 +653,7 @@ def check_contract(stream: bytes, cuts: list[int], max_size: int) -> None:
     consumed = 0
     fed = 0
     broken = False
+    bad_pushes: set[int] = set()
     for cut in [*cuts, len(stream)]:
         piece = stream[fed:cut]
         fed = max(fed, cut)
@@ -498,21 +665,35 @@ def check_contract(stream: bytes, cuts: list[int], max_size: int) -> None:
             continue
         decoder.feed(piece)
         while True:
-            expected = oracle(stream[consumed:fed], max_size)
+            # The reference skips malformed pushes as the decoder does, but only
+            # commits to that once the decoder has returned past them.
+            model = set(bad_pushes)
+            skipped = consumed
+            while True:
+                expected = oracle(stream[skipped:fed], max_size)
+                if not isinstance(expected, Expected):
+                    break
+                shown = screened(expected, model)
+                if shown is not None:
+                    expected = shown
+                    break
+                skipped += packet_size(stream[skipped:])
             try:
                 reply = decoder.next_reply()
             except ProtocolError:
-                assert expected == "error", stream[consumed:fed][:32].hex()
+                assert expected == "error", stream[skipped:fed][:32].hex()
                 broken = True
                 break
             if reply is None:
-                assert expected == "wait", stream[consumed:fed][:32].hex()
-                assert decoder.buffered == fed - consumed
+                assert expected == "wait", stream[skipped:fed][:32].hex()
+                assert decoder.buffered == fed - skipped
                 assert decoder.buffered < max_size + 9
+                consumed, bad_pushes = skipped, model
                 break
             # repr: a NaN float in a body would make == fail on identical data
-            assert repr(Expected(reply.sync, reply.code, reply.schema_version, reply.body)) == repr(expected)
-            consumed += packet_size(stream[consumed:])
+            assert repr(Expected(reply.sync, reply.code, reply.schema_version, reply.body,
+                                 reply.decode_error is not None)) == repr(expected)
+            consumed, bad_pushes = skipped + packet_size(stream[skipped:]), model
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,9 +2,22 @@
 
 The decoder never blocks and never waits for bytes that cannot come: a length
 prefix that is not a msgpack unsigned integer, a packet whose header or body
-does not fill its declared length exactly, or a header without the mandatory
-keys puts it in a broken state in which every call raises
-:class:`~trio_tarantool.ProtocolError`.
+does not fill its declared length exactly (or is not msgpack at all), or a
+header without the mandatory keys puts it in a broken state in which every
+call raises :class:`~trio_tarantool.ProtocolError`: the stream's framing is
+lost, so the connection cannot go on.
+
+A packet that is well framed but whose *contents* cannot be decoded (a string
+that is not UTF-8, an extension value that is malformed or of a type this
+client does not know, a map keyed by an array) costs that one reply only: it
+comes out with ``decode_error`` set and an empty body (an error reply keeps
+its ERROR_24 message, decoded leniently), and the stream goes on.
+
+Pushes (IPROTO_CHUNK) are screened too, because the connection hands their
+DATA to application callbacks: a push whose DATA is not an array, or that
+could not be decoded, is not returned; instead the final reply with the same
+sync comes out with ``decode_error`` set, so the request fails with
+ProtocolError rather than its callback receiving garbage.
 """
 
 from __future__ import annotations
@@ -16,11 +29,54 @@ import msgpack
 
 from .._errors import ProtocolError
 from . import _constants as C
-from ._ext import ext_hook
+from ._ext import ExtDecodeError, ext_hook
+from ._handshake import kind
 
 _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 _U64 = struct.Struct(">Q").unpack_from
+
+#: Extension types this client decodes (see ``_ext``); any other is refused.
+KNOWN_EXT_TYPES: dict[int, str] = {
+    C.EXT_DECIMAL: "decimal", C.EXT_UUID: "uuid", C.EXT_ERROR: "error",
+    C.EXT_DATETIME: "datetime", C.EXT_INTERVAL: "interval",
+}
+_KNOWN_EXT_LIST = ", ".join(f"{code} {name}" for code, name in KNOWN_EXT_TYPES.items())
+#: Syncs whose pushes were malformed, remembered until their final reply; a
+#: hostile server cannot grow this past the bound (the oldest is forgotten).
+MAX_BAD_PUSHES = 256
+_MAP_MARKERS = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
+
+
+class UnknownExtTypeError(ExtDecodeError):
+    """A msgpack extension type this client does not decode."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"unknown msgpack extension type {code}")
+        self.code = code
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    """Decode the extension types we know; refuse the others (the application
+    would otherwise get opaque ``ExtType`` objects as values)."""
+    if code not in KNOWN_EXT_TYPES:
+        raise UnknownExtTypeError(code)
+    return ext_hook(code, data)
+
+
+def _content_problem(exc: BaseException) -> str:
+    """What a content (not framing) decoding failure means, for ``decode_error``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"the reply holds a string that is not valid UTF-8 ({exc.reason} at byte "
+                f"{exc.start}); connect with encoding=None to receive raw bytes")
+    if isinstance(exc, UnknownExtTypeError):
+        return (f"the reply holds a value of unknown msgpack extension type {exc.code} "
+                f"(this client decodes {_KNOWN_EXT_LIST})")
+    if isinstance(exc, ExtDecodeError):
+        return f"the reply holds a malformed msgpack extension value ({exc})"
+    if isinstance(exc, TypeError) and "unhashable" in str(exc):
+        return "the reply holds a map whose key is an array or a map, which Python cannot use as a key"
+    return f"the reply holds a value that cannot be decoded ({type(exc).__name__}: {exc})"
 
 
 class Reply:
@@ -73,10 +129,11 @@ class Decoder:
         self._unpacker = self._new_unpacker()
         self._error: ProtocolError | None = None
         self._stream_pos = 0
+        self._bad_pushes: dict[int, str] = {}
 
     def _new_unpacker(self) -> msgpack.Unpacker:
         return msgpack.Unpacker(
-            raw=self._raw, strict_map_key=False, ext_hook=ext_hook,
+            raw=self._raw, strict_map_key=False, ext_hook=_ext_hook,
             max_buffer_size=self._max + 16,
         )
 
@@ -102,6 +159,37 @@ class Decoder:
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes are fed."""
+        reply = self._next_packet()
+        if reply is not None and (reply.code == C.CHUNK or self._bad_pushes):
+            return self._screen(reply)
+        return reply
+
+    def _screen(self, reply: Reply | None) -> Reply | None:
+        """Drop malformed pushes and fail the final reply of their request."""
+        while reply is not None:
+            if reply.code == C.CHUNK:
+                problem = reply.decode_error
+                if problem is None:
+                    data = reply.body.get(C.DATA)
+                    if type(data) is list:
+                        return reply
+                    problem = f"DATA is {kind(data)}, expected an array"
+                bad = self._bad_pushes
+                if len(bad) >= MAX_BAD_PUSHES and reply.sync not in bad:
+                    del bad[next(iter(bad))]
+                bad.setdefault(reply.sync, problem)
+                reply = self._next_packet()
+                continue
+            problem = self._bad_pushes.pop(reply.sync, None)
+            if problem is None:
+                return reply
+            message = reply.body.get(C.ERROR_24) if reply.is_error else None
+            return Reply(reply.sync, reply.code, reply.schema_version,
+                         {} if message is None else {C.ERROR_24: message},
+                         f"a push (IPROTO_CHUNK) for this request was malformed: {problem}")
+        return None
+
+    def _next_packet(self) -> Reply | None:
         if self._error is not None:
             raise self._error
         buf = self._buf
@@ -150,10 +238,10 @@ class Decoder:
             body = {} if unpacker.tell() == expected_end else unpacker.unpack()
         except msgpack.OutOfData:
             raise self._fail("packet ends inside a msgpack value (its length is too short)") from None
-        except UnicodeDecodeError as exc:
-            return self._undecodable_text(start, end, exc)
         except Exception as exc:
-            raise self._fail(f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
+            # Framing error (the packet is not msgpack) or a content error
+            # (the packet is fine, a value in it is not): _undecodable tells.
+            return self._undecodable(start, end, exc)
         if unpacker.tell() != expected_end:
             raise self._fail("packet length does not match its contents")
         self._pos = end
@@ -169,29 +257,53 @@ class Decoder:
         schema_version = header.get(C.SCHEMA_VERSION, 0)
         return Reply(sync, code, schema_version if type(schema_version) is int else 0, body)
 
-    def _undecodable_text(self, start: int, end: int, exc: UnicodeDecodeError) -> Reply:
-        """A reply whose strings are not UTF-8: report it, keep the stream."""
+    def _undecodable(self, start: int, end: int, exc: Exception) -> Reply:
+        """A packet whose decoding failed: one bad reply if its structure is sound
+        msgpack (a header map with integer type and sync, then a body map, filling
+        the declared length exactly), else a broken stream."""
         self._unpacker = self._new_unpacker()  # its state is mid-object: start afresh
         self._stream_pos = 0
-        raw = msgpack.Unpacker(raw=True, strict_map_key=False, ext_hook=ext_hook)
-        raw.feed(memoryview(self._buf)[start:end])
+        packet = bytes(self._buf[start:end])  # a copy: a view would pin the buffer
         length = end - start
+        # Structure only: no strings decoded, no extension interpreted.
+        plain = msgpack.Unpacker(raw=True, use_list=False, strict_map_key=False)
+        plain.feed(packet)
         try:
-            header = raw.unpack()
-            body = {} if raw.tell() == length else raw.unpack()
+            header = plain.unpack()
+            body_start = plain.tell()
+            if body_start != length:
+                plain.skip()
         except Exception:
-            raise self._fail(f"undecodable msgpack ({exc})") from exc
-        if raw.tell() != length or type(header) is not dict or type(body) is not dict:
-            raise self._fail(f"undecodable msgpack ({exc})")
+            raise self._fail(f"undecodable msgpack ({type(exc).__name__}: {exc})") from exc
+        if plain.tell() != length:
+            raise self._fail("packet length does not match its contents")
+        if type(header) is not dict or (body_start != length and packet[body_start] not in _MAP_MARKERS):
+            raise self._fail("header and body must be maps")
         code = header.get(C.REQUEST_TYPE)
         sync = header.get(C.SYNC, 0)
         schema_version = header.get(C.SCHEMA_VERSION, 0)
         if type(code) is not int or type(sync) is not int:
             raise self._fail("header request type and sync must be integers")
         self._pos = end
-        return Reply(sync, code, schema_version if type(schema_version) is int else 0, {},
-                     f"the reply holds a string that is not valid UTF-8 ({exc.reason} at byte "
-                     f"{exc.start}); connect with encoding=None to receive raw bytes")
+        body: dict[int, Any] = {}
+        if code & C.TYPE_ERROR and body_start != length:
+            body = self._lenient_message(packet[body_start:])
+        return Reply(sync, code, schema_version if type(schema_version) is int else 0, body,
+                     _content_problem(exc))
+
+    def _lenient_message(self, body_bytes: bytes) -> dict[int, Any]:
+        """ERROR_24 of an error reply whose body could not be decoded as is: the
+        server's message is worth keeping (bad bytes replaced, extensions left
+        undecoded); ``{}`` when even that fails."""
+        lenient = msgpack.Unpacker(raw=self._raw, unicode_errors="replace", use_list=False,
+                                   strict_map_key=False)
+        lenient.feed(body_bytes)
+        try:
+            body = lenient.unpack()
+        except Exception:
+            return {}
+        message = body.get(C.ERROR_24) if type(body) is dict else None
+        return {C.ERROR_24: message} if isinstance(message, str | bytes) else {}
 
     def replies(self) -> list[Reply]:
         """Every complete reply buffered now."""

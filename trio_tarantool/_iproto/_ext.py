@@ -103,7 +103,10 @@ def decode_decimal(data: bytes) -> decimal.Decimal:
         raise ExtDecodeError(f"decimal: bad sign nibble {sign_nibble:#x}")
     if any(n > 9 for n in nibbles):
         raise ExtDecodeError("decimal: digit nibble above 9")
-    return decimal.Decimal((sign, tuple(nibbles) or (0,), -scale))
+    try:
+        return decimal.Decimal((sign, tuple(nibbles) or (0,), -scale))
+    except (ArithmeticError, ValueError) as exc:  # a scale beyond what Decimal holds
+        raise ExtDecodeError(f"decimal: scale {scale} is out of range") from exc
 
 
 # -- uuid -----------------------------------------------------------------------
