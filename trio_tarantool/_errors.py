@@ -311,11 +311,23 @@ class DatabaseError(Error):
         self.code = code
         self.message = message
         self.extra_info = extra_info
+        self._may_have_executed: bool | None = None
 
     @property
     def may_have_executed(self) -> bool:
-        """False when the server refused the request before executing it."""
+        """False when the server refused the request before executing it.
+
+        Derived from the code unless set: the pool sets it to True for a CALL,
+        EVAL or EXECUTE refused with ER_READONLY/ER_LOADING, because such a
+        refusal may come from inside code that already did something.
+        """
+        if self._may_have_executed is not None:
+            return self._may_have_executed
         return self.code not in NOT_EXECUTED_CODES
+
+    @may_have_executed.setter
+    def may_have_executed(self, value: bool) -> None:
+        self._may_have_executed = bool(value)
 
     def __str__(self) -> str:
         return f"({error_name(self.code)}) {self.message}"

@@ -620,6 +620,10 @@ class ConnectionPool(CrudMixin):
                         raise
                     raise final from exc
                 previous, attempt_mode = exc, decision.mode
+                # Let the other replies of this instant be seen first: in a
+                # switch-over, the refusals of concurrent requests mark the old
+                # master read-only before the retry picks an instance.
+                await trio.lowlevel.checkpoint()
         raise AssertionError("unreachable: the second attempt never retries")
 
     @staticmethod

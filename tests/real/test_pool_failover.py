@@ -400,12 +400,17 @@ FAKE_LOADING = (
 
 
 async def test_loading_reply_is_retried_elsewhere(replicaset: Replicaset) -> None:
-    """ER_LOADING means "not executed": the request goes once more, to another instance."""
+    """ER_LOADING of an idempotent CALL: the request goes once more, to another instance.
+
+    (A CALL not marked idempotent is not retried: the refusal may come from
+    inside its code, as here; tests/real/test_pool_retry.py.)
+    """
     for inst in replicaset.instances:
         inst.admin(FAKE_LOADING)
     master = replicaset.master
     async with open_pool(replicaset.addrs, refresh_delay=30, **USER) as pool:
-        served = [(await pool.call("fake_loading", mode=Mode.ANY))[0] for _ in range(6)]
+        served = [(await pool.call("fake_loading", mode=Mode.ANY, idempotent=True))[0]
+                  for _ in range(6)]
         assert set(served) == {r.listen for r in replicaset.replicas}
         stats = next(s for s in pool.statistics() if s.addr == master.listen)
         assert "fake loading" in (stats.last_error or "")
@@ -413,9 +418,9 @@ async def test_loading_reply_is_retried_elsewhere(replicaset: Replicaset) -> Non
     async with open_pool(replicaset.addrs, refresh_delay=30, retry_not_executed=False, **USER) as pool:
         with pytest.raises(DatabaseError) as info:
             for _ in range(3):  # one of three ANY requests lands on the master
-                await pool.call("fake_loading", mode=Mode.ANY)
+                await pool.call("fake_loading", mode=Mode.ANY, idempotent=True)
         assert info.value.code == ErrorCode.ER_LOADING
-        assert info.value.may_have_executed is False
+        assert info.value.may_have_executed is True  # a CALL's refusal may come from its code
 
 
 async def test_frozen_instance_at_start_costs_at_most_probe_timeout(replicaset: Replicaset) -> None:
