@@ -10,7 +10,9 @@ fixture parametrized over :data:`~tests.real._servers.SERVER_KINDS`
 kind. ``server_kind`` is the :class:`~tests.real._servers.TarantoolBinary`
 (``.kind``, ``.path``, ``.version``). The 2.6 binary must be there; a missing
 3.x binary skips the 3.8 variants with the reason, except in CI (``$CI``),
-where it fails them: CI must run both.
+where it fails them: CI must run both. A test that only makes sense from some
+version on is marked ``@pytest.mark.min_server_version(3, 0)`` (its older
+variants are not generated) rather than skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +34,47 @@ from tests.real._servers import (
     find_binary,
     in_ci,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register this directory's marker (the suite runs with --strict-markers)."""
+    config.addinivalue_line(
+        "markers",
+        "min_server_version(major, minor=0): run only the server kinds at least this "
+        "version (tests/real/conftest.py)",
+    )
+
+
+def _kind_version(kind: str) -> tuple[int, ...]:
+    """The version of server ``kind``: its binary's, or the label's if it is missing."""
+    try:
+        return find_binary(kind).version
+    except ServerBinaryMissingError:
+        return tuple(int(part) for part in kind.split("."))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest parametrizes the fixture with all kinds
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.min_server_version(3, 0)``: the test runs on those kinds only.
+
+    A test that only makes sense from some version on says so with this marker
+    instead of skipping on older servers (in CI a skip fails the run): the
+    variants of older kinds are not generated at all.
+    """
+    marker = metafunc.definition.get_closest_marker("min_server_version")
+    if marker is None:
+        return
+    if "server_kind" not in metafunc.fixturenames:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: min_server_version needs a server fixture"
+        )
+    minimum = tuple(int(part) for part in marker.args)
+    kinds = [kind for kind in SERVER_KINDS if _kind_version(kind) >= minimum]
+    # As a parametrize mark (applied by pytest's own hook, after this one): pytest
+    # then leaves out the fixture's own parametrization over every kind.
+    metafunc.definition.add_marker(
+        pytest.mark.parametrize("server_kind", kinds, indirect=True, scope="session")
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -348,3 +348,12 @@ def test_gate_holds_requests_until_opened(tarantool: TarantoolInstance) -> None:
     assert sorted(results) == ["---\n- 101\n...\n", "---\n- 102\n...\n"]
     # An open gate holds nobody.
     assert tarantool.admin_eval(f"return gate_wait('{gate}', 'late')") == ["late"]
+
+
+@pytest.mark.min_server_version(3, 0)
+def test_min_server_version_marker_keeps_only_newer_kinds(
+    request: pytest.FixtureRequest, tarantool: TarantoolInstance
+) -> None:
+    """The marker leaves out the 2.6 variant (not generated, not skipped)."""
+    assert tarantool.version >= (3, 0)
+    assert request.node.name == "test_min_server_version_marker_keeps_only_newer_kinds[3.8]"
