@@ -19,12 +19,27 @@ What is observed, and how:
   (on the instance object only) so each request carrying a scenario id is
   matched with the ``sim.RequestRecord`` the instance logged for it
   (executed or refused, read-only at the time).
+* **What Lua bodies ran**: the scenario's Lua functions (``echo``, ``bump``
+  and the ``EVAL_EXPR`` chunk) are Python handlers of the harness; each
+  notes a :class:`BodyRun` (instance, virtual time, outcome) under its token
+  argument, the request id, the moment its body starts. ``bump`` and the
+  chunk then bump a counter (a side effect that needs no write) and replace
+  ``[id, ...]`` in ``kv``: on a read-only instance they fail with
+  ER_READONLY *after* having run, as a real Lua function does. The sim's
+  ``request_log`` counts such a CALL/EVAL as executed too; the two oracles
+  must agree.
+* **When each request was written**: the simulator stamps every request it
+  handles with the world-wide number of the client write that carried it
+  (``RequestRecord.written_seq``); the harness reads the network's write
+  count right after ``close()`` returns (same task, no checkpoint between).
 * **Ground truth**: ``rs.roles()``.
 
 Each request carries a unique id the reply must echo: ``select`` reads a row
 keyed by the id (put on every instance just before), ``replace`` writes
-``[id, "v<id>"]`` (its reply is the tuple), ``call`` runs a registered
-``echo(id)``.
+``[id, "v<id>"]`` (its reply is the tuple), ``echo`` calls a read-only Lua
+function ``echo(id)``, ``call``/``eval`` (and ``call_idem``/``eval_idem``,
+sent with ``idempotent=True`` when the pool takes it) run the writing body
+above with the id as token, returning it.
 
 Invariants (checked after every step, and at the end):
 
@@ -45,7 +60,20 @@ O2  A success executed exactly once; a failure with may_have_executed False
     (automatic retries never repeat a write); a request executes only on an
     instance the strategy chose for it; at most two picks per request (one
     retry), one with retry_not_executed=False.
+    (O2 covers DML and select; B1-B3 take over for Lua requests.)
 O3  No write executed on an instance that was read-only then (sim truth).
+B1  A Lua body runs at most once per dispatch of its request to an instance;
+    a call/eval not sent as idempotent runs at most once in all (a body that
+    failed with ER_READONLY has run: re-sending it is running it twice).
+B2  A Lua request that succeeded: not idempotent, its body ran exactly once
+    and completed; idempotent, its body completed at least once (it may also
+    have run, and been refused, elsewhere first; it is not promised to have
+    completed only once: an idempotent request whose reply was lost may be
+    re-sent after it completed, which is what ``idempotent`` allows).
+B3  A Lua request that failed saying ``may_have_executed=False`` never ran
+    its body anywhere (nor later: checked again after the drain below). A
+    failure saying True may have run it once or not at all: the body ran
+    implies the error says so, not the other way round.
 T1  No request lasts longer than the pool's documented bound,
     ``2 * socket_timeout + 0.05`` s (theory of operation, rule 6).
 U1  An instance that has been down, paused, partitioned or not ``running``
@@ -57,11 +85,21 @@ U2  An instance that has been up, running, reachable over a clean link and
     with that role (probes every refresh_delay; a probe in flight when it
     became reachable may first wait out its probe_timeout).
     U1 and U2 are checked after every step and every 10 ms of virtual time.
-C1  (when the config says ``close_in_flight``) ``close()`` under a burst of
-    requests in every state: each pending request ends at once (within 1 ms
-    of virtual time), a request started after close() fails with
+C1  ``close()`` under a burst of requests in every state (written and
+    executing on a slow link, dispatched, just being issued): at a drawn step
+    (``("close", "close")``: ``pool.close()``; ``("close", "exit")``: leaving
+    the ``async with``), or at the end when the config says
+    ``close_in_flight``: each pending request ends at once (within 1 ms of
+    virtual time), a request started after close() fails with
     ConnectionClosedError, and no request that ended after close() fails
-    with anything but ConnectionClosedError or a server's own answer.
+    with anything but ConnectionClosedError or a server's own answer. The
+    steps after a close still run (faults, time, requests that must fail).
+C2  No request is written after close() returned (or the ``async with``
+    exited): once every byte written before is through (the longest link
+    delay, slow links included), no instance has handled a request (pool
+    probes included) whose client write came after that moment. A request
+    written before may still be handled after it; its error must then say
+    ``may_have_executed=True`` (O2/B3).
 L1  After the pool closes, none of its tasks lives.
 L2  Liveness: once everything is healed and exactly one master exists, the
     pool's view (``pool.statistics()``) equals the truth (``rs.roles()``)

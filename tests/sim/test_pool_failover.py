@@ -1,13 +1,18 @@
 """Hypothesis proofs of the real ConnectionPool's failover and routing on the simulator.
 
 Each example is one scenario (:mod:`tests.sim._pool_harness`): a pool
-configuration and up to 40 steps (requests in every mode and kind, crashes,
-restarts, partitions, pauses, planned switch-overs, failovers, and time steps
-at the pool's own boundaries: ``refresh_delay``, ``socket_timeout`` and
-``probe_timeout`` plus or minus 1 ms), run in one ``sim.run`` with
+configuration and up to 40 steps (requests in every mode and kind: select,
+replace, and Lua calls/evals whose body has a side effect before its write,
+plain or ``idempotent=True``; crashes, restarts, partitions, pauses, planned
+switch-overs, failovers, time steps at the pool's own boundaries:
+``refresh_delay``, ``socket_timeout`` and ``probe_timeout`` plus or minus
+1 ms; and in about one scenario in five a ``close()`` or ``async with`` exit
+at a drawn step, under in-flight requests), run in one ``sim.run`` with
 ``trio_tarantool.open_pool`` on a 3-instance simulated replicaset. The
-invariants (listed in the harness docstring) are checked after every step,
-then everything is healed and the pool must converge on the truth.
+invariants (listed in the harness docstring: routing, one outcome, at most
+once for DML and for Lua bodies, nothing written after close, time bounds,
+health) are checked after every step; then everything is healed and the
+pool must converge on the truth (unless it was closed).
 
 A failure prints the minimal scenario, the trace (virtual time | true roles |
 the pool's view | event) and a replay command (``python -m tests.sim.soak
@@ -43,6 +48,7 @@ def _ok(result: ScenarioResult) -> None:
     assert not result.violations, "\n" + result.report()
 
 
+@pytest.mark.timeout(900)  # a failure is shrunk, then printed with its replay line
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(config=configs(), steps=scenario_steps())
 def test_pool_keeps_its_invariants_under_any_fault_sequence(config: PoolConfig, steps: list[tuple[object, ...]]) -> None:
@@ -52,6 +58,7 @@ def test_pool_keeps_its_invariants_under_any_fault_sequence(config: PoolConfig, 
 _STORM_KINDS = ("replace", "select", "call", "eval", "echo", "call_idem")
 
 
+@pytest.mark.timeout(900)  # a failure is shrunk, then printed with its replay line
 @settings(max_examples=max(1, EXAMPLES // 3), deadline=None)
 @given(config=configs(), steps=scenario_steps(max_size=25),
        mode=st.sampled_from(["RW", "PREFER_RW", "PREFER_RO", "RO", "ANY"]))
@@ -66,6 +73,7 @@ def test_pool_keeps_its_invariants_under_a_request_storm(config: PoolConfig, ste
     _ok(run_scenario(config, stormy))
 
 
+@pytest.mark.timeout(900)  # a failure is shrunk, then printed with its replay line
 @settings(max_examples=max(1, EXAMPLES // 3), deadline=None)
 @given(config=configs(), target=st.integers(0, 2), before=st.integers(0, 6), after=st.integers(1, 6),
        gap=st.sampled_from(["0", "tiny", "small", "refresh-", "probe+"]))
