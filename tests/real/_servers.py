@@ -36,8 +36,11 @@ directory's ``conftest.py``::
         tarantool, tarantool_factory, replicaset, replicaset_factory, server_manager,
     )
 
-Fixtures:
+Fixtures (each runs once per server kind, see "Two servers" below):
 
+* ``server_kind`` (session scope, parametrized ``"2.6"`` / ``"3.8"``): the
+  :class:`TarantoolBinary` of this variant; ``@pytest.mark.min_server_version(3, 0)``
+  keeps a test to the newer kinds.
 * ``tarantool`` (module scope): a standalone instance running
   ``instance.lua``; tests sharing it must use distinct keys or clean up.
   ``tarantool.host``, ``tarantool.port``, ``tarantool.user`` /
