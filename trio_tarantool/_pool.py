@@ -602,6 +602,11 @@ class ConnectionPool(CrudMixin):
                 if previous is None:
                     raise
                 raise self._final(previous, None, may_have_executed) from None
+            except ConnectionClosedError as exc:
+                if not may_have_executed:
+                    raise
+                raise ConnectionClosedError(  # closed while waiting to retry: say what the first attempt did
+                    f"{exc.message} (while waiting to retry)", may_have_executed=True) from previous
             try:
                 return await self._attempt(unit, request, deadline)
             except (DatabaseError, NetworkError) as exc:
