@@ -60,6 +60,7 @@ from . import _iproto
 from . import _request as _rq
 from ._crud import CrudMixin
 from ._errors import (
+    ConfigurationError,
     ConnectionClosedError,
     DatabaseError,
     Error,
@@ -79,8 +80,11 @@ from ._response import Response, database_error
 from ._schema import Schema
 from ._stream import Isolation, Stream, open_stream, transaction
 from ._tls import start_tls
+from ._watch import KeyState, Watcher
 
 _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
+#: The key a gracefully stopping server (>= 2.10) broadcasts to its clients.
+_SHUTDOWN_KEY = "box.shutdown"
 
 _RECV_SIZE = 64 * 1024
 #: Reads served without waiting before the reader yields to other tasks anyway.
@@ -150,7 +154,7 @@ class Ticket:
 class _Link:
     """One live socket with its reader and writer tasks and its outbox."""
 
-    __slots__ = ("dead", "fd", "outbox", "scopes", "stream", "writer_parked", "writer_task")
+    __slots__ = ("dead", "draining", "fd", "outbox", "scopes", "stream", "writer_parked", "writer_task")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
@@ -160,6 +164,9 @@ class _Link:
         self.writer_parked = False
         #: Set once the link is dropped: nothing may be written to it any more.
         self.dead = False
+        #: Set when the server announced its shutdown: no new request goes here;
+        #: the link is dropped once the replies in flight have come.
+        self.draining = False
         #: The OS socket, for writing a lone request without waking the writer
         #: task (-1 when the stream is not a real socket, e.g. in the simulator).
         self.fd = _socket_fd(stream)
@@ -344,6 +351,7 @@ class Connection(CrudMixin):
         self._tasks = 0  # connector, reader and writer tasks running
         self._gone = trio.Event()  # set on CLOSED
         self._schema_lock = trio.Lock()
+        self._keys: dict[str, KeyState] = {}
         self._lost = trio.Event()
         self._lost.set()
         self._last_error: BaseException | None = None
@@ -447,6 +455,8 @@ class Connection(CrudMixin):
         if self._attempt is not None:
             self._attempt.done.set()
         self._capacity.unpark_all()
+        for key_state in self._keys.values():
+            key_state.close()
         if self._tasks == 0:
             self._set_state(ConnectionState.CLOSED)
 
@@ -607,6 +617,11 @@ class Connection(CrudMixin):
         self._lost = trio.Event()
         self.schema = None  # the server may have been restarted with another schema
         self._set_state(ConnectionState.READY)
+        if C.FEATURE_WATCHERS in self.features:
+            # Graceful shutdown needs the notice; watched keys are re-subscribed.
+            self._post(link, C.WATCH, {C.EVENT_KEY: _SHUTDOWN_KEY})
+            for key in self._keys:
+                self._post(link, C.WATCH, {C.EVENT_KEY: key})
 
     async def _open_stream(self) -> trio.abc.Stream:
         if self.host is None:
@@ -686,7 +701,10 @@ class Connection(CrudMixin):
         while True:
             link = self._link
             if link is not None:
-                return link
+                if not link.draining:
+                    return link
+                await self._lost.wait()  # the server is shutting down: wait for its drain
+                continue
             state = self._state
             if state is ConnectionState.CLOSING or state is ConnectionState.CLOSED:
                 raise ConnectionClosedError("connection is closed", may_have_executed=False)
@@ -734,11 +752,16 @@ class Connection(CrudMixin):
                         if reply.code == C.CHUNK:
                             self._on_push(reply)
                             continue
+                        if reply.code == C.EVENT:
+                            self._on_event(link, reply)
+                            continue
                         waiter = pop(reply.sync, None)
                         if waiter is None:
                             continue  # its caller gave up (cancelled or timed out)
                         if self._blocked:
                             self._capacity.unpark()
+                        if link.draining and not self._waiters:
+                            self._drop_link(link, NetworkError("the server is shutting down"))
                         if reply.schema_version != self.schema_version and reply.schema_version:
                             self._on_schema_version(reply.schema_version)
                         if not waiter.done:
@@ -818,6 +841,86 @@ class Connection(CrudMixin):
             if waiter.push_error is None:
                 waiter.push_error = exc
 
+    def _post(self, link: _Link, request_type: int, body: Mapping[int, Any]) -> None:
+        """Queue a packet that gets no reply (WATCH, UNWATCH)."""
+        ticket = Ticket(self, self._encoder.frame(request_type, next(self._sync), body), 0,
+                        cast(trio.lowlevel.Task, None), None, None)
+        link.outbox.append(ticket)
+        link.kick()
+
+    def _on_event(self, link: _Link, reply: _iproto.Reply) -> None:
+        """An IPROTO_EVENT: record the key's value, acknowledge it, act on a shutdown."""
+        body = reply.body
+        key = body.get(C.EVENT_KEY)
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if not isinstance(key, str):
+            return
+        value = body.get(C.EVENT_DATA)
+        state = self._keys.get(key)
+        if state is not None:
+            state.update(value)
+        if state is not None or key == _SHUTDOWN_KEY:
+            self._post(link, C.WATCH, {C.EVENT_KEY: key})  # the ack: send the next change
+        if key == _SHUTDOWN_KEY and value is True and not link.draining:
+            link.draining = True
+            if not self._waiters:
+                self._drop_link(link, NetworkError("the server is shutting down"))
+
+    @property
+    def draining(self) -> bool:
+        """True while the server's shutdown notice lets the replies in flight finish.
+
+        No new request is sent on the socket meanwhile; once they are in, it is
+        closed and the next request connects again.
+        """
+        return self._link is not None and self._link.draining
+
+    @asynccontextmanager
+    async def watch(self, key: str) -> AsyncIterator[Watcher]:
+        """``async with conn.watch(key) as values: async for value in values:``.
+
+        Follows a ``box.broadcast()`` key (or ``box.status``, ``box.id``,
+        ``box.election``...): its current value first, then each new one, the
+        latest when changes come faster than they are read. Survives
+        reconnects (subscribes again). Needs Tarantool >= 2.10, else
+        :class:`NotSupportedError`.
+        """
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"watch(): key must be a non-empty string, got {key!r}")
+        await self._require(C.FEATURE_WATCHERS, "watch()")
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = KeyState(key)
+        state.subscribers += 1
+        if state.subscribers == 1 and self._link is not None:
+            self._post(self._link, C.WATCH, {C.EVENT_KEY: key})
+        try:
+            yield Watcher(state)
+        finally:
+            state.subscribers -= 1
+            if state.subscribers == 0 and self._keys.get(key) is state:
+                del self._keys[key]
+                if self._link is not None and not self._link.dead and key != _SHUTDOWN_KEY:
+                    self._post(self._link, C.UNWATCH, {C.EVENT_KEY: key})
+
+    async def watch_once(self, key: str) -> Any:
+        """The current value of a watchable key, without subscribing (Tarantool >= 3.0)."""
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"watch_once(): key must be a non-empty string, got {key!r}")
+        await self._require(C.FEATURE_WATCH_ONCE, "watch_once()")
+        response = cast(Response, await self.perform(Request(C.WATCH_ONCE, {C.EVENT_KEY: key})))
+        return response.data[0] if response.data else None
+
+    async def _require(self, feature: int, what: str) -> None:
+        """Connect if needed; NotSupportedError unless the server has ``feature``."""
+        await self.wait_connected()
+        if feature not in self.features:
+            raise NotSupportedError(
+                f"{what} needs a server with IPROTO feature {feature} (Tarantool >= 2.10 for "
+                f"streams, transactions and watchers, >= 3.0 for watch_once); this one speaks "
+                f"protocol {self.protocol_version} with features {sorted(self.features)}")
+
     def _on_schema_version(self, version: int) -> None:
         self.schema_version = version
         if self.schema is not None and self.schema.version != version:
@@ -880,7 +983,7 @@ class Connection(CrudMixin):
         socket failed on a direct write.
         """
         link = self._link
-        if link is None or len(self._waiters) >= self.max_in_flight:
+        if link is None or len(self._waiters) >= self.max_in_flight or link.draining:
             return None
         body = request.body
         version = None

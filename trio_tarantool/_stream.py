@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from . import _request as _rq
-from ._errors import ConfigurationError, DatabaseError, Error, NetworkError, NotSupportedError
+from ._errors import ConfigurationError, DatabaseError, Error, NetworkError
 from ._iproto import _constants as C
 from ._iproto import _requests as R
 from ._request import PushCallback, Request
@@ -98,12 +98,7 @@ class Stream:
         return await self.conn.perform(request, None, self.stream_id)
 
     async def _require(self, feature: int, what: str) -> None:
-        await self.conn.wait_connected()
-        if feature not in self.conn.features:
-            raise NotSupportedError(
-                f"{what} needs Tarantool >= 2.10 with IPROTO feature {feature} "
-                f"(this server speaks protocol {self.conn.protocol_version}, features "
-                f"{sorted(self.conn.features)})")
+        await self.conn._require(feature, what)
 
     async def begin(self, isolation: Any = Isolation.DEFAULT,
                     timeout: float | None = None) -> None:  # noqa: ASYNC109 (the server's limit)

@@ -18,11 +18,6 @@ from tests.real._servers import TarantoolBinary
 pytestmark = pytest.mark.timeout(60)
 
 
-def needs_streams(server_kind: TarantoolBinary) -> None:
-    if server_kind.version < (2, 10, 0):
-        pytest.skip(f"{server_kind} has no IPROTO streams (tested: refused, below)")
-
-
 async def test_streams_are_refused_before_sending_where_the_server_lacks_them(
         conn: Any, server_kind: TarantoolBinary) -> None:
     if server_kind.version >= (2, 10, 0):
@@ -38,17 +33,27 @@ async def test_streams_are_refused_before_sending_where_the_server_lacks_them(
     assert conn.statistics().requests_sent == sent
 
 
-async def test_announced_features_are_only_those_implemented(conn: Any) -> None:
+async def test_id_announces_exactly_the_implemented_features() -> None:
+    """IPROTO_ID claims streams, transactions, the error extension, watchers and
+    watch_once (each proven against 3.x in tests/real), nothing more."""
+    from tests.hostile import Peer, hostile_server
     from trio_tarantool._iproto import _constants as C
 
-    assert C.FEATURE_WATCHERS not in C.CLIENT_FEATURES  # not implemented: not announced
-    assert set(C.CLIENT_FEATURES) <= {C.FEATURE_STREAMS, C.FEATURE_TRANSACTIONS,
-                                      C.FEATURE_ERROR_EXTENSION}
+    async def handler(peer: Peer) -> None:
+        await peer.greet()
+        await peer.serve_handshake()
+
+    async with hostile_server(handler) as server:
+        with trio.fail_after(10):
+            async with tt.connect("127.0.0.1", server.port, fetch_schema=False):
+                pass
+    [body] = server.requests_of(C.ID)
+    assert sorted(body[C.FEATURES]) == [0, 1, 2, 3, 6]
 
 
+@pytest.mark.min_server_version(2, 10)
 async def test_uncommitted_rows_are_invisible_to_other_streams_until_commit(
         conn: Any, server_kind: TarantoolBinary) -> None:
-    needs_streams(server_kind)
     other = await conn.stream()
     async with conn.transaction(isolation="read-committed") as tx:
         await tx.replace("tester", [1, "in tx"])
@@ -59,8 +64,8 @@ async def test_uncommitted_rows_are_invisible_to_other_streams_until_commit(
     assert (await other.select("tester", 1)).data == [[1, "in tx"]]
 
 
+@pytest.mark.min_server_version(2, 10)
 async def test_an_exception_rolls_the_transaction_back(conn: Any, server_kind: TarantoolBinary) -> None:
-    needs_streams(server_kind)
 
     class Boom(Exception):
         pass
@@ -73,8 +78,8 @@ async def test_an_exception_rolls_the_transaction_back(conn: Any, server_kind: T
     assert not tx.in_transaction
 
 
+@pytest.mark.min_server_version(2, 10)
 async def test_a_cancellation_rolls_the_transaction_back(conn: Any, server_kind: TarantoolBinary) -> None:
-    needs_streams(server_kind)
     with trio.move_on_after(0.2) as scope:
         async with conn.transaction(isolation=tt.Isolation.READ_COMMITTED) as tx:
             await tx.replace("tester", [3, "cancelled"])
@@ -88,8 +93,8 @@ async def test_a_cancellation_rolls_the_transaction_back(conn: Any, server_kind:
     assert (await conn.select("tester", 3)).data == [[3, "committed"]]
 
 
+@pytest.mark.min_server_version(2, 10)
 async def test_explicit_begin_commit_rollback_on_a_stream(conn: Any, server_kind: TarantoolBinary) -> None:
-    needs_streams(server_kind)
     stream = await conn.stream()
     await stream.begin(timeout=5)
     await stream.insert("tester", [4, "a"])
@@ -102,9 +107,9 @@ async def test_explicit_begin_commit_rollback_on_a_stream(conn: Any, server_kind
         await stream.begin(isolation="serializable")
 
 
+@pytest.mark.min_server_version(2, 10)
 async def test_a_lost_connection_fails_the_transaction_truthfully(
         conn: Any, server_kind: TarantoolBinary) -> None:
-    needs_streams(server_kind)
     stream = await conn.stream()
     await stream.begin()
     await stream.replace("tester", [6, "lost"])

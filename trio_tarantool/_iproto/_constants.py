@@ -33,6 +33,7 @@ ID: Final = 0x49
 WATCH: Final = 0x4A
 UNWATCH: Final = 0x4B
 EVENT: Final = 0x4C
+WATCH_ONCE: Final = 0x4D
 CHUNK: Final = 0x80
 #: A response type with this bit set is an error; the low 15 bits are its code.
 TYPE_ERROR: Final = 0x8000
@@ -117,7 +118,8 @@ FEATURE_WATCH_ONCE: Final = 6
 #: The protocol version this client speaks when the server knows IPROTO_ID.
 CLIENT_PROTOCOL_VERSION: Final = 3
 #: What this client implements, and so announces in IPROTO_ID (no more).
-CLIENT_FEATURES: Final = (FEATURE_STREAMS, FEATURE_TRANSACTIONS, FEATURE_ERROR_EXTENSION)
+CLIENT_FEATURES: Final = (FEATURE_STREAMS, FEATURE_TRANSACTIONS, FEATURE_ERROR_EXTENSION,
+                          FEATURE_WATCHERS, FEATURE_WATCH_ONCE)
 
 # -- system spaces ------------------------------------------------------------
 VSPACE_ID: Final = 281
