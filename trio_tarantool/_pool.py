@@ -531,7 +531,7 @@ class ConnectionPool(CrudMixin):
             )
         return exc  # a real answer from the server
 
-    async def _attempt(self, unit: PoolUnit, request: Request, deadline: float) -> Any:
+    async def _attempt(self, unit: PoolUnit, ptask: PoolTask, deadline: float) -> Any:
         """Send ``request`` to ``unit`` once and wait for its outcome, until ``deadline``.
 
         The instance task queues it on the connection for this task
@@ -543,7 +543,9 @@ class ConnectionPool(CrudMixin):
         written.
         """
         conn = unit.conn
-        ptask = PoolTask("", (), {}, request, trio.lowlevel.current_task())
+        request = ptask.request
+        assert request is not None
+        ptask.caller = trio.lowlevel.current_task()
         start = trio.current_time()
         try:
             unit.send_channel.send_nowait(ptask)
@@ -608,7 +610,8 @@ class ConnectionPool(CrudMixin):
                 raise ConnectionClosedError(  # closed while waiting to retry: say what the first attempt did
                     f"{exc.message} (while waiting to retry)", may_have_executed=True) from previous
             try:
-                return await self._attempt(unit, request, deadline)
+                ptask = PoolTask(method_name, args, kwargs or {}, request)
+                return await self._attempt(unit, ptask, deadline)
             except (DatabaseError, NetworkError) as exc:
                 if self._closed:
                     raise self._closed_during(unit, exc, may_have_executed) from exc
