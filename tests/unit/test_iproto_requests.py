@@ -435,11 +435,11 @@ def test_auth_unknown_type() -> None:
 
 
 def test_id_request() -> None:
-    """ID announces protocol version 3 and features 0..3 (streams, transactions,
-    error extension, watchers)."""
+    """ID announces protocol version 3 and features 0..3 and 6 (streams, transactions,
+    error extension, watchers, watch_once)."""
     assert packet(C.ID, 1, R.id_body()) == framed("""
         82 00 49 01 01
-        82 54 03  55 94 00 01 02 03
+        82 54 03  55 95 00 01 02 03 06
     """)
     assert packet(C.ID, 1, R.id_body(1, [])) == h("ce 00 00 00 0a   82 00 49 01 01   82 54 01 55 90")
 
