@@ -7,6 +7,8 @@ from ._connection import Connection as Connection
 from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._connection import PreparedStatement as PreparedStatement
 from ._connection import connect as connect
+from ._connection import connect_over as connect_over
+from ._connection import open_connection as open_connection
 from ._crud import CrudError as CrudError
 from ._crud import CrudResult as CrudResult
 from ._errors import BoxError as BoxError

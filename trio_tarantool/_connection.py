@@ -48,7 +48,7 @@ import itertools
 import math
 import os
 import stat
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -262,7 +262,7 @@ class PreparedStatement:
         return f"<PreparedStatement id={self.stmt_id} params={self.params_count}>"
 
 
-class Connection(CrudMixin):
+class Connection(CrudMixin, trio.abc.AsyncResource):
     """A connection to one Tarantool instance, shared by any number of tasks.
 
     Create it with :func:`connect`; its methods mirror the box API. Spaces and
@@ -332,6 +332,8 @@ class Connection(CrudMixin):
         self.transport = options.transport
         self.tls = options.tls
         self._ssl_context = self.tls.context() if self.tls is not None else None
+        #: Opens the stream instead of TCP/unix (see :func:`connect_over`).
+        self._stream_factory: Callable[[], Awaitable[trio.abc.Stream]] | None = None
 
         self.greeting: _iproto.Greeting | None = None
         #: IPROTO protocol version (0 for servers before 2.10, which lack IPROTO_ID).
@@ -624,8 +626,10 @@ class Connection(CrudMixin):
                 self._post(link, C.WATCH, {C.EVENT_KEY: key})
 
     async def _open_stream(self) -> trio.abc.Stream:
-        if self.host is None:
-            stream: trio.abc.Stream = await trio.open_unix_socket(str(self.port))
+        if self._stream_factory is not None:
+            stream: trio.abc.Stream = await self._stream_factory()
+        elif self.host is None:
+            stream = await trio.open_unix_socket(str(self.port))
         else:
             stream = await trio.open_tcp_stream(self.host, int(self.port))
         if self._ssl_context is None:
@@ -1321,6 +1325,44 @@ async def connect(
         ssl_password_file=ssl_password_file, ssl_verify=ssl_verify,
         ssl_check_hostname=ssl_check_hostname,
     )
+    async with _opened(conn) as opened:
+        yield opened
+
+
+#: The trio-style name of :func:`connect` (``open_*`` for what owns tasks).
+open_connection = connect
+
+
+@asynccontextmanager
+async def connect_over(stream: trio.abc.Stream, *, name: str = "stream", **options: Any,
+                       ) -> AsyncIterator[Connection]:
+    """Speak IPROTO over a stream you opened (a tunnel, or one end of
+    ``trio.testing.memory_stream_pair()`` in tests).
+
+    ``options`` are :func:`connect`'s (``user``, ``password``,
+    ``socket_timeout``...); ``name`` stands for the address in messages. The
+    stream cannot be opened again, so once it is lost every later request
+    fails with :class:`NetworkError` (``may_have_executed=False``).
+    """
+    given = [stream]
+
+    async def factory() -> trio.abc.Stream:
+        if not given:
+            raise NetworkError(f"{name}: the given stream was lost and cannot be reopened",
+                               may_have_executed=False)
+        return given.pop()
+
+    if "host" in options or "port" in options:
+        raise ConfigurationError("connect_over() takes no host or port: the stream is the address")
+    conn = Connection(None, name, **options)
+    conn._stream_factory = factory
+    async with _opened(conn) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def _opened(conn: Connection) -> AsyncIterator[Connection]:
+    """Host ``conn`` in a nursery of its own, connect it, close it on exit."""
     # Errors are caught inside the nursery and re-raised outside it, so callers
     # see the exception itself rather than an ExceptionGroup around it.
     error: BaseException | None = None
@@ -1341,4 +1383,5 @@ async def connect(
         raise error
 
 
-__all__ = ["RESEND", "Connection", "ConnectionStatistics", "PreparedStatement", "Ticket", "connect"]
+__all__ = ["RESEND", "Connection", "ConnectionStatistics", "PreparedStatement", "Ticket", "connect",
+           "connect_over", "open_connection"]

@@ -57,12 +57,14 @@ PUBLIC_NAMES = sorted([
     "StrategyInterface",
     "TarantoolTimeoutError",
     "connect",
+    "connect_over",
+    "open_connection",
     "open_pool",
     "queue_factory",
 ])
 
 #: Public names that are deliberately a second name for another export.
-ALIASES = {"PoolTolopogyError": "PoolTopologyError"}
+ALIASES = {"PoolTolopogyError": "PoolTopologyError", "open_connection": "connect"}
 
 PACKAGE_DIR = Path(trio_tarantool.__file__).parent
 REPO_ROOT = PACKAGE_DIR.parent
