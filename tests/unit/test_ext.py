@@ -262,6 +262,27 @@ def test_error_encode_round_trip() -> None:
     assert ext_hook(3, encode_error(OUTER)) == OUTER
 
 
+def test_error_ext_fields_hold_extension_values() -> None:
+    """Regression: an error returned as a value (ext 3) left extension values in
+    its fields as raw ``ExtType`` (Tarantool 3.x allows any payload field:
+    ``box.error.new{type='E', reason='x', dec=decimal.new('1.5')}``), while the
+    same error in an error reply's stack decoded them."""
+    when = Datetime(946684800)
+    inner = BoxError("CustomError", "eval", 1, "x", 0, 0, {"dec": D("1.5"), "when": when})
+    payload = encode_error(BoxError("ClientError", "f.c", 2, "y", 0, 7, {"u": uuid.UUID(int=5)}, inner))
+    assert b"\xc7\x03\x01\x01\x01\x5c" in payload  # 1.5 travels as a nested ext 1
+    decoded = ext_hook(3, payload)
+    assert decoded.fields == {"u": uuid.UUID(int=5)}
+    assert decoded.prev.fields == {"dec": D("1.5"), "when": when}
+
+
+def test_error_ext_with_a_bad_nested_ext_is_an_ext_decode_error() -> None:
+    """A malformed value inside an error's fields fails as ExtDecodeError too."""
+    bad = msgpack.packb({0: [{6: {"u": msgpack.ExtType(2, b"\x01")}}]}, use_bin_type=True)
+    with pytest.raises(ExtDecodeError, match="uuid"):
+        ext_hook(3, bad)
+
+
 def test_empty_error_stack() -> None:
     assert ext_hook(3, h("81 00 90")) is None
 
@@ -405,8 +426,12 @@ def test_datetime_conversion_round_trip(value: dt.datetime) -> None:
 
 
 def test_empty_interval() -> None:
-    assert pack(Interval()) == h("d4 06  00")
-    assert unpack(h("d4 06  00")) == Interval()
+    """As Tarantool 3.8 encodes ``datetime.interval.new{}`` (adjust 'none', sent)
+    and ``datetime.interval.new{adjust='excess'}`` (no field at all)."""
+    assert pack(Interval()) == h("c7 03 06  01  08 01")
+    assert unpack(h("c7 03 06  01  08 01")) == Interval()
+    assert pack(Interval(adjust=Adjust.EXCESS)) == h("d4 06  00")
+    assert unpack(h("d4 06  00")) == Interval(adjust=Adjust.EXCESS)
 
 
 def test_interval_all_fields() -> None:
@@ -423,22 +448,43 @@ def test_interval_all_fields() -> None:
     assert unpack(wire) == value
 
 
-def test_interval_adjust_excess_is_sent_none_is_default() -> None:
-    assert pack(Interval(day=1, adjust=Adjust.EXCESS)) == h("c7 05 06  02  03 01  08 00")
-    assert pack(Interval(day=1, adjust=Adjust.NONE)) == h("c7 03 06  01  03 01")
+def test_interval_adjust_absent_means_excess() -> None:
+    """Regression: the codec took an absent adjust field for NONE and left NONE
+    out, so Tarantool 3.8 read ``Interval(day=1)`` as 'excess' and the client
+    read the server's 'excess' intervals as NONE. On the wire Tarantool omits
+    adjust when it is 'excess' (0) and sends its default 'none' as ``8: 1``."""
+    assert pack(Interval(day=1, adjust=Adjust.EXCESS)) == h("c7 03 06  01  03 01")
+    assert pack(Interval(day=1, adjust=Adjust.NONE)) == h("c7 05 06  02  03 01  08 01")
+    assert unpack(h("c7 03 06  01  03 01")) == Interval(day=1, adjust=Adjust.EXCESS)
     assert unpack(h("c7 05 06  02  03 01  08 01")) == Interval(day=1)
+    assert unpack(h("c7 05 06  02  03 01  08 00")) == Interval(day=1, adjust=Adjust.EXCESS)
     assert [(a.name, a.value) for a in Adjust] == [("EXCESS", 0), ("NONE", 1), ("LAST", 2)]
+
+
+@pytest.mark.parametrize(
+    ("lua", "wire", "value"),
+    [
+        ("{year=1, adjust='excess'}", "c7 03 06  01  00 01", Interval(year=1, adjust=Adjust.EXCESS)),
+        ("{year=1}", "c7 05 06  02  00 01  08 01", Interval(year=1)),
+        ("{month=1, adjust='last'}", "c7 05 06  02  01 01  08 02", Interval(month=1, adjust=Adjust.LAST)),
+    ],
+)
+def test_interval_as_tarantool_3_8_encodes_it(lua: str, wire: str, value: Interval) -> None:
+    """``msgpack.encode(datetime.interval.new(<lua>))`` on Tarantool 3.8.0."""
+    assert unpack(h(wire)) == value
+    assert pack(value) == h(wire)
 
 
 def test_interval_wide_values() -> None:
     value = Interval(year=-1000, nsec=999_999_999)
-    wire = h("c7 0b 06  02  00 d1 fc 18  07 ce 3b 9a c9 ff")
+    wire = h("c7 0d 06  03  00 d1 fc 18  07 ce 3b 9a c9 ff  08 01")
     assert pack(value) == wire
     assert unpack(wire) == value
 
 
 def test_interval_fields_in_any_order() -> None:
-    assert unpack(h("c7 05 06  02  05 0a  00 01")) == Interval(year=1, minute=10)
+    assert unpack(h("c7 05 06  02  05 0a  00 01")) == Interval(year=1, minute=10, adjust=Adjust.EXCESS)
+    assert unpack(h("c7 07 06  03  08 02  05 0a  00 01")) == Interval(year=1, minute=10, adjust=Adjust.LAST)
 
 
 @pytest.mark.parametrize(

@@ -188,7 +188,8 @@ def encode_error(error: BoxError) -> bytes:
             }
         )
         entry = entry.prev
-    return bytes(msgpack.packb({C.MP_ERROR_STACK: stack}, use_bin_type=True))
+    # default=: fields may hold extension values (decimal, uuid, datetime, ...).
+    return bytes(msgpack.packb({C.MP_ERROR_STACK: stack}, use_bin_type=True, default=default))
 
 
 # -- datetime -------------------------------------------------------------------
@@ -253,7 +254,13 @@ def decode_datetime(data: bytes) -> Datetime:
 
 
 class Adjust(enum.IntEnum):
-    """How an interval's months are added at the end of a month."""
+    """How an interval's months are added at the end of a month.
+
+    The values are Tarantool's own (``excess`` 0, ``none`` 1, ``last`` 2). On
+    the wire an interval without the adjust field means ``EXCESS`` (0): that is
+    how Tarantool 3.x encodes ``adjust='excess'`` and how it decodes an absent
+    field, while its default, ``'none'``, is sent explicitly as ``8: 1``.
+    """
 
     EXCESS = 0
     NONE = 1
@@ -280,13 +287,14 @@ class Interval:
 
 
 def encode_interval(value: Interval) -> bytes:
-    """Payload of ext 6: zero fields (and the default adjust) are omitted."""
+    """Payload of ext 6: zero fields are omitted, and so is ``adjust`` when it
+    is ``EXCESS`` (the wire's default; ``NONE``, the Python default, is sent)."""
     pairs: list[tuple[int, int]] = []
     for field_id, name in enumerate(_INTERVAL_FIELDS):
         amount = getattr(value, name)
         if amount:
             pairs.append((field_id, amount))
-    if value.adjust != Adjust.NONE:
+    if value.adjust != Adjust.EXCESS:
         pairs.append((_ADJUST_FIELD, int(value.adjust)))
     out = bytearray([len(pairs)])
     for field_id, amount in pairs:
@@ -301,7 +309,8 @@ def decode_interval(data: bytes) -> Interval:
         raise ExtDecodeError("interval: empty payload")
     unpacker = msgpack.Unpacker()
     unpacker.feed(data[1:])
-    values: dict[str, Any] = {}
+    # No adjust field on the wire means EXCESS (Tarantool omits that one).
+    values: dict[str, Any] = {"adjust": Adjust.EXCESS}
     try:
         for _ in range(data[0]):
             field_id = unpacker.unpack()
@@ -346,8 +355,11 @@ def ext_hook(code: int, data: bytes) -> Any:
     if code == C.EXT_UUID:
         return decode_uuid(data)
     if code == C.EXT_ERROR:
+        # ext_hook again: 3.x error payloads may hold extension values of their
+        # own (box.error.new{..., amount = decimal.new('1.5')}), decoded just as
+        # they are in an error reply's stack (IPROTO_ERROR, 0x52).
         try:
-            payload = msgpack.unpackb(data, strict_map_key=False, raw=False)
+            payload = msgpack.unpackb(data, strict_map_key=False, raw=False, ext_hook=ext_hook)
         except Exception as exc:
             raise ExtDecodeError(f"error: {exc}") from exc
         return decode_error_stack(payload)
