@@ -523,13 +523,15 @@ class ConnectionPool(CrudMixin):
     @staticmethod
     def _closed_during(unit: PoolUnit, exc: DatabaseError | NetworkError,
                        may_have_executed: bool) -> Exception:
-        """The error for a request the pool's close() overtook."""
+        """The error for a request the pool's close() overtook (``may_have_executed``
+        covers every attempt)."""
         if isinstance(exc, NetworkError):
             return ConnectionClosedError(
                 f"{unit.key}: the pool was closed while the request was in flight",
-                may_have_executed=may_have_executed or exc.may_have_executed,
+                may_have_executed=may_have_executed,
             )
-        return exc  # a real answer from the server
+        exc.may_have_executed = may_have_executed  # a real answer from the server
+        return exc
 
     async def _attempt(self, unit: PoolUnit, ptask: PoolTask, deadline: float) -> Any:
         """Send ``request`` to ``unit`` once and wait for its outcome, until ``deadline``.
@@ -613,15 +615,18 @@ class ConnectionPool(CrudMixin):
                 ptask = PoolTask(method_name, args, kwargs or {}, request)
                 return await self._attempt(unit, ptask, deadline)
             except (DatabaseError, NetworkError) as exc:
-                if self._closed:
-                    raise self._closed_during(unit, exc, may_have_executed) from exc
-                if previous is not None and exc.__context__ is None:
-                    exc.__context__ = previous
-                self._health.note_failure(unit, exc)
                 decision = decide(kind, attempt_mode, classify(exc), idempotent=idempotent,
                                   attempt=attempt, enabled=self.retry_not_executed,
                                   code_may_have_run=exc.may_have_executed)
                 may_have_executed = may_have_executed or decision.may_have_executed
+                if previous is not None and exc.__context__ is None:
+                    exc.__context__ = previous
+                if self._closed:
+                    closed = self._closed_during(unit, exc, may_have_executed)
+                    if closed is exc:
+                        raise
+                    raise closed from exc
+                self._health.note_failure(unit, exc)
                 if not decision.retry or trio.current_time() >= deadline:
                     final = self._final(exc, unit, may_have_executed, retried=previous is not None)
                     if final is exc:
