@@ -376,11 +376,40 @@ def test_plain_datetime_is_encoded_as_ext_4() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"nsec": -1}, {"nsec": 1_000_000_000}, {"tzoffset": 841}, {"tzoffset": -721}],
+    [{"nsec": -1}, {"nsec": 1_000_000_000}, {"tzoffset": 1440}, {"tzoffset": -1440}],
 )
 def test_datetime_out_of_range(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="Datetime"):
         Datetime(0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("wire", "value"),
+    [
+        # datetime.new{year=1800, tz='America/Juneau'}: local mean time +15:02
+        ("d8 04  18 ec 3c c0 fe ff ff ff  00 00 00 00  86 03  f2 02", Datetime(-5364716520, 0, 902, 754)),
+        # datetime.new{year=1800, tz='Asia/Manila'}: -15:56
+        ("d8 04  90 9f 3e c0 fe ff ff ff  00 00 00 00  44 fc  63 03", Datetime(-5364605040, 0, -956, 867)),
+    ],
+)
+def test_datetime_with_a_historical_offset_from_tarantool_3_8(wire: str, value: Datetime) -> None:
+    """Regression: Tarantool 3.8 writes offsets beyond -720..840 for early dates
+    in some named zones (these payloads are its ``msgpack.encode`` output); the
+    decoder refused them, so such a reply failed with a ProtocolError. They
+    decode now; sending them is refused before the request is written, since
+    Tarantool cannot read them back (it fails its own round trip)."""
+    assert unpack(h(wire)) == value
+    assert value.to_datetime().utcoffset() == dt.timedelta(minutes=value.tzoffset)
+    with pytest.raises(ValueError, match=r"-720\.\.840 minutes, got"):
+        pack(value)
+
+
+@pytest.mark.parametrize("tzoffset", [-721, 841])
+def test_datetime_offset_tarantool_cannot_read_is_not_sent(tzoffset: int) -> None:
+    with pytest.raises(ValueError, match=f"got {tzoffset}"):
+        pack(Datetime(0, tzoffset=tzoffset))
+    assert unpack(pack(Datetime(0, tzoffset=-720))) == Datetime(0, tzoffset=-720)
+    assert unpack(pack(Datetime(0, tzoffset=840))) == Datetime(0, tzoffset=840)
 
 
 @pytest.mark.parametrize(
@@ -389,7 +418,7 @@ def test_datetime_out_of_range(kwargs: dict[str, int]) -> None:
         ("00" * 12, "12 bytes"),
         ("", "0 bytes"),
         ("00" * 8 + "00 ca 9a 3b" + "00 00 00 00", "nsec"),  # nsec 1_000_000_000
-        ("00" * 12 + "e8 03" + "00 00", "tzoffset"),          # +1000 minutes
+        ("00" * 12 + "a0 05" + "00 00", "tzoffset"),          # +1440 minutes: a whole day
     ],
 )
 def test_datetime_malformed_payload(payload: str, match: str) -> None:

@@ -194,6 +194,12 @@ def encode_error(error: BoxError) -> bytes:
 
 # -- datetime -------------------------------------------------------------------
 
+#: Offsets (minutes) a :class:`Datetime` holds: below a day either way, as
+#: ``datetime.timezone`` requires.
+_MAX_TZOFFSET = 24 * 60 - 1
+#: Offsets (minutes) Tarantool 3.x decodes; it refuses others as invalid MsgPack.
+TARANTOOL_TZOFFSET_RANGE = (-12 * 60, 14 * 60)
+
 
 @dataclass(frozen=True)
 class Datetime:
@@ -202,6 +208,13 @@ class Datetime:
     ``tzoffset`` is minutes east of UTC; ``tzindex`` is Tarantool's index of a
     named zone (0 when the value carries only an offset). Nanosecond precision
     is kept, which ``datetime.datetime`` cannot hold.
+
+    ``tzoffset`` may be anything below a day either way (what
+    ``datetime.timezone`` accepts), because Tarantool 3.x itself produces
+    offsets beyond -12:00..+14:00 for early dates in some named zones (local
+    mean time: ``datetime.new{year=1800, tz='America/Juneau'}`` has +902).
+    Tarantool reads back only -720..840, so only those can be sent
+    (:data:`TARANTOOL_TZOFFSET_RANGE`).
     """
 
     seconds: int
@@ -212,8 +225,10 @@ class Datetime:
     def __post_init__(self) -> None:
         if not 0 <= self.nsec < 1_000_000_000:
             raise ValueError(f"Datetime.nsec must be in 0..999999999, got {self.nsec}")
-        if not -12 * 60 <= self.tzoffset <= 14 * 60:
-            raise ValueError(f"Datetime.tzoffset must be in -720..840 minutes, got {self.tzoffset}")
+        if not -_MAX_TZOFFSET <= self.tzoffset <= _MAX_TZOFFSET:
+            raise ValueError(
+                f"Datetime.tzoffset must be in -{_MAX_TZOFFSET}..{_MAX_TZOFFSET} minutes, got {self.tzoffset}"
+            )
 
     @classmethod
     def from_datetime(cls, value: _dt.datetime) -> Datetime:
@@ -231,7 +246,17 @@ class Datetime:
 
 
 def encode_datetime(value: Datetime) -> bytes:
-    """Payload of ext 4: 8 bytes, or 16 when any optional field is set."""
+    """Payload of ext 4: 8 bytes, or 16 when any optional field is set.
+
+    Raises:
+        ValueError: ``tzoffset`` is outside what Tarantool decodes (-720..840):
+            the server would refuse the whole request as invalid MsgPack.
+    """
+    low, high = TARANTOOL_TZOFFSET_RANGE
+    if not low <= value.tzoffset <= high:
+        raise ValueError(
+            f"Tarantool accepts a Datetime.tzoffset only in {low}..{high} minutes, got {value.tzoffset}"
+        )
     if value.nsec or value.tzoffset or value.tzindex:
         return struct.pack("<qihh", value.seconds, value.nsec, value.tzoffset, value.tzindex)
     return struct.pack("<q", value.seconds)
