@@ -76,7 +76,7 @@ from ._iproto import constants as C
 from ._lifecycle import ConnectionState, check_transition
 from ._options import ConnectionOptions, connection_options
 from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
-from ._response import Response, database_error
+from ._response import Response, database_error, reply_to
 from ._schema import Schema
 from ._stream import Isolation, Stream, open_stream, transaction
 from ._tls import start_tls
@@ -678,6 +678,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             # Servers before 2.10 do not know IPROTO_ID: protocol version 0.
             self.protocol_version, self.features = 0, frozenset()
             return
+        if reply.decode_error is not None:
+            raise ProtocolError(f"reply to ID: {reply.decode_error}", may_have_executed=False)
         self.protocol_version, self.features = _iproto.parse_id_reply(reply.body)
 
     def _drop_link(self, link: _Link | None, error: NetworkError) -> None:
@@ -1024,13 +1026,13 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                 self._on_schema_version(reply.schema_version)
                 self.schema = None
                 return RESEND
-            raise _failure(reply)
+            raise _failure(reply, request.type)
         return self._result(request, reply, start)
 
     def _result(self, request: Request, reply: _iproto.Reply, start: float) -> Any:
         if reply.code or reply.decode_error is not None:
-            raise _failure(reply)
-        response = Response(reply)
+            raise _failure(reply, request.type)
+        response = Response(reply, request_type=request.type)
         finish = request.finish
         if finish == FINISH_RESPONSE:
             return response
@@ -1244,12 +1246,13 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         return await self.call(func_name, *args)
 
 
-def _failure(reply: _iproto.Reply) -> Error:
+def _failure(reply: _iproto.Reply, request_type: int) -> Error:
     """The exception for a reply that is an error or could not be decoded."""
     if reply.code & C.TYPE_ERROR:
         return database_error(reply)
     assert reply.decode_error is not None
-    return ProtocolError(reply.decode_error, may_have_executed=True)
+    return ProtocolError(f"{reply_to(request_type, reply.sync)}: {reply.decode_error}",
+                         may_have_executed=True)
 
 
 async def _write_all(fd: int, data: bytes, link: _Link) -> None:
