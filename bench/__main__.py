@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report, servers
+from bench import machine, report, servers
 from bench.workload import POOL_WORKLOADS, WORKLOADS, find_open_pool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +86,7 @@ def available_clients() -> tuple[list[str], bool, list[str]]:
             clients.append("trio_tarantool")
         else:
             notes.append("trio_tarantool.connect does not exist yet: trio_tarantool skipped")
+        clients.append("floor")
         opener, why = find_open_pool()
         ours_pool = opener is not None and hasattr(trio_tarantool, "Mode")
         if not ours_pool:
@@ -120,7 +121,7 @@ def plan_single(
             runs = [
                 Run(c, w, t, n_seq if t == 1 else n_conc)
                 for c in clients
-                if not (c == "tarantool-python" and t != 1)
+                if report.runs_case(c, w, t)
             ]
             if runs:
                 cases.append(runs)
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "--clients",
         default="",
         help="comma list to restrict clients: trio_tarantool, asynctnt, asynctnt+uvloop, "
-        "tarantool-python, trio_tarantool-pool",
+        "tarantool-python, floor, trio_tarantool-pool",
     )
     p.add_argument("--no-pool", action="store_true", help="skip the replicaset/pool cases")
     p.add_argument("--no-single", action="store_true", help="skip the single-connection cases")
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
+        "machine": machine.describe(0 if args.smoke else 3),
         "versions": versions(),
         "rounds": args.rounds,
         "n_seq": args.n_seq,
@@ -339,11 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = "smoke" if args.smoke else "throughput"
     (OUT / f"{name}-{stamp}.json").write_text(json.dumps(raw, indent=1))
-    all_clients: list[str] = [
-        c
-        for c in ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
-        if c in clients
-    ]
+    all_clients: list[str] = [c for c in report.SINGLE_CLIENTS if c in clients]
     md = results_markdown(meta, single_results, pool_results, workloads, shapes, all_clients)
     (OUT / f"{name}-{stamp}.md").write_text(md)
     svg = report.render_svg(single_results, pool_results, workloads, shapes, all_clients)
@@ -372,11 +370,7 @@ def rerender(raw_path: Path, *, write: bool) -> int:
     workloads = list(dict.fromkeys(r["workload"] for r in single)) or list(WORKLOADS)
     shapes = sorted({int(r["tasks"]) for r in single}) or list(SHAPES)
     present = {r["client"] for r in single}
-    clients = [
-        c
-        for c in ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
-        if c in present
-    ]
+    clients = [c for c in report.SINGLE_CLIENTS if c in present]
     md = results_markdown(meta, single, pool, workloads, shapes, clients)
     svg = report.render_svg(single, pool, workloads, shapes, clients)
     print(md)
@@ -401,10 +395,13 @@ def results_markdown(
         f"Measured {meta['date']} on {meta['cpus']} CPUs; "
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + ".",
+        *([machine.header(meta["machine"])] if "machine" in meta else []),
         f"{meta['rounds']} interleaved rounds; N = {meta['n_seq']:,} requests per sequential run, "
         f"{meta['n_conc']:,} per 100/1000-task run, {meta['n_pool']:,} per pool run "
-        f"(each run capped at {meta['cap']:.0f} s). Cells: median req/s [min-max]; "
-        "ratios compare medians (> 1 means trio_tarantool is faster).",
+        f"(each run capped at {meta['cap']:.0f} s). Cells: median req/s [min-max]; median "
+        "client CPU (user + system of the client process) per request; "
+        "req/s ratios compare medians (> 1 means trio_tarantool is faster), the CPU ratio "
+        "trio_tarantool / floor is the cost of the library's layers (1 = none).",
         "",
     ]
     for n in meta["notes"]:
@@ -419,6 +416,17 @@ def results_markdown(
             "least disturbed by other load on this shared 2-CPU machine):",
             "",
             summary,
+            "",
+        ]
+    cpu = report.cpu_summary(single, workloads, shapes, clients)
+    if cpu:
+        lines += [
+            "**Client CPU per request**: trio_tarantool's over each other client's, geometric "
+            "mean over the workloads both ran (< 1: trio_tarantool spends less). "
+            "Machine-independent, unlike req/s; the issue-11 target is <= 1.25x the floor "
+            "at 100 tasks:",
+            "",
+            cpu,
             "",
         ]
     if single:

@@ -18,8 +18,18 @@ from typing import Any
 
 OURS = "trio_tarantool"
 OURS_POOL = "trio_tarantool-pool"
+FLOOR = "floor"
+#: Single-connection clients in table order.
+SINGLE_CLIENTS: tuple[str, ...] = (
+    "trio_tarantool",
+    "floor",
+    "asynctnt",
+    "asynctnt+uvloop",
+    "tarantool-python",
+)
 CLIENT_LABELS: dict[str, str] = {
     "trio_tarantool": "trio_tarantool (trio)",
+    "floor": "floor (bare trio loop)",
     "asynctnt": "asynctnt (asyncio)",
     "asynctnt+uvloop": "asynctnt (uvloop)",
     "tarantool-python": "tarantool-python (sync)",
@@ -28,6 +38,7 @@ CLIENT_LABELS: dict[str, str] = {
 }
 COLORS: dict[str, str] = {
     "trio_tarantool": "#2b6cb0",
+    "floor": "#38a169",
     "asynctnt": "#dd6b20",
     "asynctnt+uvloop": "#d69e2e",
     "tarantool-python": "#718096",
@@ -35,6 +46,16 @@ COLORS: dict[str, str] = {
     "tarantool-python-pool/1": "#718096",
     "tarantool-python-pool/8": "#a0aec0",
 }
+
+
+def runs_case(client: str, workload: str, tasks: int) -> bool:
+    """Whether ``client`` takes part in a single-connection case: tarantool-python's
+    blocking Connection only runs sequentially, the floor client has no SQL."""
+    if client == "tarantool-python":
+        return tasks == 1
+    if client == FLOOR:
+        return workload != "sql"
+    return True
 
 
 def shape_label(tasks: int) -> str:
@@ -55,6 +76,14 @@ class Stat:
     errors: int
     hung: int
     failed: int
+    cpu_us: float = 0.0
+    """Median over rounds of the client's CPU (user + system) per reply, in µs;
+    0 when the runs did not measure it (raw files from before it existed)."""
+
+    @property
+    def cpu(self) -> str:
+        """``18.2 µs`` CPU per request, or "" when not measured."""
+        return f"{self.cpu_us:.1f} µs" if self.cpu_us > 0 else ""
 
     @property
     def fmt(self) -> str:
@@ -69,12 +98,15 @@ class Stat:
 def summarize(runs: Iterable[dict[str, Any]]) -> Stat:
     """Median/min/max req/s and summed outcome counters over rounds of one cell."""
     good: list[float] = []
+    cpu: list[float] = []
     ok = wrong = errors = hung = failed = 0
     for r in runs:
         if r.get("failed"):
             failed += 1
             continue
         good.append(float(r["rps"]))
+        if r.get("cpu_us"):
+            cpu.append(float(r["cpu_us"]))
         ok += r["ok"]
         wrong += r["wrong"]
         errors += r["errors"]
@@ -82,7 +114,16 @@ def summarize(runs: Iterable[dict[str, Any]]) -> Stat:
     if not good:
         return Stat(0.0, 0.0, 0.0, 0, ok, wrong, errors, hung, failed)
     return Stat(
-        statistics.median(good), min(good), max(good), len(good), ok, wrong, errors, hung, failed
+        statistics.median(good),
+        min(good),
+        max(good),
+        len(good),
+        ok,
+        wrong,
+        errors,
+        hung,
+        failed,
+        statistics.median(cpu) if cpu else 0.0,
     )
 
 
@@ -111,28 +152,45 @@ def _ratio(a: Stat | None, b: Stat | None) -> str:
     return f"{a.median / b.median:.2f}x"
 
 
+def _cpu_ratio(a: Stat | None, b: Stat | None) -> str:
+    """CPU per request of ``a`` over ``b`` (> 1: ``a`` spends more), or "-"."""
+    if a is None or b is None or a.cpu_us <= 0 or b.cpu_us <= 0:
+        return "-"
+    return f"{a.cpu_us / b.cpu_us:.2f}x"
+
+
 def single_table(
     runs: Sequence[dict[str, Any]],
     workloads: Sequence[str],
     shapes: Sequence[int],
     clients: Sequence[str],
 ) -> str:
-    """Markdown table: one row per workload x shape, a column per client, then ratios."""
+    """Markdown table: one row per workload x shape, a column per client (median
+    req/s [min-max]; client CPU per request), then the req/s ratios ours / peer and
+    the CPU ratio ours / floor."""
     stats = group(runs)
     peers = [c for c in clients if c != OURS]
+    with_floor = OURS in clients and FLOOR in clients
     head = ["workload", "shape", *(CLIENT_LABELS.get(c, c) for c in clients)]
     head += [f"ours / {CLIENT_LABELS.get(p, p)}" for p in peers] if OURS in clients else []
+    head += ["CPU/request ours / floor"] if with_floor else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w in workloads:
         for t in shapes:
             row = [w, shape_label(t)]
             for c in clients:
                 s = stats.get((w, c, t, "", 0))
-                row.append("-" if s is None else s.fmt + _flags(s))
+                if s is None:
+                    row.append("-")
+                else:
+                    cpu = f"; {s.cpu}" if s.cpu and s.rounds else ""
+                    row.append(s.fmt + cpu + _flags(s))
             if OURS in clients:
                 ours = stats.get((w, OURS, t, "", 0))
                 for p in peers:
                     row.append(_ratio(ours, stats.get((w, p, t, "", 0))))
+                if with_floor:
+                    row.append(_cpu_ratio(ours, stats.get((w, FLOOR, t, "", 0))))
             if any(x not in ("-",) for x in row[2:]):
                 lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -202,6 +260,38 @@ def ratio_summary(
     return "\n".join(lines)
 
 
+def cpu_summary(
+    runs: Sequence[dict[str, Any]],
+    workloads: Sequence[str],
+    shapes: Sequence[int],
+    clients: Sequence[str],
+) -> str:
+    """Markdown table: per shape, the geometric mean over workloads of trio_tarantool's
+    CPU per request over each peer's (the floor first), with the workloads counted."""
+    if OURS not in clients:
+        return ""
+    stats = group(runs)
+    peers = [c for c in clients if c != OURS]
+    head = ["shape", *(f"CPU/request ours / {CLIENT_LABELS.get(p, p)}" for p in peers)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    found = False
+    for t in shapes:
+        row = [shape_label(t)]
+        for p in peers:
+            logs = []
+            for w in workloads:
+                a, b = stats.get((w, OURS, t, "", 0)), stats.get((w, p, t, "", 0))
+                if a and b and a.cpu_us > 0 and b.cpu_us > 0:
+                    logs.append(math.log(a.cpu_us / b.cpu_us))
+            if logs:
+                found = True
+                row.append(f"{math.exp(sum(logs) / len(logs)):.2f}x ({len(logs)} workloads)")
+            else:
+                row.append("-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) if found else ""
+
+
 def pool_table(runs: Sequence[dict[str, Any]]) -> str:
     """Markdown table for the 3-instance pool cases, with wrong-answer counts."""
     stats = group(runs)
@@ -212,6 +302,7 @@ def pool_table(runs: Sequence[dict[str, Any]]) -> str:
         "client",
         "concurrency",
         "req/s median [min-max]",
+        "CPU/request",
         "wrong answers",
         "errors",
         "hung",
@@ -234,7 +325,7 @@ def pool_table(runs: Sequence[dict[str, Any]]) -> str:
             wrong = f"{s.wrong} / {total}" if total else "-"
             ratio = "" if k[1] == OURS_POOL else _ratio(ours, s)
             lines.append(
-                f"| {w} | {m} | {CLIENT_LABELS[k[1]]} | {conc} | {s.fmt} | {wrong} | "
+                f"| {w} | {m} | {CLIENT_LABELS[k[1]]} | {conc} | {s.fmt} | {s.cpu or '-'} | {wrong} | "
                 f"{s.errors} | {s.hung} | {ratio} |"
             )
     return "\n".join(lines)
@@ -363,11 +454,7 @@ def render_svg(
         groups = []
         for w in workloads:
             for t in wanted:
-                bars = [
-                    (c, stats.get((w, c, t, "", 0)))
-                    for c in clients
-                    if not (c == "tarantool-python" and t != 1)
-                ]
+                bars = [(c, stats.get((w, c, t, "", 0))) for c in clients if runs_case(c, w, t)]
                 if any(s is not None for _, s in bars):
                     label = w if len(wanted) == 1 else f"{w} · {shape_label(t)}"
                     groups.append((label, bars))

@@ -27,6 +27,7 @@ from bench.workload import (
     SQL,
     WRITE_SPACE,
     Deadline,
+    Meter,
     Tally,
     find_open_pool,
     key_of,
@@ -35,7 +36,13 @@ from bench.workload import (
     task_indices,
 )
 
-CLIENTS: tuple[str, ...] = ("trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python")
+CLIENTS: tuple[str, ...] = (
+    "trio_tarantool",
+    "floor",
+    "asynctnt",
+    "asynctnt+uvloop",
+    "tarantool-python",
+)
 POOL_CLIENTS: tuple[str, ...] = ("trio_tarantool-pool", "tarantool-python-pool")
 
 AsyncOp = Callable[[int], Awaitable[Any]]
@@ -83,14 +90,13 @@ async def _trio_measure(op: AsyncOp, tally: Tally, n: int, tasks: int, cap: floa
             else:
                 tally.record(workload, i, rows)
 
-    start = time.perf_counter()
-    if tasks == 1:
-        await one_task(0)
-    else:
-        async with trio.open_nursery() as nursery:
-            for t in range(tasks):
-                nursery.start_soon(one_task, t)
-    tally.elapsed = time.perf_counter() - start
+    with Meter(tally):
+        if tasks == 1:
+            await one_task(0)
+        else:
+            async with trio.open_nursery() as nursery:
+                for t in range(tasks):
+                    nursery.start_soon(one_task, t)
 
 
 async def _trio_warmup(op: AsyncOp, workload: str, n: int) -> None:
@@ -144,6 +150,43 @@ def run_trio_pool(args: argparse.Namespace, tally: Tally) -> None:
     trio.run(main)
 
 
+# ---------------------------------------------------------------- the floor (bench/floor.py)
+
+
+def _floor_op(client: Any, workload: str, space_id: int, write_id: int) -> AsyncOp:
+    """Bind ``workload`` to the floor client (spaces by id: it has no schema)."""
+    if workload == "ping":
+        return lambda i: client.ping()
+    if workload == "select":
+        return lambda i: client.select(space_id, [key_of(i)])
+    if workload == "call":
+        return lambda i: client.call(FUNCTION, [key_of(i)])
+    if workload == "replace":
+        return lambda i: client.replace(write_id, replace_tuple(i))
+    raise ValueError(f"the floor client does not do {workload!r}")
+
+
+def run_floor(args: argparse.Namespace, tally: Tally) -> None:
+    """bench/floor.py: the bare trio IPROTO loop, N trio tasks in a nursery.
+
+    Space ids are looked up once, before the clock starts, by a select on
+    ``_vspace`` by name (the floor has no schema of its own).
+    """
+    import trio
+
+    from bench import floor
+
+    (host, port), *_ = parse_addrs(args.addr)
+
+    async def main() -> None:
+        async with floor.connect(host, port, USER, PASSWORD) as client:
+            ids = [await client.space_id(name) for name in (SPACE, WRITE_SPACE)]
+            op = _floor_op(client, args.workload, *ids)
+            await _trio_measure(op, tally, args.n, args.tasks, args.cap)
+
+    trio.run(main)
+
+
 # ---------------------------------------------------------------- asynctnt
 
 
@@ -191,12 +234,11 @@ def run_asynctnt(args: argparse.Namespace, tally: Tally, *, use_uvloop: bool) ->
                     else:
                         tally.record(workload, i, rows)
 
-            start = time.perf_counter()
-            if tasks == 1:
-                await one_task(0)
-            else:
-                await asyncio.gather(*(one_task(t) for t in range(tasks)))
-            tally.elapsed = time.perf_counter() - start
+            with Meter(tally):
+                if tasks == 1:
+                    await one_task(0)
+                else:
+                    await asyncio.gather(*(one_task(t) for t in range(tasks)))
         finally:
             await conn.disconnect()
 
@@ -244,17 +286,16 @@ def run_sync(args: argparse.Namespace, tally: Tally) -> None:
         for i in range(_warmup_count(args.n)):
             op(i)
         deadline = Deadline(args.cap)
-        start = time.perf_counter()
-        for i in range(args.n):
-            if deadline.passed():
-                break
-            try:
-                reply = op(i)
-            except Exception as exc:
-                tally.fail(exc)
-            else:
-                tally.record(args.workload, i, _ping_rows(args.workload, reply))
-        tally.elapsed = time.perf_counter() - start
+        with Meter(tally):
+            for i in range(args.n):
+                if deadline.passed():
+                    break
+                try:
+                    reply = op(i)
+                except Exception as exc:
+                    tally.fail(exc)
+                else:
+                    tally.record(args.workload, i, _ping_rows(args.workload, reply))
     finally:
         conn.close()
 
@@ -310,13 +351,12 @@ def run_sync_pool(args: argparse.Namespace, tally: Tally) -> None:
                 with lock:
                     tally.record(args.workload, i, _ping_rows(args.workload, reply))
 
-    start = time.perf_counter()
     workers = [threading.Thread(target=one_thread, args=(t,), daemon=True) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=max(0.0, deadline.at - time.perf_counter()) + 10.0)
-    tally.elapsed = time.perf_counter() - start
+    with Meter(tally):
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=max(0.0, deadline.at - time.perf_counter()) + 10.0)
     tally.hung = sum(w.is_alive() for w in workers)
     if tally.hung:
         _emit(tally)
@@ -354,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.client == "trio_tarantool":
         run_trio(args, tally)
+    elif args.client == "floor":
+        run_floor(args, tally)
     elif args.client == "asynctnt":
         run_asynctnt(args, tally, use_uvloop=False)
     elif args.client == "asynctnt+uvloop":

@@ -8,6 +8,7 @@ client that hands one caller's reply to another is caught ("wrong answers").
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,6 +69,7 @@ class Tally:
     errors: int = 0
     hung: int = 0
     elapsed: float = 0.0
+    cpu: float = 0.0
     error_samples: list[str] = field(default_factory=list)
     wrong_samples: list[str] = field(default_factory=list)
 
@@ -87,11 +89,44 @@ class Tally:
             self.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict with the derived rate (replies per second)."""
+        """JSON-ready dict with the derived rate (replies per second) and the
+        client's CPU per reply in microseconds (``cpu_us``; 0 with no reply)."""
         d = asdict(self)
         replies = self.ok + self.wrong
         d["rps"] = replies / self.elapsed if self.elapsed > 0 else 0.0
+        d["cpu_us"] = 1e6 * self.cpu / replies if replies else 0.0
         return d
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time this process (all its threads) has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Meter:
+    """``with Meter(tally):`` around the measured loop sets ``tally.elapsed`` (wall
+    seconds) and ``tally.cpu`` (user + system CPU seconds of the client process).
+
+    CPU per request is what a client costs independently of how fast the server
+    or the other process on a shared core is; it includes everything the client
+    process does meanwhile (event loop, parsing, syscalls), nothing before the
+    ``with`` (imports, connecting, warm-up).
+    """
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self) -> Meter:
+        self.cpu = cpu_seconds()
+        self.wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.tally.elapsed = time.perf_counter() - self.wall
+        self.tally.cpu = cpu_seconds() - self.cpu
 
 
 def _short(rows: Any) -> str:
