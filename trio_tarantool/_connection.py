@@ -851,6 +851,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         """Queue a packet that gets no reply (WATCH, UNWATCH)."""
         ticket = Ticket(self, self._encoder.frame(request_type, next(self._sync), body), 0,
                         cast(trio.lowlevel.Task, None), None, None)
+        self._sent -= 1  # the writer counts it; requests_sent counts the application's requests
         link.outbox.append(ticket)
         link.kick()
 
