@@ -154,12 +154,15 @@ class Ticket:
 class _Link:
     """One live socket with its reader and writer tasks and its outbox."""
 
-    __slots__ = ("dead", "draining", "fd", "outbox", "scopes", "stream", "writer_parked", "writer_task")
+    __slots__ = ("dead", "draining", "fd", "outbox", "posts", "scopes", "stream", "writer_parked",
+                 "writer_task")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.scopes = (trio.CancelScope(), trio.CancelScope())
         self.outbox: list[Ticket] = []
+        #: Packets in the outbox that get no reply (WATCH acks): not counted as requests.
+        self.posts = 0
         self.writer_task: trio.lowlevel.Task | None = None
         self.writer_parked = False
         #: Set once the link is dropped: nothing may be written to it any more.
@@ -803,7 +806,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                     for waiter in batch:
                         waiter.written = True
                     data = b"".join([w.packet for w in batch])
-                    self._sent += len(batch)
+                    self._sent += len(batch) - link.posts
+                    link.posts = 0
                     self._writes += 1
                     if fd >= 0:
                         await _write_all(fd, data, link)
@@ -851,7 +855,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         """Queue a packet that gets no reply (WATCH, UNWATCH)."""
         ticket = Ticket(self, self._encoder.frame(request_type, next(self._sync), body), 0,
                         cast(trio.lowlevel.Task, None), None, None)
-        self._sent -= 1  # the writer counts it; requests_sent counts the application's requests
+        link.posts += 1
         link.outbox.append(ticket)
         link.kick()
 
