@@ -45,6 +45,7 @@ The pool uses the same request path through :meth:`Connection.submit_nowait`,
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import stat
@@ -83,6 +84,10 @@ from ._tls import start_tls
 from ._watch import KeyState, Watcher
 
 _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
+
+#: State changes at INFO (connected, lost, reconnect attempts failed, server
+#: shutting down), detail at DEBUG. Never a password: messages name the address.
+logger = logging.getLogger("trio_tarantool.connection")
 #: The key a gracefully stopping server (>= 2.10) broadcasts to its clients.
 _SHUTDOWN_KEY = "box.shutdown"
 
@@ -419,7 +424,10 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
 
     # -- lifecycle --------------------------------------------------------------------
     def _set_state(self, new: ConnectionState) -> None:
-        self._state = check_transition(self._state, new)
+        old = self._state
+        self._state = check_transition(old, new)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: %s -> %s", self._where, old.value, new.value)
         if new is ConnectionState.CLOSED:
             self._gone.set()
 
@@ -554,9 +562,12 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         stream = await self._establish()
                     except NetworkError as exc:
                         last = exc
+                        logger.info("%s: connect attempt %d of %d failed: %s", self._where, n + 1,
+                                    attempts, exc.message)
                         continue
                     except DatabaseError as exc:  # refused authentication: trying again will not help
                         last = exc
+                        logger.info("%s: authentication refused: %s", self._where, exc)
                         break
                     if self._state is not ConnectionState.CONNECTING:  # close() came first
                         await trio.aclose_forcefully(stream)
@@ -622,6 +633,11 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         self._lost = trio.Event()
         self.schema = None  # the server may have been restarted with another schema
         self._set_state(ConnectionState.READY)
+        greeting = self.greeting
+        logger.info("%s: connected (%s, protocol %d, features %s)%s", self._where,
+                    "Tarantool " + ".".join(map(str, greeting.version)) if greeting else "server",
+                    self.protocol_version, sorted(self.features),
+                    f", reconnect #{self._connects - 1}" if self._connects > 1 else "")
         if C.FEATURE_WATCHERS in self.features:
             # Graceful shutdown needs the notice; watched keys are re-subscribed.
             self._post(link, C.WATCH, {C.EVENT_KEY: _SHUTDOWN_KEY})
@@ -692,6 +708,11 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         link.dead = True
         self._last_error = error
         self._link = None
+        if isinstance(error, ConnectionClosedError):
+            logger.debug("%s: closed by the application (%d in flight)", self._where, len(self._waiters))
+        else:
+            logger.info("%s: connection lost: %s (%d request(s) in flight)", self._where,
+                        error.message, len(self._waiters))
         if self._state is ConnectionState.READY:
             self._set_state(ConnectionState.IDLE)
         for scope in link.scopes:
@@ -874,6 +895,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         if state is not None or key == _SHUTDOWN_KEY:
             self._post(link, C.WATCH, {C.EVENT_KEY: key})  # the ack: send the next change
         if key == _SHUTDOWN_KEY and value is True and not link.draining:
+            logger.info("%s: the server is shutting down: draining %d request(s) in flight",
+                        self._where, len(self._waiters))
             link.draining = True
             if not self._waiters:
                 self._drop_link(link, NetworkError("the server is shutting down"))

@@ -322,3 +322,35 @@ async def test_junk_after_the_greeting_is_a_protocol_error_of_the_connect() -> N
             async with tt.connect("127.0.0.1", server.port):
                 pass
     assert info.value.may_have_executed is False  # no request existed yet
+
+
+async def test_state_changes_leave_info_records_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    """Connected, lost, failed attempts: INFO on trio_tarantool.connection; never the password."""
+    import logging
+
+    connections = 0
+
+    async def handler(peer: Peer) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            await peer.greet()
+            await peer.serve_handshake()  # answers ID and AUTH, then hangs up on the first request
+        # later connections: dropped before the greeting
+
+    caplog.set_level(logging.DEBUG, logger="trio_tarantool")
+    async with hostile_server(handler) as server:
+        with trio.fail_after(HANG):
+            async with tt.connect("127.0.0.1", server.port, user="app", password="pw-S3CRET",
+                                  reconnect_max_attempts=1, reconnect_delay=0) as conn:
+                with pytest.raises(tt.NetworkError):
+                    await conn.ping()
+                with pytest.raises(tt.NetworkError):
+                    await conn.ping()
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("connected" in m for m in info), info
+    assert any("connection lost" in m for m in info), info
+    assert any("connect attempt 2 of 2 failed" in m for m in info), info
+    for record in caplog.records:
+        assert record.name.startswith("trio_tarantool.")
+        assert "S3CRET" not in record.getMessage()
