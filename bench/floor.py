@@ -68,7 +68,7 @@ class FloorClient:
         self.waiters[sync] = trio.lowlevel.current_task()
         if self.writer_parked:
             self.writer_parked = False
-            trio.lowlevel.reschedule(self.writer)
+            trio.lowlevel.reschedule(self.writer)  # type: ignore[arg-type]
         code, reply = await trio.lowlevel.wait_task_rescheduled(_no_abort)
         if code:
             raise FloorError(f"error {code & 0x7FFF}: {reply.get(_ERROR)}")
@@ -105,7 +105,8 @@ class FloorClient:
             outcome.Value,
             self.fd,
         )
-        state, end, header = 0, 0, None
+        state, end = 0, 0
+        header: Any = None
         try:
             while True:
                 try:

@@ -14,9 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from bench import report, servers
+from bench import machine, report, servers
 from bench.__main__ import plan_pool, plan_single, smoke_failures
-from bench.workload import WORKLOADS, check, key_of, replace_tuple, task_indices
+from bench.workload import (
+    WORKLOADS,
+    Meter,
+    Tally,
+    check,
+    cpu_seconds,
+    key_of,
+    replace_tuple,
+    task_indices,
+)
 
 
 @pytest.mark.parametrize("tasks", [1, 3, 100, 1000])
@@ -49,12 +58,13 @@ def test_replace_reply_must_echo_its_own_tuple() -> None:
 
 
 def test_plans_cover_every_client_and_keep_sync_sequential() -> None:
-    clients = ["trio_tarantool", "asynctnt", "asynctnt+uvloop", "tarantool-python"]
+    clients = ["trio_tarantool", "floor", "asynctnt", "asynctnt+uvloop", "tarantool-python"]
     cases = plan_single(clients, list(WORKLOADS), [1, 100, 1000], 10, 20)
     assert len(cases) == len(WORKLOADS) * 3
     for case in cases:
         names = [r.client for r in case]
         assert ("tarantool-python" in names) == (case[0].tasks == 1)
+        assert ("floor" in names) == (case[0].workload != "sql")  # the floor has no SQL
         assert all(r.n == (10 if r.tasks == 1 else 20) for r in case)
     pool = plan_pool(clients, True, 50)
     assert [[(r.client, r.threads) for r in c] for c in pool] == [
@@ -62,8 +72,9 @@ def test_plans_cover_every_client_and_keep_sync_sequential() -> None:
     ] * 3
 
 
-def _run(client: str, rps: float, rnd: int, **kw: int) -> dict[str, object]:
+def _run(client: str, rps: float, rnd: int, **kw: float) -> dict[str, object]:
     return {
+        "cpu_us": kw.get("cpu_us", 0.0),
         "client": client,
         "workload": "select",
         "tasks": 100,
@@ -165,7 +176,9 @@ def test_single_server_starts_answers_and_stops() -> None:
 def test_replicaset_replicates_the_data_set_and_switches_roles() -> None:
     with servers.replicaset() as cluster:
         master, *replicas = cluster.instances
-        assert [i.admin_eval("return box.info.ro, box.space.bench:len()") for i in cluster.instances] == [
+        assert [
+            i.admin_eval("return box.info.ro, box.space.bench:len()") for i in cluster.instances
+        ] == [
             [False, servers.ROWS],
             [True, servers.ROWS],
             [True, servers.ROWS],
@@ -175,3 +188,84 @@ def test_replicaset_replicates_the_data_set_and_switches_roles() -> None:
         assert replicas[0].admin_eval("return box.info.ro") == [False]
         assert master.admin_eval("return box.info.ro") == [True]
         assert len(cluster.addrs) == 3
+
+
+def _burn_cpu(seconds: float) -> None:
+    """Spend at least ``seconds`` of this process's CPU (measured, not timed)."""
+    until = cpu_seconds() + seconds
+    while cpu_seconds() < until:
+        sum(range(1000))
+
+
+def test_meter_counts_the_cpu_spent_inside_it_only() -> None:
+    tally = Tally(client="floor", workload="select", tasks=1, requested=0)
+    _burn_cpu(0.2)  # before the measured loop: must not count
+    with Meter(tally):
+        _burn_cpu(0.05)
+    assert 0.05 <= tally.cpu < 0.2
+    assert tally.elapsed > 0
+
+
+def test_cpu_per_request_is_cpu_over_replies_in_microseconds() -> None:
+    tally = Tally(client="floor", workload="select", tasks=1, requested=1000, ok=900, wrong=100)
+    tally.cpu, tally.elapsed = 0.02, 0.5
+    out = tally.to_json()
+    assert out["cpu_us"] == pytest.approx(20.0)
+    assert out["rps"] == pytest.approx(2000.0)
+    assert Tally(client="floor", workload="select", tasks=1, requested=0).to_json()["cpu_us"] == 0
+
+
+def test_worker_reports_cpu_per_request_of_a_real_run() -> None:
+    """The worker's JSON carries the CPU it measured (a fake client: no server)."""
+    from bench import worker
+
+    tally = Tally(client="floor", workload="ping", tasks=1, requested=50)
+
+    async def op(i: int) -> None:
+        _burn_cpu(0.001)
+
+    import trio
+
+    trio.run(worker._trio_measure, op, tally, 50, 1, 30.0)
+    out = tally.to_json()
+    assert tally.ok == 50
+    assert out["cpu_us"] >= 1000  # at least the millisecond each request burned
+
+
+def test_table_shows_cpu_per_request_and_the_ratio_to_the_floor() -> None:
+    runs = [
+        _run("trio_tarantool", 30.0, 0, cpu_us=15.0),
+        _run("floor", 40.0, 0, cpu_us=10.0),
+        _run("asynctnt", 20.0, 0, cpu_us=12.0),
+    ]
+    table = report.single_table(runs, ["select"], [100], ["trio_tarantool", "floor", "asynctnt"])
+    row = next(ln for ln in table.splitlines() if ln.startswith("| select"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:5] == ["30; 15.0 µs", "40; 10.0 µs", "20; 12.0 µs"]
+    assert cells[5:] == ["0.75x", "1.50x", "1.50x"]  # req/s vs floor, vs asynctnt; CPU vs floor
+    summary = report.cpu_summary(runs, ["select"], [100], ["trio_tarantool", "floor", "asynctnt"])
+    assert "| 100 tasks | 1.50x (1 workloads) | 1.25x (1 workloads) |" in summary
+    # Runs from before CPU was measured: no µs, no ratio, no summary.
+    old = [dict(r, cpu_us=0.0) for r in runs]
+    table = report.single_table(old, ["select"], [100], ["trio_tarantool", "floor"])
+    assert "µs" not in table and table.rstrip().endswith("| - |")
+    assert report.cpu_summary(old, ["select"], [100], ["trio_tarantool", "floor"]) == ""
+
+
+def test_machine_header_names_the_cpu_and_the_python_speed(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.00GHz\ncpu MHz\t\t: 2000.1\n"
+        "processor\t: 1\nmodel name\t: other\n"
+    )
+    assert machine.cpu_model(info) == "Intel(R) Xeon(R) CPU @ 2.00GHz"
+    info.write_text("model name\t: AMD EPYC\ncpu MHz\t\t: 2596.0\n")
+    assert machine.cpu_model(info) == "AMD EPYC (2,596 MHz)"
+    line = machine.header(
+        {"cpu_model": "AMD EPYC", "cpus": 2, "python": "3.11.7", "loop_10m_s": 1.666}
+    )
+    assert line == (
+        "Machine: AMD EPYC, 2 CPUs; Python 3.11.7; a 10M-iteration Python loop "
+        "(`total += i`) takes 1.67 s."
+    )
+    assert machine.loop_seconds(1000) > 0
