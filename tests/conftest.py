@@ -38,6 +38,11 @@ import trio
 import trio.lowlevel
 from hypothesis import HealthCheck, settings
 
+#: The project's own test kit, enabled the way a user's project enables it
+#: (it is opt-in: installing trio-tarantool loads nothing into pytest), and
+#: pytester, with which tests/sim/test_user_kit.py runs pytest on scratch projects.
+pytest_plugins = ["pytester", "trio_tarantool.testing"]
+
 # "ci" is derandomized so CI is reproducible; failures print the blob to replay.
 settings.register_profile(
     "ci", derandomize=True, print_blob=True, deadline=None, max_examples=60,

@@ -46,8 +46,7 @@ from ._strategy import Status as Status
 from ._strategy import StrategyInterface as StrategyInterface
 from ._stream import Isolation as Isolation
 from ._stream import Stream as Stream
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 
 def _fix_module_names() -> None:

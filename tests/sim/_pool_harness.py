@@ -121,8 +121,8 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-import sim
 import trio_tarantool as tt
+from trio_tarantool import sim
 from trio_tarantool._iproto import _constants as C
 from trio_tarantool._pool import PoolUnit
 from trio_tarantool._strategy import InstanceState, Mode, RoundRobinStrategy, Status

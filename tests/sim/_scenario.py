@@ -12,8 +12,8 @@ from typing import Any
 
 import trio
 
-import sim
 import trio_tarantool as tt
+from trio_tarantool import sim
 
 
 async def scenario(seed: int, duration: float, *, poll: float = 1.0, mean_interval: float = 60.0,

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import trio
 
-import sim
 import trio_tarantool as tt
+from trio_tarantool import sim
 
 DEMO_FORMAT: list[tuple[str, str] | tuple[str, str, bool]] = [("id", "unsigned"), ("name", "string"), ("n", "unsigned", True)]
 DEMO_INDEXES = [

@@ -7,8 +7,8 @@ import dataclasses
 import trio
 import trio.testing
 
-import sim
-from sim._demo import DemoReport, main, run_demo
+from trio_tarantool import sim
+from trio_tarantool.sim._demo import DemoReport, main, run_demo
 
 
 def _run(seed: int, duration: float) -> DemoReport:

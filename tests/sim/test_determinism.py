@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import sim
 from tests.sim._scenario import scenario
+from trio_tarantool import sim
 
 
 def _run(seed: int, duration: float, **kw: Any) -> tuple[list[str], dict[str, Any]]:
@@ -50,7 +50,8 @@ def test_an_hour_of_failovers_on_three_nodes() -> None:
 
 
 _CHILD = """
-import hashlib, sim
+import hashlib
+from trio_tarantool import sim
 from tests.sim._scenario import scenario
 trace, stats = sim.run(lambda: scenario(99, 300.0, mean_interval=20.0), seed=99)
 print(hashlib.sha256("\\n".join(trace).encode()).hexdigest(), len(trace), stats["faults"])

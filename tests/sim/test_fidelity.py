@@ -18,9 +18,9 @@ import pytest
 import trio
 import trio.testing
 
-import sim
 import trio_tarantool as tt
 from tests.real._servers import ServerManager
+from trio_tarantool import sim
 
 pytestmark = pytest.mark.real
 

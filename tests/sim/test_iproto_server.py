@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import trio
 
-import sim
-from sim._iproto_server import check_chap_sha1
 from tests.sim._raw import RawClient, scramble
+from trio_tarantool import sim
 from trio_tarantool._iproto import _constants as C
+from trio_tarantool.sim._iproto_server import check_chap_sha1
 
 
 def _code(header: dict[int, Any]) -> int:

@@ -10,7 +10,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim._net import FakeSocket, Network
+from trio_tarantool.sim._net import FakeSocket, Network
 
 
 async def _make_network(nursery: trio.Nursery) -> Network:

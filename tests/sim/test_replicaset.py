@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import trio
 
-import sim
 import trio_tarantool as tt
+from trio_tarantool import sim
 
 FORMAT = [("id", "unsigned"), ("v", "string")]
 INDEXES = [("primary", [("id", "unsigned")], True)]

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sim
+from trio_tarantool import sim
 
 ACTIONS = st.one_of(
     st.tuples(st.sampled_from(["crash", "restart", "partition", "unpartition", "pause", "resume"]),

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from sim._spaces import BoxError, Database, Space
 from trio_tarantool._iproto._constants import Iterator as It
+from trio_tarantool.sim._spaces import BoxError, Database, Space
 
 
 def _space() -> Space:

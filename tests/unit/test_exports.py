@@ -72,11 +72,11 @@ REPO_ROOT = PACKAGE_DIR.parent
 
 def test_public_names_are_pinned() -> None:
     # Skipped: pytest's assertion-rewrite helpers ("@py_builtins", injected
-    # because the package ships a pytest plugin) and the test-kit subpackage,
-    # which is an attribute once the plugin imported it.
+    # because the package ships a pytest plugin) and the subpackages (test
+    # kit, simulator), which are attributes once something imported them.
     public = sorted(
         name for name in dir(trio_tarantool)
-        if not name.startswith(("_", "@")) and name != "testing"
+        if not name.startswith(("_", "@")) and name not in ("testing", "sim")
     )
     assert public == PUBLIC_NAMES
 

@@ -1,17 +1,35 @@
-"""The pytest plugin behind :mod:`trio_tarantool.testing` (registered by entry point).
+"""The pytest plugin behind :mod:`trio_tarantool.testing` (opt-in, see the package docstring).
 
-It stays cheap to load: the simulator is imported only when a fixture runs.
+Why opt-in rather than an always-on ``pytest11`` entry point: the entry
+point's module lives inside ``trio_tarantool``, so merely loading it imports
+the whole library (trio, msgpack, the client) into every pytest run of every
+project installed next to it -- about 0.4 s a run, for projects that never use
+the fixture. A project that wants the fixture names the plugin; nobody else
+pays. The simulator itself is imported only when the fixture runs.
+
+Misuse is reported at collection, as a :class:`pytest.UsageError` naming what
+to install or set, rather than as a puzzling "fixture not found" or a test that
+pytest skips because it cannot run ``async def`` functions.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from trio_tarantool.sim import Replicaset
+
+#: The fixture this plugin provides (and checks the use of).
+FIXTURE = "tarantool_sim"
+#: The module pytest-trio registers as its plugin.
+_PYTEST_TRIO_MODULE = "pytest_trio.plugin"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--tarantool-sim-seed N``: the default seed of every ``tarantool_sim`` world."""
     group = parser.getgroup("trio_tarantool")
     group.addoption(
         "--tarantool-sim-seed", type=int, default=0,
@@ -20,11 +38,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``tarantool_sim`` marker (the suite may run with ``--strict-markers``)."""
     config.addinivalue_line(
         "markers",
         "tarantool_sim(n=3, seed=None, **options): options of the tarantool_sim fixture "
-        "(sim.open_replicaset keywords)",
+        "(trio_tarantool.sim.open_replicaset keywords)",
     )
+
+
+def _pytest_trio_loaded(config: pytest.Config) -> bool:
+    """Whether pytest-trio's plugin is active in this run (by entry point or ``-p``)."""
+    return any(
+        getattr(plugin, "__name__", None) == _PYTEST_TRIO_MODULE
+        for plugin in config.pluginmanager.get_plugins()
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse, with what to do, a test that asks for ``tarantool_sim`` but cannot get it.
+
+    The fixture is an async fixture run by pytest-trio inside the test's
+    ``trio.run`` (the simulator replaces trio's socket factory for that run,
+    and the fixture needs pytest-trio's ``autojump_clock``). So pytest-trio
+    must be loaded and the test must be a trio test: with ``trio_mode`` every
+    ``async def`` test is one (pytest-trio marks them in its own
+    ``pytest_collection_modifyitems``, which is why this hook runs last).
+    """
+    users = [item for item in items if FIXTURE in getattr(item, "fixturenames", ())]
+    if not users:
+        return
+    if not _pytest_trio_loaded(config):
+        raise pytest.UsageError(
+            f"{users[0].nodeid}: the {FIXTURE} fixture runs on pytest-trio, which is not "
+            "installed (or was disabled with -p no:trio): pip install 'trio-tarantool[pytest]' "
+            "(or pip install pytest-trio), and set trio_mode = true under "
+            "[tool.pytest.ini_options] in pyproject.toml"
+        )
+    for item in users:
+        if item.get_closest_marker("trio") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: the {FIXTURE} fixture needs a trio test: make the test "
+                "'async def' and set trio_mode = true under [tool.pytest.ini_options] in "
+                "pyproject.toml (or trio_mode = true in pytest.ini), or mark it @pytest.mark.trio"
+            )
 
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -38,13 +95,13 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def tarantool_sim(request: pytest.FixtureRequest, autojump_clock: Any) -> AsyncIterator[Any]:
+async def tarantool_sim(request: pytest.FixtureRequest, autojump_clock: Any) -> AsyncIterator[Replicaset]:
     """A started simulated replicaset (3 instances, the first the master) in virtual time.
 
     One per test: the simulator takes over trio's socket factory for the
-    whole ``trio.run``.
+    whole ``trio.run``. The value is a :class:`trio_tarantool.sim.Replicaset`.
     """
-    import sim
+    from trio_tarantool import sim
 
     options = _options(request)
     async with sim.open_replicaset(options.pop("n"), **options) as rs:
