@@ -573,3 +573,25 @@ nested = st.recursive(
 @given(nested)
 def test_nested_round_trip(value: Any) -> None:
     assert unpack(pack(value)) == value
+
+
+# -- values of a supported type that Tarantool cannot hold, in a request ------------
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (D("1" * 39), r"Decimal Decimal\('1+'\) cannot be sent: Tarantool decimals hold at most 38 digits"),
+        (Datetime(0, tzoffset=902), r"Datetime .* cannot be sent: Tarantool accepts a Datetime.tzoffset only "
+                                    r"in -720\.\.840 minutes, got 902"),
+    ],
+)
+def test_a_request_with_an_unsendable_extension_value_names_why(value: Any, why: str) -> None:
+    """Regression: the ConfigurationError said "cannot send a value of type
+    Decimal ... (send ..., Decimal, ...)", hiding the codec's reason."""
+    from trio_tarantool import ConfigurationError
+    from trio_tarantool._iproto import _constants as C
+    from trio_tarantool._iproto._requests import Encoder, call_body
+
+    with pytest.raises(ConfigurationError, match=r"^call\(\): args\[0\]: " + why):
+        Encoder().frame(C.CALL, 1, call_body("f", [value]))

@@ -172,6 +172,8 @@ def _why(value: Any, exc: BaseException, secret: bool) -> str:
     if isinstance(value, str) and isinstance(exc, UnicodeEncodeError):
         return (f"str{shown} cannot be encoded as UTF-8 ({exc.reason} at position {exc.start}); "
                 "send text as valid Unicode, or binary data as bytes")
+    if isinstance(exc, ValueError):  # a supported type with a value Tarantool cannot hold
+        return f"{type(value).__name__}{shown} cannot be sent" + ("" if secret else f": {exc}")
     return (f"cannot send a value of type {type(value).__name__}{shown} to Tarantool "
             "(send None, bool, int, float, str, bytes, list, tuple, dict, Decimal, UUID, "
             "datetime, Datetime or Interval)")
@@ -319,12 +321,14 @@ def operations(ops: Any, method: str = "update", argument: str = "op_list") -> l
             f"got {describe(ops)}"
         )
     out = []
-    for number, op in enumerate(ops):
-        if (type(op) is not list and type(op) is not tuple and not isinstance(op, list | tuple)) \
-                or len(op) < 2 or not isinstance(op[0], str):
+    for op in ops:
+        if (type(op) is list or type(op) is tuple) and len(op) >= 2 and type(op[0]) is str:
+            out.append(list(op))  # the common case: exact types, checked cheaply
+        elif isinstance(op, list | tuple) and len(op) >= 2 and isinstance(op[0], str):
+            out.append(list(op))  # subclasses (a namedtuple, a str subclass op)
+        else:
             raise ConfigurationError(
-                f"{method}(): {argument}[{number}]: each update operation is a list or tuple "
+                f"{method}(): {argument}[{len(out)}]: each update operation is a list or tuple "
                 f"[op, field, arg...] whose op is a str such as '=', got {describe(op)}"
             )
-        out.append(list(op))
     return out
