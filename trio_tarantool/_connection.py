@@ -88,6 +88,8 @@ _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
 #: State changes at INFO (connected, lost, reconnect attempts failed, server
 #: shutting down), detail at DEBUG. Never a password: messages name the address.
 logger = logging.getLogger("trio_tarantool.connection")
+#: Requests that run the application's code on the server.
+_CODE_REQUESTS = frozenset({C.CALL, C.CALL_16, C.EVAL, C.EXECUTE})
 #: The key a gracefully stopping server (>= 2.10) broadcasts to its clients.
 _SHUTDOWN_KEY = "box.shutdown"
 
@@ -1277,7 +1279,13 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
 def _failure(reply: _iproto.Reply, request_type: int) -> Error:
     """The exception for a reply that is an error or could not be decoded."""
     if reply.code & C.TYPE_ERROR:
-        return database_error(reply)
+        error = database_error(reply)
+        if request_type in _CODE_REQUESTS:
+            # Even a refusal (ER_READONLY...) may come from inside the code,
+            # after it did something: only the server's word that it ran
+            # nothing would make this False, and it never gives one.
+            error.may_have_executed = True
+        return error
     assert reply.decode_error is not None
     return ProtocolError(f"{reply_to(request_type, reply.sync)}: {reply.decode_error}",
                          may_have_executed=True)

@@ -153,6 +153,17 @@ async def test_read_only_refusal(tarantool_factory: Callable[..., TarantoolInsta
                 await c.insert("tester", (1, "x"))
             assert exc.value.code == ErrorCode.ER_READONLY
             assert exc.value.may_have_executed is False
+            # Lua code refused the same way may have run before its write failed.
+            inst.admin("function bump_then_write() counter = (counter or 0) + 1 "
+                       "box.space.tester:insert{2, 'y'} end")
+            with pytest.raises(DatabaseError) as exc:
+                await c.call("bump_then_write")
+            assert exc.value.code == ErrorCode.ER_READONLY
+            assert exc.value.may_have_executed is True
+            assert inst.admin_eval("return counter") == [1]
+            with pytest.raises(DatabaseError) as exc:
+                await c.eval("box.space.tester:insert{3, 'z'}")
+            assert exc.value.may_have_executed is True
             assert (await c.call("ro_set", False)).data == [False]
             assert [list(r) for r in await c.insert("tester", (1, "x"))] == [[1, "x"]]
 
