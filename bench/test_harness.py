@@ -269,3 +269,33 @@ def test_machine_header_names_the_cpu_and_the_python_speed(tmp_path: Path) -> No
         "(`total += i`) takes 1.67 s."
     )
     assert machine.loop_seconds(1000) > 0
+
+
+def test_profile_layers_follow_the_files_and_builtins_follow_their_callers() -> None:
+    import cProfile
+    import pstats
+
+    from bench import profile
+
+    lib = str(Path(profile.__file__).resolve().parent.parent / "trio_tarantool")
+    assert profile.layer_of(f"{lib}/_request.py", "select") == "request building"
+    assert profile.layer_of(f"{lib}/_iproto/_requests.py", "frame") == "framing / encoding"
+    assert profile.layer_of(f"{lib}/_iproto/_decoder.py", "_next_packet") == "decoding"
+    assert profile.layer_of(f"{lib}/_connection.py", "_reader") == "reader / writer tasks"
+    assert profile.layer_of(f"{lib}/_connection.py", "perform") == "dispatch: submit, park, finish"
+    assert profile.layer_of(f"{lib}/_response.py", "__init__") == "Response construction"
+    site = "/x/.venv/lib/python3.11/site-packages"
+    assert profile.layer_of(f"{site}/trio/_core/_run.py", "reschedule") == "trio scheduler"
+    assert profile.layer_of("~", "<built-in method posix.read>") == "socket syscalls + epoll"
+    assert profile.layer_of("~", "<built-in method builtins.len>") is None
+
+    def benchmark_loop() -> int:  # this file is under bench/: the benchmark loop's layer
+        return sum(len(str(i)) for i in range(2000))
+
+    prof = cProfile.Profile()
+    prof.runcall(benchmark_loop)
+    layers, top, calls = profile.layer_times(pstats.Stats(prof))
+    assert calls > 4000
+    spent = {k: v for k, v in layers.items() if v > 0}
+    assert set(spent) == {"benchmark loop"}  # len() and str() counted in their caller's layer
+    assert any("len" in name for name, _ in top["benchmark loop"])
