@@ -1272,7 +1272,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""
         return cast(PreparedStatement, await self.perform(_rq.prepare(query)))
 
-    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Any) -> Response:
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...]) -> Response:
         return await self.call(func_name, *args)
 
 

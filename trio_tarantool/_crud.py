@@ -182,20 +182,17 @@ def _plain(data: list[Any]) -> Any:
 class CrudMixin(abc.ABC):
     """The 23 ``crud_*`` methods on top of one abstract CALL primitive.
 
-    Mixed into the single connection (which ignores ``mode``) and into the pool
-    (which routes by ``mode``; ``Mode.ANY`` by default as in the reference).
+    Mixed into the single connection, whose signatures they are (the reference
+    Connection's); the pool's take a ``mode`` too (:class:`PoolCrudMixin`).
     """
 
     @abc.abstractmethod
-    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> _HasData:
-        """CALL ``func_name`` with ``args`` and return the response.
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...]) -> _HasData:
+        """CALL ``func_name`` with ``args`` and return the response."""
 
-        ``mode`` is the request mode for a pool, None where it does not apply.
-        """
-
-    async def _crud(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> list[Any]:
+    async def _crud(self, func_name: str, args: tuple[Any, ...]) -> list[Any]:
         try:
-            response = await self._crud_call(func_name, args, mode)
+            response = await self._crud_call(func_name, args)
         except CrudModuleError:
             raise
         except DatabaseError as exc:
@@ -205,65 +202,65 @@ class CrudMixin(abc.ABC):
         return list(response.data)
 
     # -- single-tuple DML ----------------------------------------------------
-    async def crud_insert(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_insert(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult:
         """Insert a tuple through ``crud.insert``."""
         _check("crud_insert", "space_name", space_name, str, "a str")
         _check("crud_insert", "values", values, (list, tuple), "a list or tuple (one tuple)")
-        return _single(await self._crud("crud.insert", (space_name, values, _opts(opts, "crud_insert")), mode))
+        return _single(await self._crud("crud.insert", (space_name, values, _opts(opts, "crud_insert"))))
 
-    async def crud_insert_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_insert_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None) -> CrudResult:
         """Insert an object (field name -> value) through ``crud.insert_object``."""
         _check("crud_insert_object", "space_name", space_name, str, "a str")
         _check("crud_insert_object", "values", values, Mapping, "a dict (field name -> value)")
-        return _single(await self._crud("crud.insert_object", (space_name, values, _opts(opts, "crud_insert_object")), mode))
+        return _single(await self._crud("crud.insert_object", (space_name, values, _opts(opts, "crud_insert_object"))))
 
-    async def crud_get(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_get(self, space_name: str, key: Any, opts: dict[str, Any] | None = None) -> CrudResult:
         """Get the tuple with primary key ``key`` through ``crud.get``."""
         _check("crud_get", "space_name", space_name, str, "a str")
         _check_key("crud_get", key)
-        return _single(await self._crud("crud.get", (space_name, key, _opts(opts, "crud_get")), mode))
+        return _single(await self._crud("crud.get", (space_name, key, _opts(opts, "crud_get"))))
 
-    async def crud_update(self, space_name: str, key: Any, operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_update(self, space_name: str, key: Any, operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None) -> CrudResult:
         """Update the tuple with primary key ``key`` through ``crud.update``."""
         _check("crud_update", "space_name", space_name, str, "a str")
         _check_key("crud_update", key)
         ops = _ops(operations, "crud_update")
-        return _single(await self._crud("crud.update", (space_name, key, ops, _opts(opts, "crud_update")), mode))
+        return _single(await self._crud("crud.update", (space_name, key, ops, _opts(opts, "crud_update"))))
 
-    async def crud_delete(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_delete(self, space_name: str, key: Any, opts: dict[str, Any] | None = None) -> CrudResult:
         """Delete the tuple with primary key ``key`` through ``crud.delete``."""
         _check("crud_delete", "space_name", space_name, str, "a str")
         _check_key("crud_delete", key)
-        return _single(await self._crud("crud.delete", (space_name, key, _opts(opts, "crud_delete")), mode))
+        return _single(await self._crud("crud.delete", (space_name, key, _opts(opts, "crud_delete"))))
 
-    async def crud_replace(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_replace(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult:
         """Insert or replace a tuple through ``crud.replace``."""
         _check("crud_replace", "space_name", space_name, str, "a str")
         _check("crud_replace", "values", values, (list, tuple), "a list or tuple (one tuple)")
-        return _single(await self._crud("crud.replace", (space_name, values, _opts(opts, "crud_replace")), mode))
+        return _single(await self._crud("crud.replace", (space_name, values, _opts(opts, "crud_replace"))))
 
-    async def crud_replace_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_replace_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None) -> CrudResult:
         """Insert or replace an object through ``crud.replace_object``."""
         _check("crud_replace_object", "space_name", space_name, str, "a str")
         _check("crud_replace_object", "values", values, Mapping, "a dict (field name -> value)")
-        return _single(await self._crud("crud.replace_object", (space_name, values, _opts(opts, "crud_replace_object")), mode))
+        return _single(await self._crud("crud.replace_object", (space_name, values, _opts(opts, "crud_replace_object"))))
 
-    async def crud_upsert(self, space_name: str, values: Sequence[Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_upsert(self, space_name: str, values: Sequence[Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None) -> CrudResult:
         """Insert ``values`` or apply ``operations`` to the existing tuple (``crud.upsert``)."""
         _check("crud_upsert", "space_name", space_name, str, "a str")
         _check("crud_upsert", "values", values, (list, tuple), "a list or tuple (one tuple)")
         ops = _ops(operations, "crud_upsert")
-        return _single(await self._crud("crud.upsert", (space_name, values, ops, _opts(opts, "crud_upsert")), mode))
+        return _single(await self._crud("crud.upsert", (space_name, values, ops, _opts(opts, "crud_upsert"))))
 
-    async def crud_upsert_object(self, space_name: str, values: Mapping[str, Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_upsert_object(self, space_name: str, values: Mapping[str, Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None) -> CrudResult:
         """Upsert an object through ``crud.upsert_object``."""
         _check("crud_upsert_object", "space_name", space_name, str, "a str")
         _check("crud_upsert_object", "values", values, Mapping, "a dict (field name -> value)")
         ops = _ops(operations, "crud_upsert_object")
-        return _single(await self._crud("crud.upsert_object", (space_name, values, ops, _opts(opts, "crud_upsert_object")), mode))
+        return _single(await self._crud("crud.upsert_object", (space_name, values, ops, _opts(opts, "crud_upsert_object"))))
 
     # -- batches -------------------------------------------------------------
-    async def crud_insert_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_insert_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult | None:
         """Insert a batch of tuples (``crud.insert_many``).
 
         Raises:
@@ -272,106 +269,214 @@ class CrudMixin(abc.ABC):
         _check("crud_insert_many", "space_name", space_name, str, "a str")
         _check("crud_insert_many", "values", values, (list, tuple), "a list or tuple of tuples")
         _check_each("crud_insert_many", "values", values, (list, tuple), "a list or tuple (one tuple)")
-        return _many(await self._crud("crud.insert_many", (space_name, values, _opts(opts, "crud_insert_many")), mode))
+        return _many(await self._crud("crud.insert_many", (space_name, values, _opts(opts, "crud_insert_many"))))
 
-    async def crud_insert_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_insert_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult | None:
         """Insert a batch of objects (``crud.insert_object_many``)."""
         _check("crud_insert_object_many", "space_name", space_name, str, "a str")
         _check("crud_insert_object_many", "values", values, (list, tuple), "a list or tuple of dicts")
         _check_each("crud_insert_object_many", "values", values, Mapping, "a dict (field name -> value)")
-        return _many(await self._crud("crud.insert_object_many", (space_name, values, _opts(opts, "crud_insert_object_many")), mode))
+        return _many(await self._crud("crud.insert_object_many", (space_name, values, _opts(opts, "crud_insert_object_many"))))
 
-    async def crud_replace_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_replace_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult | None:
         """Insert or replace a batch of tuples (``crud.replace_many``)."""
         _check("crud_replace_many", "space_name", space_name, str, "a str")
         _check("crud_replace_many", "values", values, (list, tuple), "a list or tuple of tuples")
         _check_each("crud_replace_many", "values", values, (list, tuple), "a list or tuple (one tuple)")
-        return _many(await self._crud("crud.replace_many", (space_name, values, _opts(opts, "crud_replace_many")), mode))
+        return _many(await self._crud("crud.replace_many", (space_name, values, _opts(opts, "crud_replace_many"))))
 
-    async def crud_replace_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_replace_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult | None:
         """Insert or replace a batch of objects (``crud.replace_object_many``)."""
         _check("crud_replace_object_many", "space_name", space_name, str, "a str")
         _check("crud_replace_object_many", "values", values, (list, tuple), "a list or tuple of dicts")
         _check_each("crud_replace_object_many", "values", values, Mapping, "a dict (field name -> value)")
-        return _many(await self._crud("crud.replace_object_many", (space_name, values, _opts(opts, "crud_replace_object_many")), mode))
+        return _many(await self._crud("crud.replace_object_many", (space_name, values, _opts(opts, "crud_replace_object_many"))))
 
-    async def crud_upsert_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_upsert_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult | None:
         """Upsert a batch of ``[tuple, operations]`` pairs (``crud.upsert_many``)."""
         _check("crud_upsert_many", "space_name", space_name, str, "a str")
         _check("crud_upsert_many", "values_operation", values_operation, (list, tuple), "a list or tuple of pairs")
         _check_pairs("crud_upsert_many", "values_operation", values_operation, (list, tuple), "a list or tuple (one tuple)")
-        return _many(await self._crud("crud.upsert_many", (space_name, values_operation, _opts(opts, "crud_upsert_many")), mode))
+        return _many(await self._crud("crud.upsert_many", (space_name, values_operation, _opts(opts, "crud_upsert_many"))))
 
-    async def crud_upsert_object_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_upsert_object_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None) -> CrudResult | None:
         """Upsert a batch of ``[object, operations]`` pairs (``crud.upsert_object_many``)."""
         _check("crud_upsert_object_many", "space_name", space_name, str, "a str")
         _check("crud_upsert_object_many", "values_operation", values_operation, (list, tuple), "a list or tuple of pairs")
         _check_pairs("crud_upsert_object_many", "values_operation", values_operation, Mapping, "a dict (field name -> value)")
-        return _many(await self._crud("crud.upsert_object_many", (space_name, values_operation, _opts(opts, "crud_upsert_object_many")), mode))
+        return _many(await self._crud("crud.upsert_object_many", (space_name, values_operation, _opts(opts, "crud_upsert_object_many"))))
 
     # -- reads -----------------------------------------------------------------
-    async def crud_select(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_select(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None) -> CrudResult:
         """Select tuples matching ``conditions`` (``crud.select``)."""
         _check("crud_select", "space_name", space_name, str, "a str")
         conds = _conditions(conditions, "crud_select")
-        return _single(await self._crud("crud.select", (space_name, conds, _opts(opts, "crud_select")), mode))
+        return _single(await self._crud("crud.select", (space_name, conds, _opts(opts, "crud_select"))))
 
-    async def crud_min(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_min(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None) -> CrudResult:
         """The tuple with the smallest key of ``index_name`` (``crud.min``)."""
         _check("crud_min", "space_name", space_name, str, "a str")
         _check_index("crud_min", index_name)
-        return _single(await self._crud("crud.min", (space_name, index_name, _opts(opts, "crud_min")), mode))
+        return _single(await self._crud("crud.min", (space_name, index_name, _opts(opts, "crud_min"))))
 
-    async def crud_max(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+    async def crud_max(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None) -> CrudResult:
         """The tuple with the largest key of ``index_name`` (``crud.max``)."""
         _check("crud_max", "space_name", space_name, str, "a str")
         _check_index("crud_max", index_name)
-        return _single(await self._crud("crud.max", (space_name, index_name, _opts(opts, "crud_max")), mode))
+        return _single(await self._crud("crud.max", (space_name, index_name, _opts(opts, "crud_max"))))
 
-    async def crud_count(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
+    async def crud_count(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None) -> int:
         """How many tuples match ``conditions`` (``crud.count``); a plain int."""
         _check("crud_count", "space_name", space_name, str, "a str")
         conds = _conditions(conditions, "crud_count")
-        return int(_plain(await self._crud("crud.count", (space_name, conds, _opts(opts, "crud_count")), mode)))
+        return int(_plain(await self._crud("crud.count", (space_name, conds, _opts(opts, "crud_count")))))
 
-    async def crud_len(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
+    async def crud_len(self, space_name: str, opts: dict[str, Any] | None = None) -> int:
         """The number of tuples in the space (``crud.len``); a plain int."""
         _check("crud_len", "space_name", space_name, str, "a str")
-        return int(_plain(await self._crud("crud.len", (space_name, _opts(opts, "crud_len")), mode)))
+        return int(_plain(await self._crud("crud.len", (space_name, _opts(opts, "crud_len")))))
 
     # -- administration ------------------------------------------------------
-    async def crud_truncate(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> bool:
+    async def crud_truncate(self, space_name: str, opts: dict[str, Any] | None = None) -> bool:
         """Remove every tuple of the space (``crud.truncate``); True on success."""
         _check("crud_truncate", "space_name", space_name, str, "a str")
-        return bool(_plain(await self._crud("crud.truncate", (space_name, _opts(opts, "crud_truncate")), mode)))
+        return bool(_plain(await self._crud("crud.truncate", (space_name, _opts(opts, "crud_truncate")))))
 
-    async def crud_storage_info(self, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> dict[Any, Any]:
+    async def crud_storage_info(self, opts: dict[str, Any] | None = None) -> dict[Any, Any]:
         """Status of every storage the router sees (``crud.storage_info``): a dict."""
-        value = _plain(await self._crud("crud.storage_info", (_opts(opts, "crud_storage_info"),), mode))
+        value = _plain(await self._crud("crud.storage_info", (_opts(opts, "crud_storage_info"),)))
         if not isinstance(value, dict):
             raise TypeError(f"crud.storage_info returned {type(value).__name__}, expected a map")
         return value
 
-    async def crud_stats(self, space_name: str | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+    async def crud_stats(self, space_name: str | None = None) -> CrudResult | None:
         """Operation statistics (``crud.stats``), for one space or all; None when empty."""
         if space_name is not None:
             _check("crud_stats", "space_name", space_name, str, "a str or None")
-        data = await self._crud("crud.stats", (space_name,), mode)
+        data = await self._crud("crud.stats", (space_name,))
         stats = _value(data, 0)
         if not stats:
             return None
         return CrudResult(stats)
 
-    def crud_unflatten_rows(self, rows: Sequence[Sequence[Any]], metadata: Sequence[Mapping[str, Any]], *, mode: Mode = Mode.ANY) -> list[dict[str, Any]]:
-        """Turn crud ``rows`` into dicts by ``metadata`` names; local, no request.
-
-        ``mode`` is accepted for API compatibility with the reference pool and
-        ignored: nothing is sent to a server.
-        """
+    def crud_unflatten_rows(self, rows: Sequence[Sequence[Any]], metadata: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Turn crud ``rows`` into dicts by ``metadata`` names; local, no request."""
         _check("crud_unflatten_rows", "rows", rows, (list, tuple), "a list or tuple")
         _check("crud_unflatten_rows", "metadata", metadata, (list, tuple), "a list or tuple")
         return unflatten_rows(rows, metadata)
 
+
+class _InMode(CrudMixin):
+    """The pool's crud calls bound to one mode: CrudMixin's methods, routed by it."""
+
+    __slots__ = ("_mode", "_pool")
+
+    def __init__(self, pool: PoolCrudMixin, mode: Mode) -> None:
+        self._pool = pool
+        self._mode = mode
+
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...]) -> _HasData:
+        return await self._pool._crud_call_in(func_name, args, self._mode)
+
+
+class PoolCrudMixin(CrudMixin):
+    """The ``crud_*`` methods of the pool: the connection's, plus ``mode``.
+
+    ``mode`` picks the instance (``Mode.ANY`` by default, as in the reference
+    pool); everything else is :class:`CrudMixin`'s.
+    """
+
+    @abc.abstractmethod
+    async def _crud_call_in(self, func_name: str, args: tuple[Any, ...], mode: Mode) -> _HasData:
+        """CALL ``func_name`` with ``args`` on an instance of ``mode``."""
+
+    async def _crud_call(self, func_name: str, args: tuple[Any, ...]) -> _HasData:
+        return await self._crud_call_in(func_name, args, Mode.ANY)
+
+    async def crud_insert(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_insert(space_name, values, opts)
+
+    async def crud_insert_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_insert_object(space_name, values, opts)
+
+    async def crud_get(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_get(space_name, key, opts)
+
+    async def crud_update(self, space_name: str, key: Any, operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_update(space_name, key, operations, opts)
+
+    async def crud_delete(self, space_name: str, key: Any, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_delete(space_name, key, opts)
+
+    async def crud_replace(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_replace(space_name, values, opts)
+
+    async def crud_replace_object(self, space_name: str, values: Mapping[str, Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_replace_object(space_name, values, opts)
+
+    async def crud_upsert(self, space_name: str, values: Sequence[Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_upsert(space_name, values, operations, opts)
+
+    async def crud_upsert_object(self, space_name: str, values: Mapping[str, Any], operations: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_upsert_object(space_name, values, operations, opts)
+
+    async def crud_insert_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_insert_many(space_name, values, opts)
+
+    async def crud_insert_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_insert_object_many(space_name, values, opts)
+
+    async def crud_replace_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_replace_many(space_name, values, opts)
+
+    async def crud_replace_object_many(self, space_name: str, values: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_replace_object_many(space_name, values, opts)
+
+    async def crud_upsert_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_upsert_many(space_name, values_operation, opts)
+
+    async def crud_upsert_object_many(self, space_name: str, values_operation: Sequence[Any], opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_upsert_object_many(space_name, values_operation, opts)
+
+    async def crud_select(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_select(space_name, conditions, opts)
+
+    async def crud_min(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_min(space_name, index_name, opts)
+
+    async def crud_max(self, space_name: str, index_name: str | int, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> CrudResult:
+        return await _InMode(self, mode).crud_max(space_name, index_name, opts)
+
+    async def crud_count(self, space_name: str, conditions: Sequence[Any] | None = None, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
+        return await _InMode(self, mode).crud_count(space_name, conditions, opts)
+
+    async def crud_len(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> int:
+        return await _InMode(self, mode).crud_len(space_name, opts)
+
+    async def crud_truncate(self, space_name: str, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> bool:
+        return await _InMode(self, mode).crud_truncate(space_name, opts)
+
+    async def crud_storage_info(self, opts: dict[str, Any] | None = None, *, mode: Mode = Mode.ANY) -> dict[Any, Any]:
+        return await _InMode(self, mode).crud_storage_info(opts)
+
+    async def crud_stats(self, space_name: str | None = None, *, mode: Mode = Mode.ANY) -> CrudResult | None:
+        return await _InMode(self, mode).crud_stats(space_name)
+
+    def crud_unflatten_rows(self, rows: Sequence[Sequence[Any]], metadata: Sequence[Mapping[str, Any]], *, mode: Mode = Mode.ANY) -> list[dict[str, Any]]:
+        """As the connection's; ``mode`` is accepted (the reference pool's signature) and unused."""
+        return super().crud_unflatten_rows(rows, metadata)
+
+
+
+def _document_pool_methods() -> None:
+    """The pool's crud methods carry the connection's docstrings, plus ``mode``."""
+    for name, method in vars(PoolCrudMixin).items():
+        base = getattr(CrudMixin, name, None)
+        if name.startswith("crud_") and base is not None and base.__doc__ and not method.__doc__:
+            method.__doc__ = base.__doc__.rstrip() + "\n\n``mode`` picks the instance (``Mode.ANY`` by default)."
+
+
+_document_pool_methods()
 
 def _opts(opts: dict[str, Any] | None, method: str) -> dict[str, Any]:
     if opts is None:

@@ -83,7 +83,7 @@ import trio
 
 from ._addrs import Address, validate_addrs
 from ._connection import RESEND, Connection, Ticket
-from ._crud import CrudMixin
+from ._crud import PoolCrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
@@ -242,7 +242,7 @@ def _naming(exc: NetworkError, where: str, may_have_executed: bool) -> NetworkEr
         return exc
 
 
-class ConnectionPool(CrudMixin):
+class ConnectionPool(PoolCrudMixin):
     """A pool of connections to a Tarantool replicaset, routing by request mode.
 
     Use it as ``async with ConnectionPool(addrs, ...) as pool:``; its API is the
@@ -750,7 +750,7 @@ class ConnectionPool(CrudMixin):
         return cast(Response, await self._send(mode, "execute", (query, params),
                                                idempotent=idempotent))
 
-    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> Response:
+    async def _crud_call_in(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> Response:
         """A crud.* CALL: the reads are retried like selects, the writes like any CALL."""
         kind = Kind.READ if func_name in CRUD_READS else Kind.CODE
         return cast(Response, await self._send(Mode.ANY if mode is None else mode, "call",

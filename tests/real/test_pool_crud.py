@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from tests.real._servers import Replicaset
-from trio_tarantool._crud import CRUD_HINT, CrudResult
+from trio_tarantool._crud import CRUD_HINT, CrudResult, _InMode
 from trio_tarantool._errors import CrudModuleError, CrudModuleManyError, DatabaseError, ErrorCode
 from trio_tarantool._pool import ConnectionPool, open_pool
 from trio_tarantool._strategy import Mode
@@ -109,6 +109,6 @@ async def test_crud_errors_through_the_pool(pool: ConnectionPool) -> None:
 
 async def test_missing_crud_function_gets_a_hint(pool: ConnectionPool) -> None:
     with pytest.raises(DatabaseError) as info:
-        await pool._crud("crud.no_such_function", (), Mode.ANY)
+        await _InMode(pool, Mode.ANY)._crud("crud.no_such_function", ())
     assert info.value.code == ErrorCode.ER_NO_SUCH_PROC
     assert info.value.message.endswith(CRUD_HINT)

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from trio_tarantool._crud import CRUD_HINT, CrudError, CrudMixin, CrudResult, unflatten_rows
+from trio_tarantool._crud import (
+    CRUD_HINT,
+    CrudError,
+    CrudResult,
+    PoolCrudMixin,
+    unflatten_rows,
+)
 from trio_tarantool._errors import (
     ConfigurationError,
     CrudModuleError,
@@ -25,13 +31,13 @@ class FakeResponse:
 
 
 @dataclass
-class FakeCrud(CrudMixin):
+class FakeCrud(PoolCrudMixin):
     """Answers every crud call with the next scripted reply and records the call."""
 
     replies: list[Any] = field(default_factory=list)
     calls: list[tuple[str, tuple[Any, ...], Mode | None]] = field(default_factory=list)
 
-    async def _crud_call(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> FakeResponse:
+    async def _crud_call_in(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> FakeResponse:
         self.calls.append((func_name, args, mode))
         reply = self.replies.pop(0)
         if isinstance(reply, BaseException):
@@ -276,3 +282,21 @@ def test_unflatten_rows_is_local() -> None:
     assert crud.calls == []
     with pytest.raises(ConfigurationError, match=r"rows\[0\] has 3 fields"):
         unflatten_rows([[1, 2, 3]], META)
+
+
+def test_connection_crud_signatures_have_no_mode_and_the_pool_adds_only_mode() -> None:
+    """The reference Connection's crud_* take no mode; the pool's take mode=Mode.ANY too."""
+    import inspect
+
+    from trio_tarantool import Connection, ConnectionPool
+
+    names = sorted(n for n in dir(Connection) if n.startswith("crud_"))
+    assert len(names) == 24  # 23 calls + crud_unflatten_rows
+    for name in names:
+        conn_params = inspect.signature(getattr(Connection, name)).parameters
+        pool_params = dict(inspect.signature(getattr(ConnectionPool, name)).parameters)
+        assert "mode" not in conn_params, name
+        mode = pool_params.pop("mode")
+        assert mode.kind is inspect.Parameter.KEYWORD_ONLY and mode.default is Mode.ANY, name
+        assert list(pool_params) == list(conn_params), name
+        assert getattr(ConnectionPool, name).__doc__, name
