@@ -35,10 +35,36 @@ not sent (NetworkError,           retry     retry     retry                retry
                                                       may_have_executed
 ``ER_LOADING``                    retry     retry     **no**, error says   retry
                                                       may_have_executed
+rolled back (``ER_SYNC_ROLLBACK``, retry     retry     **no**, error says   retry
+``ER_SYNC_QUEUE_FULL``)                                may_have_executed
+may commit later                  no        no        no                   no
+(``ER_SYNC_QUORUM_TIMEOUT``,
+``ER_SYNC_TIMEOUT``)
 anything else (an answer, a lost  no        no        no                   no
 connection after writing, a
 timeout)
 ================================  ========  ========  ===================  =========================
+
+Synchronous replication (Tarantool >= 2.5, elections in 3.x):
+
+* ``ER_SYNC_ROLLBACK`` (217): the synchronous transaction was rolled back
+  everywhere (a new leader's PROMOTE did not include it); a box statement had
+  no lasting effect, so a READ/WRITE is retried (``may_have_executed``
+  False) - typically to the new leader, once it is known. Code may have done
+  something outside the transaction: CODE only with ``idempotent=True``.
+* ``ER_SYNC_QUEUE_FULL`` (289): the limbo refused the transaction before it
+  was written; treated like a rollback.
+* ``ER_SYNC_QUORUM_TIMEOUT`` (216) and 3.x's ``ER_SYNC_TIMEOUT`` (295): the
+  transaction is in the leader's WAL and waits for a quorum; since 3.x it is
+  "detached from the fiber and continues waiting", so it **may commit
+  later**. Never retried, ``may_have_executed`` True whatever the kind.
+* ``ER_SYNC_QUEUE_UNCLAIMED`` (227) and ``ER_SYNC_QUEUE_FOREIGN`` (228): the
+  instance does not own the synchronous queue, so it refused the write before
+  executing it, like ``ER_READONLY`` (same row of the table).
+* ``ER_READONLY`` from 3.x carries the reason in its error fields
+  (``reason``, ``state``, ``leader_id``, ``leader_uuid``...); the policy does
+  not need them (the row is the same), the health side uses ``leader_uuid``
+  to route the retry to the new leader at once (:mod:`._health`).
 
 Where the retry goes: to the same mode, except that a request refused with
 ``ER_READONLY`` under ``ANY`` or ``PREFER_RW`` is retried as ``RW`` (another
@@ -88,6 +114,10 @@ class Failure(enum.Enum):
     READONLY = "readonly"
     #: The server answered ``ER_LOADING``.
     LOADING = "loading"
+    #: A synchronous transaction was rolled back (``ER_SYNC_ROLLBACK``, ``ER_SYNC_QUEUE_FULL``).
+    ROLLED_BACK = "rolled back"
+    #: A synchronous transaction may still commit (``ER_SYNC_QUORUM_TIMEOUT``, ``ER_SYNC_TIMEOUT``).
+    MAY_COMMIT = "may commit"
     #: Another server answer: final, the request's own outcome.
     ANSWERED = "answered"
     #: A NetworkError after the packet was (or may have been) written.
@@ -120,6 +150,17 @@ CRUD_READS = frozenset({
 })
 
 
+#: 3.x codes not in :class:`ErrorCode` (Tarantool's errcode.h numbers).
+ER_SYNC_QUEUE_UNCLAIMED = 227
+ER_SYNC_QUEUE_FOREIGN = 228
+ER_SYNC_QUEUE_FULL = 289
+ER_SYNC_TIMEOUT = 295
+#: Refused before executing because this instance cannot write now.
+_READONLY_CODES = frozenset({ErrorCode.ER_READONLY, ER_SYNC_QUEUE_UNCLAIMED, ER_SYNC_QUEUE_FOREIGN})
+_ROLLED_BACK_CODES = frozenset({ErrorCode.ER_SYNC_ROLLBACK, ER_SYNC_QUEUE_FULL})
+_MAY_COMMIT_CODES = frozenset({ErrorCode.ER_SYNC_QUORUM_TIMEOUT, ER_SYNC_TIMEOUT})
+
+
 def kind_of(method_name: str) -> Kind:
     """The kind of a pool request by its method name.
 
@@ -144,10 +185,15 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, NetworkError):
         return Failure.UNKNOWN if exc.may_have_executed else Failure.NOT_SENT
     if isinstance(exc, DatabaseError):
-        if exc.code == ErrorCode.ER_READONLY:
+        code = exc.code
+        if code in _READONLY_CODES:
             return Failure.READONLY
-        if exc.code == ErrorCode.ER_LOADING:
+        if code == ErrorCode.ER_LOADING:
             return Failure.LOADING
+        if code in _ROLLED_BACK_CODES:
+            return Failure.ROLLED_BACK
+        if code in _MAY_COMMIT_CODES:
+            return Failure.MAY_COMMIT
         return Failure.ANSWERED
     raise TypeError(f"not a failure of a request: {exc!r}")
 
@@ -171,15 +217,15 @@ def decide(kind: Kind, mode: Mode, failure: Failure, *, idempotent: bool = False
     """
     if failure == Failure.NOT_SENT:
         ran = False
-    elif failure == Failure.UNKNOWN:
+    elif failure in (Failure.UNKNOWN, Failure.MAY_COMMIT):
         ran = True
     elif failure == Failure.ANSWERED:
         ran = code_may_have_run or kind == Kind.CODE
-    else:  # READONLY, LOADING: refused before executing, unless the refusal came from code
+    else:  # READONLY, LOADING, ROLLED_BACK: no effect left, unless the refusal came from code
         ran = kind == Kind.CODE
     retry_mode = mode
     retry = enabled and attempt == 0
-    if failure in (Failure.UNKNOWN, Failure.ANSWERED):
+    if failure in (Failure.UNKNOWN, Failure.ANSWERED, Failure.MAY_COMMIT):
         retry = False
     elif failure != Failure.NOT_SENT and kind == Kind.CODE and not idempotent:
         retry = False

@@ -40,6 +40,31 @@ def test_classify() -> None:
         classify(ValueError("not a request failure"))
 
 
+def test_classify_synchronous_replication_errors() -> None:
+    """The codes Tarantool 3.8 answers around elections and synchronous spaces."""
+    assert classify(DatabaseError(ErrorCode.ER_SYNC_ROLLBACK, "rollback")) == Failure.ROLLED_BACK
+    assert classify(DatabaseError(289, "queue full")) == Failure.ROLLED_BACK
+    assert classify(DatabaseError(ErrorCode.ER_SYNC_QUORUM_TIMEOUT, "quorum")) == Failure.MAY_COMMIT
+    assert classify(DatabaseError(295, "detached, keeps waiting")) == Failure.MAY_COMMIT
+    assert classify(DatabaseError(227, "queue unclaimed")) == Failure.READONLY
+    assert classify(DatabaseError(228, "queue foreign")) == Failure.READONLY
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_a_quorum_timeout_is_never_retried_and_may_have_committed(kind: Kind, idempotent: bool) -> None:
+    for code in (ErrorCode.ER_SYNC_QUORUM_TIMEOUT, 295):
+        d = decide(kind, Mode.RW, classify(DatabaseError(code, "quorum")), idempotent=idempotent)
+        assert (d.retry, d.may_have_executed) == (False, True)
+
+
+def test_a_rolled_back_write_is_retried_as_not_executed() -> None:
+    d = decide(Kind.WRITE, Mode.RW, classify(DatabaseError(ErrorCode.ER_SYNC_ROLLBACK, "rb")))
+    assert (d.retry, d.mode, d.may_have_executed) == (True, Mode.RW, False)
+    d = decide(Kind.CODE, Mode.RW, Failure.ROLLED_BACK)
+    assert (d.retry, d.may_have_executed) == (False, True)
+
+
 # The table of the module docstring, for mode ANY, first attempt, retries on.
 TABLE = {
     # (kind, idempotent, failure): (retry, retry mode, may have executed)
@@ -55,6 +80,14 @@ TABLE = {
     (Kind.CODE, True, Failure.NOT_SENT): (True, Mode.ANY, False),
     (Kind.CODE, True, Failure.READONLY): (True, Mode.RW, True),
     (Kind.CODE, True, Failure.LOADING): (True, Mode.ANY, True),
+    (Kind.READ, False, Failure.ROLLED_BACK): (True, Mode.ANY, False),
+    (Kind.WRITE, False, Failure.ROLLED_BACK): (True, Mode.ANY, False),
+    (Kind.CODE, False, Failure.ROLLED_BACK): (False, Mode.ANY, True),
+    (Kind.CODE, True, Failure.ROLLED_BACK): (True, Mode.ANY, True),
+    (Kind.READ, False, Failure.MAY_COMMIT): (False, Mode.ANY, True),
+    (Kind.WRITE, False, Failure.MAY_COMMIT): (False, Mode.ANY, True),
+    (Kind.CODE, False, Failure.MAY_COMMIT): (False, Mode.ANY, True),
+    (Kind.CODE, True, Failure.MAY_COMMIT): (False, Mode.ANY, True),
 }
 
 
@@ -99,8 +132,11 @@ def test_policy_properties(kind: Kind, mode: Mode, failure: Failure, idempotent:
     if attempt > 0 or not enabled:
         assert not d.retry
     # Never retried after an outcome that may be the request's own (answer, lost after writing).
-    if failure in (Failure.UNKNOWN, Failure.ANSWERED):
+    if failure in (Failure.UNKNOWN, Failure.ANSWERED, Failure.MAY_COMMIT):
         assert not d.retry
+    # A synchronous transaction that may still commit may have executed, whatever the kind.
+    if failure == Failure.MAY_COMMIT:
+        assert d.may_have_executed
     # Retried only if it surely did not run, or the caller said running it twice is fine.
     if d.retry:
         assert not d.may_have_executed or (kind == Kind.CODE and idempotent)
@@ -109,7 +145,8 @@ def test_policy_properties(kind: Kind, mode: Mode, failure: Failure, idempotent:
         assert d.may_have_executed is False
         assert d.retry == (enabled and attempt == 0)
     # Code that was refused may have run part of its body.
-    if kind == Kind.CODE and failure in (Failure.READONLY, Failure.LOADING, Failure.ANSWERED):
+    if kind == Kind.CODE and failure in (Failure.READONLY, Failure.LOADING, Failure.ANSWERED,
+                                         Failure.ROLLED_BACK):
         assert d.may_have_executed
     # Plain code is never retried after a refusal.
     if kind == Kind.CODE and not idempotent and failure != Failure.NOT_SENT:
