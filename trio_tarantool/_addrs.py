@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ConfigurationError
-from ._tls import MASK, TLSOptions, check_auth_transport
+from ._options import connection_options
+from ._tls import MASK, TLSOptions
 
 __all__ = ["Address", "MaskedDict", "validate_addrs"]
 
@@ -52,10 +53,6 @@ BOOL_KEYS: tuple[str, ...] = ("ssl_verify", "ssl_check_hostname")
 KNOWN_KEYS: frozenset[str] = frozenset(("host", "port", *OPTIONAL_KEYS, *BOOL_KEYS))
 #: Keys whose value is a secret: masked wherever an address is rendered.
 SECRET_KEYS: frozenset[str] = frozenset({"ssl_password"})
-#: Transports the connection understands: plain TCP/unix ('') and TLS ('ssl').
-SUPPORTED_TRANSPORTS: frozenset[str] = frozenset({"", "ssl"})
-#: Authentication methods the connection implements.
-SUPPORTED_AUTH_TYPES: frozenset[str] = frozenset({"chap-sha1", "pap-sha256"})
 
 
 class MaskedDict(dict[str, Any]):
@@ -192,34 +189,12 @@ def _check_one(index: int, entry: Any) -> Address:
                 f"{where}: {name} must be a {expected.__name__}, got {type(value).__name__}{shown}"
             )
         options[name] = value
-    transport = options.get("transport", "")
-    if transport not in SUPPORTED_TRANSPORTS:
-        raise ConfigurationError(
-            f"{where}: transport {transport!r} is not supported (use '' for plain or 'ssl' for TLS)"
-        )
-    ssl_given = sorted(name for name in options if name.startswith("ssl_"))
-    if ssl_given and transport != "ssl":
-        raise ConfigurationError(
-            f"{where}: {', '.join(ssl_given)} given but transport is not 'ssl'"
-        )
-    auth_type = options.get("auth_type")
-    if auth_type is not None and auth_type not in SUPPORTED_AUTH_TYPES:
-        raise ConfigurationError(
-            f"{where}: auth_type {auth_type!r} is not supported "
-            f"(supported: {', '.join(sorted(SUPPORTED_AUTH_TYPES))})"
-        )
     try:
-        check_auth_transport(auth_type, transport)
-        address = Address(host, port, options)
-        tls = address.tls  # TLSOptions checks the combination (e.g. ssl_verify=False with a CA)
-        if tls is not None and host is None and tls.verify and tls.check_hostname:
-            raise ConfigurationError(
-                "transport='ssl' over a unix socket has no host name to check against the "
-                "certificate: set ssl_check_hostname=False"
-            )
+        # Every value through the one validator every connection uses.
+        connection_options(host, port, **options)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    return address
+    return Address(host, port, options)
 
 
 def validate_addrs(addrs: Any) -> list[Address]:

@@ -151,6 +151,16 @@ def _validate(host: Any, port: Any, user: Any, password: Any, socket_timeout: An
         raise ConfigurationError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
     checked_transport = check_transport(transport)
     check_auth_transport(auth_type, checked_transport)
+    if checked_transport != "ssl":
+        given = [name for name, value in (
+            ("ssl_key_file", ssl_key_file), ("ssl_cert_file", ssl_cert_file),
+            ("ssl_ca_file", ssl_ca_file), ("ssl_ciphers", ssl_ciphers),
+            ("ssl_password", ssl_password), ("ssl_password_file", ssl_password_file),
+        ) if value is not None]
+        given += [name for name, value in (("ssl_verify", ssl_verify),
+                                           ("ssl_check_hostname", ssl_check_hostname)) if value is not True]
+        if given:
+            raise ConfigurationError(f"{', '.join(given)} given but transport is not 'ssl'")
     tls = None
     if checked_transport == "ssl":
         for name, value in (("ssl_key_file", ssl_key_file), ("ssl_cert_file", ssl_cert_file),

@@ -67,8 +67,8 @@ def test_none_options_are_dropped() -> None:
         ([{"host": "h", "port": "/tmp/x.sock"}], "addrs[0]: port '/tmp/x.sock' is neither a number"),
         ([{"host": None, "port": 3301}], "addrs[0]: host is None but port 3301 is a number"),
         ([{"host": "h", "port": 1, "auth_type": 5}], "addrs[0]: auth_type must be a str, got int 5"),
-        ([{"host": "h", "port": 1, "auth_type": "ldap"}], "addrs[0]: auth_type 'ldap' is not supported"),
-        ([{"host": "h", "port": 1, "transport": "tls"}], "addrs[0]: transport 'tls' is not supported"),
+        ([{"host": "h", "port": 1, "auth_type": "ldap"}], "addrs[0]: auth_type must be one of ('chap-sha1', 'pap-sha256'), got 'ldap'"),
+        ([{"host": "h", "port": 1, "transport": "tls"}], "addrs[0]: transport must be '' (plain) or 'ssl', got 'tls'"),
         ([{"host": "h", "port": 1, "ssl_ca_file": "ca.pem"}], "addrs[0]: ssl_ca_file given but transport is not 'ssl'"),
         ([{"host": "h", "port": 1}, {"host": "H", "port": "1"}], "addrs[1]: H:1 duplicates addrs[0]"),
         ([{"host": None, "port": "/s"}, {"host": None, "port": "/s"}], "addrs[1]: /s duplicates addrs[0]"),
@@ -152,3 +152,15 @@ def test_pool_refuses_pap_sha256_over_plain_tcp_at_construction() -> None:
         ConnectionPool([{"host": "127.0.0.1", "port": 3301},
                         {"host": "127.0.0.1", "port": 3302, "auth_type": "pap-sha256"}],
                        user="u", password="p")
+
+
+def test_a_connection_refuses_ssl_options_without_ssl_as_an_address_does() -> None:
+    """One validator: the same rule, the same words, for connect() and for addrs."""
+    from trio_tarantool import Connection
+
+    with pytest.raises(ConfigurationError) as by_conn:
+        Connection("h", 1, ssl_ca_file="ca.pem")
+    with pytest.raises(ConfigurationError) as by_addr:
+        validate_addrs([{"host": "h", "port": 1, "ssl_ca_file": "ca.pem"}])
+    assert str(by_addr.value) == f"addrs[0]: {by_conn.value}"
+    assert "ssl_ca_file given but transport is not 'ssl'" in str(by_conn.value)
