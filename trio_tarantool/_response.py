@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
-from ._errors import BoxError, DatabaseError, ProtocolError
+from ._errors import BoxError, DatabaseError, ProtocolError, error_name
 from ._iproto import constants as C
 from ._iproto._decoder import Reply
 from ._iproto._ext import ExtDecodeError, decode_error_stack
@@ -251,6 +251,22 @@ class Response(Sequence[Any]):
     def stmt_id(self) -> int | None:
         """The id of the statement a PREPARE created."""
         return _uint(self._body, C.STMT_ID, "STMT_ID", self._where())
+
+    # -- the reference connector's names -----------------------------------------
+    @property
+    def return_code(self) -> int:
+        """0: a Response is always a success (errors raise :class:`DatabaseError`)."""
+        return self.code & 0x7FFF
+
+    @property
+    def return_message(self) -> str:
+        """``""``: a Response is always a success (errors carry their message)."""
+        return ""
+
+    @property
+    def strerror(self) -> tuple[str, str]:
+        """``(name, message)`` of :attr:`return_code`, as the reference gives it."""
+        return error_name(self.return_code), self.return_message
 
     @property
     def body(self) -> dict[int, Any]:

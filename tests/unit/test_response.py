@@ -398,3 +398,13 @@ def test_any_error_body_is_a_database_error(body: dict[int, Any], code: int) -> 
     assert isinstance(exc, DatabaseError)
     assert exc.code == code
     str(exc)
+
+
+def test_reference_names_of_a_successful_response() -> None:
+    from trio_tarantool._iproto._decoder import Reply
+    from trio_tarantool._response import Response
+
+    response = Response(Reply(7, 0, 1, {0x30: [[1]]}))
+    assert response.return_code == 0
+    assert response.return_message == ""
+    assert response.strerror == ("ER_UNKNOWN", "")
