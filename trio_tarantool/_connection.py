@@ -88,6 +88,8 @@ _WRONG_SCHEMA = C.TYPE_ERROR | ErrorCode.ER_WRONG_SCHEMA_VERSION
 #: State changes at INFO (connected, lost, reconnect attempts failed, server
 #: shutting down), detail at DEBUG. Never a password: messages name the address.
 logger = logging.getLogger("trio_tarantool.connection")
+#: Requests on a space, whose replies' rows can be named by the space's format.
+_SPACE_REQUESTS = frozenset({C.SELECT, C.INSERT, C.REPLACE, C.UPDATE, C.UPSERT, C.DELETE})
 #: Requests that run the application's code on the server.
 _CODE_REQUESTS = frozenset({C.CALL, C.CALL_16, C.EVAL, C.EXECUTE})
 #: The key a gracefully stopping server (>= 2.10) broadcasts to its clients.
@@ -1065,6 +1067,10 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         response = Response(reply, request_type=request.type)
         finish = request.finish
         if finish == FINISH_RESPONSE:
+            if request.type in _SPACE_REQUESTS:  # rows(as_dict=True) can name the fields
+                body = request.body
+                response._space = request.space if body is None else body.get(C.SPACE_ID)
+                response._schema = self.schema
             return response
         if finish == FINISH_PING:
             return trio.current_time() - start

@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
-from ._errors import BoxError, DatabaseError, ProtocolError, error_name
+from ._errors import BoxError, DatabaseError, ProtocolError, SchemaError, error_name
 from ._iproto import constants as C
 from ._iproto._decoder import Reply
 from ._iproto._ext import ExtDecodeError, decode_error_stack
 from ._iproto._handshake import kind
+from ._schema import Schema
 
 #: Request type -> name, for messages ("reply to SELECT: ...").
 REQUEST_NAMES: dict[int, str] = {
@@ -154,7 +155,7 @@ class Response(Sequence[Any]):
         data: The returned tuples (or values of a call), as a list.
     """
 
-    __slots__ = ("_body", "_request_type", "code", "data", "schema_version", "sync")
+    __slots__ = ("_body", "_request_type", "_schema", "_space", "code", "data", "schema_version", "sync")
 
     def __init__(self, reply: Reply, *, request_type: int | None = None) -> None:
         """Wrap a successful reply.
@@ -172,6 +173,9 @@ class Response(Sequence[Any]):
         self.code = reply.code
         self.schema_version = reply.schema_version
         self._request_type = request_type
+        #: Set by the connection for requests on a space (rows by name).
+        self._space: int | str | None = None
+        self._schema: Schema | None = None
         body = reply.body
         self._body = body
         data = body.get(_DATA)
@@ -251,6 +255,32 @@ class Response(Sequence[Any]):
     def stmt_id(self) -> int | None:
         """The id of the statement a PREPARE created."""
         return _uint(self._body, C.STMT_ID, "STMT_ID", self._where())
+
+    def rows(self, as_dict: bool = False) -> list[Any]:
+        """The returned tuples; with ``as_dict``, each as ``{field name: value}``.
+
+        Names come from the space's format (``box.space.x:format()``), for the
+        replies of ``select`` and the DML requests. Fields beyond the format
+        are keyed by their position (0-based int). Raises
+        :class:`SchemaError` for a reply that is not about a space, or when
+        the connection has no schema (``fetch_schema=False``).
+        """
+        if not as_dict:
+            return list(self.data)
+        if self._space is None or self._schema is None:
+            raise SchemaError(f"{self._where()}: no space format to name the fields by (only "
+                              "select and DML replies on a connection with fetch_schema have one)")
+        names = self._schema.field_names(self._space)
+        result = []
+        for row in self.data:
+            if not isinstance(row, list | tuple):
+                raise ProtocolError(f"{self._where()}: a row is {type(row).__name__}, not a tuple",
+                                    may_have_executed=True)
+            named: dict[Any, Any] = dict(zip(names, row, strict=False))
+            for position in range(len(names), len(row)):
+                named[position] = row[position]
+            result.append(named)
+        return result
 
     # -- the reference connector's names -----------------------------------------
     @property

@@ -58,7 +58,7 @@ def _fields(space: str, position: int, row: Any, layout: str, ids: tuple[int, ..
 class Schema:
     """Name -> id maps for spaces and their indexes, at one schema version."""
 
-    __slots__ = ("_index_ids", "_space_ids", "_space_names", "version")
+    __slots__ = ("_formats", "_index_ids", "_space_ids", "_space_names", "version")
 
     def __init__(self, version: int, spaces: Iterable[Sequence[Any]], indexes: Iterable[Sequence[Any]]) -> None:
         """Build the maps from `_vspace` rows ``[id, owner, name, ...]`` and
@@ -71,10 +71,14 @@ class Schema:
         self.version = version
         self._space_ids: dict[str, int] = {}
         self._space_names: dict[int, str] = {}
+        #: The raw format field (7th) of each space's row, parsed on first use.
+        self._formats: dict[int, Any] = {}
         for position, row in enumerate(_rows(spaces, "_vspace")):
             (space_id,), name = _fields("_vspace", position, row, "[id, owner, name, ...]", (0,))
             self._space_ids[name] = space_id
             self._space_names[space_id] = name
+            if len(row) > 6:
+                self._formats[space_id] = row[6]
         self._index_ids: dict[int, dict[str, int]] = {}
         for position, row in enumerate(_rows(indexes, "_vindex")):
             (space_id, index_id), name = _fields("_vindex", position, row,
@@ -95,6 +99,31 @@ class Schema:
     def index_id(self, space_id: int, name: str | bytes) -> int | None:
         """The id of index ``name`` of a space, or None."""
         return self._index_ids.get(space_id, {}).get(_name(name))
+
+    def field_names(self, space: int | str | bytes) -> tuple[str, ...]:
+        """The names of a space's formatted fields, in order (empty without a format).
+
+        Raises:
+            SchemaError: No such space.
+            ProtocolError: The space's format in ``_vspace`` is malformed.
+        """
+        space_id = space if isinstance(space, int) else self.require_space(space)
+        if space_id not in self._space_names:
+            raise SchemaError(f"there is no space with id {space_id} (schema version {self.version})")
+        fmt = self._formats.get(space_id)
+        if fmt is None:
+            return ()
+        if isinstance(fmt, str | bytes | Mapping) or not isinstance(fmt, Sequence):
+            raise ProtocolError(f"_vspace: the format of space {space_id} is {kind(fmt)}, expected an array",
+                                may_have_executed=True)
+        names: list[str] = []
+        for number, field in enumerate(fmt):
+            name = field.get("name", field.get(b"name")) if isinstance(field, Mapping) else None
+            if not isinstance(name, str | bytes):
+                raise ProtocolError(f"_vspace: field {number} of space {space_id}'s format has no name "
+                                    f"({field!r:.60})", may_have_executed=True)
+            names.append(_name(name))
+        return tuple(names)
 
     def require_space(self, name: str | bytes) -> int:
         space_id = self.space_id(name)
