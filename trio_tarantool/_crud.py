@@ -102,6 +102,11 @@ class CrudResult(_CrudRecord):
     rows: list[Any]
     metadata: list[dict[str, Any]]
 
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """The rows as ``{field name: value}`` (names from ``metadata``), as
+        :meth:`Response.rows(as_dict=True) <trio_tarantool.Response.rows>` gives box replies."""
+        return unflatten_rows(self.fields.get("rows") or [], self.fields.get("metadata") or [])
+
 
 class CrudError(_CrudRecord):
     """An error the crud module returned: ``class_name``, ``err``, ``str``, ``stack``..."""

@@ -300,3 +300,9 @@ def test_connection_crud_signatures_have_no_mode_and_the_pool_adds_only_mode() -
         assert mode.kind is inspect.Parameter.KEYWORD_ONLY and mode.default is Mode.ANY, name
         assert list(pool_params) == list(conn_params), name
         assert getattr(ConnectionPool, name).__doc__, name
+
+
+def test_crud_result_rows_as_dicts() -> None:
+    result = CrudResult(RESULT)
+    assert result.as_dicts() == [{"id": 1, "name": "a"}]
+    assert CrudResult({"metadata": META}).as_dicts() == []
