@@ -35,6 +35,35 @@ When probes run (:class:`Pacer`, pure)
 * The loss of a connection that was stable wakes every instance (the master
   may be gone); further losses of an instance in backoff wake nobody: a
   flapping instance costs its neighbours no extra probes.
+
+Events (Tarantool >= 2.10: IPROTO watchers)
+-------------------------------------------
+Where the server announces watchers (``conn.features``), each instance's
+connection also watches two keys, and the pool applies what they say the
+moment it arrives, between probes:
+
+* ``box.status`` (``{is_ro, is_ro_cfg, status, ...}``): the role
+  (``is_ro`` is ``box.info.ro``) and the status. An event can change the role
+  and make the instance UNHEALTHY (a status other than ``running``); it makes
+  it HEALTHY again only while the last probe succeeded on the same
+  connection (``unit.connected``): liveness stays the probes' job.
+* ``box.shutdown``: the server is stopping gracefully; its connection drains
+  (no new request is sent there). The instance is UNHEALTHY at once, so new
+  requests go to the other instances that fit; a probe brings it back once it
+  answers again.
+
+Probes keep running every ``refresh_delay`` for liveness, and remain the only
+source on servers without watchers (2.6, the simulator) or with
+``status_events=False``.
+
+Leader hints (Tarantool 3.x elections)
+--------------------------------------
+An ``ER_READONLY`` from 3.x names the current leader in its error fields
+(``leader_uuid``, matched against each instance's greeting). That instance
+is then probed every :data:`MIN_GAP` (not on the doubling early gap) until it
+answers ``ro == false`` or ``probe_timeout`` has passed: a new leader that
+still has to claim the synchronous queue is seen writable within about one
+round trip of the moment it is, and the refused write is sent there.
 """
 
 from __future__ import annotations
@@ -46,16 +75,22 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import DatabaseError, ErrorCode, NetworkError, TarantoolTimeoutError
+from ._errors import DatabaseError, Error, ErrorCode, NetworkError, TarantoolTimeoutError
+from ._iproto import _constants as C
+from ._retry import Failure, classify
 from ._strategy import InstanceState, Status
 
 if TYPE_CHECKING:
     from ._pool import PoolUnit
 
-__all__ = ["PROBE_LUA", "Health", "Pacer"]
+__all__ = ["PROBE_LUA", "STATUS_KEY", "Health", "Pacer"]
 
 #: The probe: two values, whatever the connection's call_16 setting.
 PROBE_LUA = "return box.info.ro, box.info.status"
+#: The watched key that carries the role and status (Tarantool >= 2.10).
+STATUS_KEY = "box.status"
+#: The key a server sets to true when it starts a graceful shutdown.
+SHUTDOWN_KEY = "box.shutdown"
 #: Shortest gap between two probes of one instance when woken early.
 MIN_GAP = 0.01
 #: First step of the failure backoff.
@@ -123,10 +158,12 @@ class Health:
         units: The pool's units, in address order.
         on_change: Called after any unit's state changed (the strategy's update).
         refresh_delay, probe_timeout: The pool's options.
+        status_events: Follow ``box.status``/``box.shutdown`` events where
+            the server has watchers (the pool's ``status_events``).
     """
 
     def __init__(self, units: Sequence[PoolUnit], on_change: Callable[[], None],
-                 refresh_delay: float, probe_timeout: float) -> None:
+                 refresh_delay: float, probe_timeout: float, *, status_events: bool = True) -> None:
         self.units = units
         self.on_change = on_change
         self.refresh_delay = refresh_delay
@@ -136,6 +173,13 @@ class Health:
         self.closed = False
         #: When the last role signal (refusal, lost connection) happened.
         self.role_signal_at = -math.inf
+        self.status_events = status_events
+        #: Bumped on every change of any unit's state.
+        self.changes = 0
+        #: Events applied (box.status and box.shutdown), for statistics and tests.
+        self.events = 0
+        #: id(unit) -> until when it is probed at MIN_GAP (a leader hint).
+        self._hints: dict[int, float] = {}
         self._probe_done = trio.Event()
 
     def pacer(self, unit: PoolUnit) -> Pacer:
@@ -150,7 +194,14 @@ class Health:
     def set_state(self, unit: PoolUnit, state: InstanceState) -> None:
         if state != unit.state:
             unit.state = state
+            self.changes += 1
             self.on_change()
+            self._progress()
+
+    def _progress(self) -> None:
+        """Wake whoever waits in :meth:`refresh_all` (a probe ended or a state changed)."""
+        self._probe_done.set()
+        self._probe_done = trio.Event()
 
     def wake_all(self, *, role_signal: bool = True) -> None:
         """Cut every probe loop's wait short (each still keeps its pace).
@@ -181,9 +232,10 @@ class Health:
         if self.closed:
             return
         if isinstance(exc, DatabaseError):
-            if exc.code == ErrorCode.ER_READONLY:
+            if classify(exc) == Failure.READONLY:
                 unit.last_error = str(exc)
                 self.set_state(unit, InstanceState(unit.state.status, True))
+                self._hint_leader(unit, exc)
                 self.wake_all()
             elif exc.code == ErrorCode.ER_LOADING:
                 unit.last_error = str(exc)
@@ -199,13 +251,65 @@ class Health:
                 unit.last_error = str(exc)
                 unit.wake.set()
 
+    def _hint_leader(self, unit: PoolUnit, exc: DatabaseError) -> None:
+        """Probe the leader a 3.x ER_READONLY names every MIN_GAP until it is writable."""
+        fields = exc.extra_info.fields if exc.extra_info is not None else {}
+        leader = fields.get("leader_uuid")
+        if leader is None:
+            return
+        for candidate in self.units:
+            greeting = candidate.conn.greeting
+            if greeting is not None and greeting.uuid is not None and str(greeting.uuid) == str(leader):
+                self._hints[id(candidate)] = trio.current_time() + self.probe_timeout
+                candidate.wake.set()
+                return
+
+    def _hinted(self, unit: PoolUnit) -> bool:
+        until = self._hints.get(id(unit))
+        if until is None:
+            return False
+        if unit.state.read_only is False or trio.current_time() > until:
+            del self._hints[id(unit)]
+            return False
+        return True
+
     async def refresh_all(self, deadline: float) -> None:
-        """Wake every probe and wait until each finished one (or ``deadline``, or close)."""
+        """Wake every probe and wait until each finished one, or any state changed
+        (an event, a probe), or ``deadline``, or close."""
         before = [u.probes for u in self.units]
+        changes = self.changes
         self.wake_all(role_signal=False)
         with trio.move_on_at(deadline):
-            while not self.closed and any(u.probes <= n for u, n in zip(self.units, before, strict=True)):
+            while not self.closed and self.changes == changes and any(
+                    u.probes <= n for u, n in zip(self.units, before, strict=True)):
                 await self._probe_done.wait()
+
+    # -- events ----------------------------------------------------------------------------
+    def apply_status(self, unit: PoolUnit, value: Any) -> None:
+        """Apply a ``box.status`` event (``{is_ro, status, ...}``) to ``unit``."""
+        if self.closed or not isinstance(value, Mapping):
+            return
+        conn = unit.conn
+        read_only, status = value.get("is_ro"), _info_value(value.get("status"))
+        if not isinstance(read_only, bool) or not conn.is_connected() or conn.draining:
+            return  # not a role we can use; or liveness is the probes' and the watcher's
+        self.events += 1
+        if status != "running":
+            unit.last_error = f"box.status event: status is {status!r}, not 'running'"
+            self.set_state(unit, InstanceState(Status.UNHEALTHY, read_only))
+        elif unit.connected.is_set():
+            self.set_state(unit, InstanceState(Status.HEALTHY, read_only))
+        else:  # not probed on this connection yet: note the role, the probe decides health
+            self.set_state(unit, InstanceState(unit.state.status, read_only))
+
+    def apply_shutdown(self, unit: PoolUnit, value: Any) -> None:
+        """Apply a ``box.shutdown`` event: a shutting-down instance takes no new request."""
+        if self.closed or value is not True:
+            return
+        self.events += 1
+        unit.last_error = "the server is shutting down (box.shutdown)"
+        self.set_state(unit, InstanceState(Status.UNHEALTHY, unit.state.read_only))
+        self.wake_all()  # it may have been the master
 
     # -- the tasks -----------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -215,6 +319,9 @@ class Health:
             for unit, first in zip(self.units, first_round, strict=True):
                 nursery.start_soon(self._probe_loop, unit, first)
                 nursery.start_soon(self._watch_disconnect, unit)
+                if self.status_events:
+                    nursery.start_soon(self._follow, unit, STATUS_KEY, self.apply_status)
+                    nursery.start_soon(self._follow, unit, SHUTDOWN_KEY, self.apply_shutdown)
             for first in first_round:
                 await first.wait()
             task_status.started()
@@ -228,7 +335,8 @@ class Health:
             early = False
             with trio.move_on_at(started + self.refresh_delay):
                 await unit.wake.wait()
-                await trio.sleep_until(started + pacer.early_wait())
+                gap = MIN_GAP if self._hinted(unit) else pacer.early_wait()
+                await trio.sleep_until(started + gap)
                 early = True
             pacer.after_wait(early=early)
             unit.wake = trio.Event()
@@ -267,6 +375,9 @@ class Health:
             new = InstanceState(Status.UNHEALTHY, new.read_only)
             error = "connection lost right after the probe"
             unit.wake.set()
+        elif new.status == Status.HEALTHY and unit.conn.draining:
+            new = InstanceState(Status.UNHEALTHY, new.read_only)
+            error = "the server is shutting down (box.shutdown)"
         pacer = self.pacer(unit)
         if error is not None:
             unit.last_error = error
@@ -276,9 +387,39 @@ class Health:
         self.set_state(unit, new)
         if new.status == Status.HEALTHY:
             unit.connected.set()
+            if new.read_only is not False and self._hinted(unit):
+                unit.wake.set()  # the named leader: probe again after MIN_GAP
         unit.probes += 1
-        self._probe_done.set()
-        self._probe_done = trio.Event()
+        self._progress()
+
+    async def _follow(self, unit: PoolUnit, key: str, apply: Callable[[PoolUnit, Any], None]) -> None:
+        """Apply every value of ``key`` on ``unit``'s connection, where it has watchers.
+
+        Starts once a probe connected; the connection's watcher survives
+        reconnects (it subscribes again). Without watchers (2.6, the
+        simulator) it waits for the next connection, whose server may have
+        them; nothing is sent.
+        """
+        conn = unit.conn
+        while not self.closed:
+            await unit.connected.wait()
+            if C.FEATURE_WATCHERS not in conn.features:
+                await conn.wait_disconnected()
+                await self._next_probe(unit)
+                continue
+            try:
+                async with conn.watch(key) as values:
+                    async for value in values:
+                        apply(unit, value)
+                return  # the connection was closed
+            except Error:
+                # Lost before it subscribed: try again after the next probe.
+                await self._next_probe(unit)
+
+    async def _next_probe(self, unit: PoolUnit) -> None:
+        probes = unit.probes
+        while unit.probes == probes and not self.closed:
+            await self._probe_done.wait()
 
     async def _watch_disconnect(self, unit: PoolUnit) -> None:
         """Mark the unit UNHEALTHY the moment its connection drops."""

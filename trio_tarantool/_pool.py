@@ -88,8 +88,10 @@ from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
     DatabaseError,
+    Error,
     ErrorCode,
     NetworkError,
+    NotSupportedError,
     PoolTopologyError,
     TarantoolTimeoutError,
 )
@@ -99,6 +101,8 @@ from ._request import BUILDERS, Request
 from ._response import Response
 from ._retry import CRUD_READS, Kind, classify, decide, kind_of
 from ._strategy import InstanceState, Mode, RoundRobinStrategy, Status, StrategyInterface
+from ._stream import Isolation, Stream
+from ._watch import Watcher
 
 __all__ = [
     "ConnectionPool",
@@ -265,6 +269,9 @@ class ConnectionPool(PoolCrudMixin):
             or ``connection_timeout`` if larger.
         retry_not_executed: Re-dispatch, once, a request that surely did not
             execute (True by default).
+        status_events: Where the server has watchers (Tarantool >= 2.10),
+            follow each instance's ``box.status`` and ``box.shutdown`` events
+            between probes (True by default; False: probes only).
     """
 
     def __init__(
@@ -285,8 +292,11 @@ class ConnectionPool(PoolCrudMixin):
         *,
         probe_timeout: float | None = None,
         retry_not_executed: bool = True,
+        status_events: bool = True,
     ) -> None:
         addresses = validate_addrs(addrs)
+        if not isinstance(status_events, bool):
+            raise ConfigurationError(f"status_events must be True or False, got {status_events!r}")
         _check_number("refresh_delay", refresh_delay, positive=True)
         _check_number("probe_timeout", probe_timeout, allow_none=True, positive=True)
         if not callable(strategy_class):
@@ -312,7 +322,9 @@ class ConnectionPool(PoolCrudMixin):
             send, receive = queue_factory()
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
-        self._health = Health(self._units, self.strategy.update, self.refresh_delay, self.probe_timeout)
+        self.status_events = status_events
+        self._health = Health(self._units, self.strategy.update, self.refresh_delay, self.probe_timeout,
+                              status_events=status_events)
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._scopes: list[trio.CancelScope] = []
@@ -570,6 +582,11 @@ class ConnectionPool(PoolCrudMixin):
                     if result is not RESEND:
                         return result
             if not scope.cancelled_caught:  # not possible at once, or a stale schema
+                if conn.draining:
+                    # The server is shutting down: the connection would wait
+                    # for its drain and reconnect there; send it elsewhere.
+                    raise NetworkError(f"{unit.key}: the server is shutting down (box.shutdown)",
+                                       may_have_executed=False)
                 return await conn.perform(request, deadline)
         finally:
             unit.in_flight -= 1
@@ -675,6 +692,140 @@ class ConnectionPool(PoolCrudMixin):
                 forced = True
                 await self._health.refresh_all(min(deadline, now + self.probe_timeout))
 
+    def _check_mode(self, mode: Any) -> Mode:
+        if not isinstance(mode, Mode):
+            raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+        if self._closed or not self._connected:
+            raise self._closed_error()
+        return mode
+
+    async def _pin(self, mode: Any) -> PoolUnit:
+        """One instance for ``mode``, under the pool's deadline for one request."""
+        mode = self._check_mode(mode)
+        timeout = self.socket_timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        return await self._pick(mode, deadline)
+
+    # -- streams, transactions, watchers (Tarantool >= 2.10) ---------------------------------
+    async def stream(self, *, mode: Mode = Mode.RW) -> Stream:
+        """A :class:`~trio_tarantool.Stream` on one instance of ``mode`` (RW by default).
+
+        The instance is picked once: every request of the stream goes to its
+        connection, in order (see :meth:`Connection.stream`). Nothing is
+        retried elsewhere: a stream's requests (and its transaction) belong to
+        that instance. Raises :class:`NotSupportedError` when the server has no
+        streams (Tarantool < 2.10).
+        """
+        unit = await self._pin(mode)
+        try:
+            return await unit.conn.stream()
+        except (DatabaseError, NetworkError) as exc:
+            self._health.note_failure(unit, exc)
+            raise
+
+    @asynccontextmanager
+    async def transaction(self, *, mode: Mode = Mode.RW, isolation: Any = Isolation.DEFAULT,
+                          timeout: float | None = None) -> AsyncIterator[Stream]:  # noqa: ASYNC109
+        """``async with pool.transaction() as tx:`` an interactive transaction on one instance.
+
+        The strategy picks one instance of ``mode`` (RW by default) when the
+        block is entered, and the whole transaction runs on its connection
+        (:meth:`Connection.transaction`: commit on a normal exit, rollback on an
+        exception or a cancellation, never left open). Each request has the
+        pool's deadline (``socket_timeout``). A transaction is never retried
+        on another instance (the pool cannot replay the block): a lost
+        connection fails it with a :class:`NetworkError` whose
+        ``may_have_executed`` is True only if the lost request was written (a
+        COMMIT in flight may have committed); requests after the loss fail
+        unsent. ``isolation`` and ``timeout`` (the server's limit, seconds) are
+        :meth:`Stream.begin`'s. Raises :class:`NotSupportedError` before
+        anything is sent when the server has no transactions (Tarantool < 2.10).
+        """
+        unit = await self._pin(mode)
+        unit.in_flight += 1
+        try:
+            async with unit.conn.transaction(isolation, timeout) as tx:
+                yield tx
+        except (DatabaseError, NetworkError) as exc:
+            self._health.note_failure(unit, exc)
+            raise
+        finally:
+            unit.in_flight -= 1
+
+    @asynccontextmanager
+    async def watch(self, key: str, *, mode: Mode = Mode.ANY) -> AsyncIterator[Watcher]:
+        """``async with pool.watch(key, mode=...) as values: async for value in values:``.
+
+        Watches ``key`` (``box.broadcast()`` keys, ``box.status``, ``box.id``,
+        ``box.election``...) on one instance of ``mode``, picked when the
+        block is entered: its current value first, then each new one (see
+        :meth:`Connection.watch`; it survives reconnects to that instance).
+        Iteration ends when the pool is closed. To follow every instance, use
+        :meth:`watch_all`. Raises :class:`NotSupportedError` when the server
+        has no watchers (Tarantool < 2.10).
+        """
+        unit = await self._pin(mode)
+        async with unit.conn.watch(key) as values:
+            yield values
+
+    @asynccontextmanager
+    async def watch_all(self, key: str) -> AsyncIterator[AsyncIterator[tuple[str, Any]]]:
+        """``async with pool.watch_all(key) as events: async for instance, value in events:``.
+
+        Watches ``key`` on every instance of the pool and yields
+        ``(instance_key, value)`` pairs (``instance_key`` is ``"host:port"``,
+        as in :meth:`statistics`): each instance's current value once it is
+        reachable, then each of its changes, the latest when changes come
+        faster than they are read. An instance that is down is watched from
+        its next successful probe on. Iteration ends when the pool is closed.
+        Raises :class:`NotSupportedError` (from iteration) when an instance's
+        server has no watchers.
+        """
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"watch_all(): key must be a non-empty string, got {key!r}")
+        if self._closed or not self._connected:
+            raise self._closed_error()
+        send, receive = trio.open_memory_channel[outcome.Outcome[tuple[str, Any]]](math.inf)
+        error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            done = [0]
+
+            async def follow(unit: PoolUnit) -> None:
+                try:
+                    await self._follow_key(unit, key, send)
+                except NotSupportedError as exc:
+                    send.send_nowait(outcome.Error(exc))
+                finally:
+                    done[0] += 1
+                    if done[0] == len(self._units):
+                        send.close()
+
+            for unit in self._units:
+                nursery.start_soon(follow, unit)
+            try:
+                yield _PairIterator(receive)
+            except BaseException as exc:
+                error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def _follow_key(self, unit: PoolUnit, key: str,
+                          send: trio.MemorySendChannel[outcome.Outcome[tuple[str, Any]]]) -> None:
+        """Send ``(unit.key, value)`` for every value of ``key`` on ``unit`` until close."""
+        while not self._closed:
+            await unit.connected.wait()
+            try:
+                async with unit.conn.watch(key) as values:
+                    async for value in values:
+                        send.send_nowait(outcome.Value((unit.key, value)))
+                return
+            except NotSupportedError:
+                raise
+            except Error:
+                await self._health._next_probe(unit)
+
     # -- box API ----------------------------------------------------------------------------
     async def ping(self, notime: bool = False, *, mode: Mode | None = None) -> float | str:
         """PING an instance of ``mode``: RTT in seconds, or "Success" with ``notime``."""
@@ -757,6 +908,23 @@ class ConnectionPool(PoolCrudMixin):
                                                (func_name, *args), kind=kind))
 
 
+class _PairIterator(AsyncIterator[tuple[str, Any]]):
+    """The ``(instance_key, value)`` pairs of :meth:`ConnectionPool.watch_all`."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[outcome.Outcome[tuple[str, Any]]]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> _PairIterator:
+        return self
+
+    async def __anext__(self) -> tuple[str, Any]:
+        try:
+            result = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        return result.unwrap()
+
+
 @asynccontextmanager
 async def open_pool(
     addrs: Sequence[Mapping[str, Any]],
@@ -775,6 +943,7 @@ async def open_pool(
     fetch_schema: bool = True,
     probe_timeout: float | None = None,
     retry_not_executed: bool = True,
+    status_events: bool = True,
 ) -> AsyncIterator[ConnectionPool]:
     """Open a :class:`ConnectionPool`; it is closed and its tasks gone when the block exits."""
     pool = ConnectionPool(
@@ -783,7 +952,7 @@ async def open_pool(
         connect_now=connect_now, encoding=encoding, call_16=call_16,
         connection_timeout=connection_timeout, strategy_class=strategy_class,
         refresh_delay=refresh_delay, fetch_schema=fetch_schema, probe_timeout=probe_timeout,
-        retry_not_executed=retry_not_executed,
+        retry_not_executed=retry_not_executed, status_events=status_events,
     )
     async with pool:
         yield pool

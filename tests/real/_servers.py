@@ -140,6 +140,8 @@ STOP_GRACE = 5.0
 #: replication_timeout of the members while a replicaset bootstraps (the retry
 #: interval between members that are not up yet; 0.5 s afterwards).
 BOOT_REPLICATION_TIMEOUT = 0.1
+#: election_timeout of replicasets started with ``election=True`` (seconds).
+ELECTION_TIMEOUT = 0.3
 #: Size of the IPROTO greeting.
 GREETING_SIZE = 128
 
@@ -754,6 +756,8 @@ class ServerManager:
         env: Mapping[str, str] | None = None,
         replication_credentials: tuple[str, str] = (REPLICATOR_USER, REPLICATOR_PASSWORD),
         name: str = "replica",
+        election: bool = False,
+        election_timeout: float = ELECTION_TIMEOUT,
     ) -> Replicaset:
         """Start ``size`` members of one replicaset (member 1 is the master).
 
@@ -774,6 +778,14 @@ class ServerManager:
             replication_credentials: ``(user, password)`` in the replication
                 URIs (a user the script creates with the replication grant).
             name: Members are labelled ``<name>-1`` .. ``<name>-<size>``.
+            election: Raft elections decide the leader (Tarantool 3.x):
+                after the usual bootstrap every member becomes an
+                ``election_mode='candidate'`` with ``replication_synchro_quorum=2``
+                and ``election_timeout``; member 1 is promoted
+                (``box.ctl.promote()``) and creates the synchronous space
+                ``sync_w`` (id unsigned, name string). Restarts keep the
+                election settings. See :meth:`Replicaset.leader`.
+            election_timeout: ``box.cfg.election_timeout`` (seconds) with ``election``.
         """
         for attempt in range(retries):
             members = self._spawn_replicaset(
@@ -795,6 +807,8 @@ class ServerManager:
                 inst.env["TT_QUORUM"] = "1"
                 inst.env["TT_CONNECT_TIMEOUT"] = "1"
                 del inst.env["TT_BOOT_REPLICATION_TIMEOUT"]
+            if election:
+                _enable_elections(members, election_timeout)
             return Replicaset(members)
         raise AssertionError("unreachable")
 
@@ -951,6 +965,27 @@ class Replicaset:
                 else:
                     inst.env[key] = value
 
+    def leader(self, timeout: float = 10.0) -> TarantoolInstance:
+        """The running member that is the writable election leader (waits for one).
+
+        Also makes it :attr:`master`. For replicasets started with ``election=True``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for inst in self.instances:
+                if not inst.is_running():
+                    continue
+                try:
+                    state, ro = inst.admin_eval("return box.info.election.state, box.info.ro")
+                except (AdminError, OSError):
+                    continue
+                if state == "leader" and ro is False:
+                    self.master = inst
+                    return inst
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no writable election leader after {timeout} s")
+            time.sleep(0.02)
+
     def wait_replicated(self, timeout: float = 10.0) -> None:
         """Block until every running replica has applied the master's vclock."""
         vclock = self.master.admin_eval("return box.info.vclock")[0]
@@ -965,6 +1000,42 @@ class Replicaset:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{inst.name} vclock {theirs} behind {vclock}")
                 time.sleep(0.02)
+
+
+def _enable_elections(members: Sequence[TarantoolInstance], election_timeout: float) -> None:
+    """Turn a bootstrapped replicaset (member 1 writable) into an election one.
+
+    Replicas become voters first, so that member 1 wins its promotion; then
+    they become candidates too (read_only off: the election decides). The
+    settings go into each member's environment, so restarts keep them.
+    """
+    first, others = members[0], members[1:]
+    for inst in members:
+        inst.env["TT_ELECTION_MODE"] = "candidate"
+        inst.env["TT_SYNCHRO_QUORUM"] = "2"
+        inst.env["TT_ELECTION_TIMEOUT"] = str(election_timeout)
+    common = f"replication_synchro_quorum = 2, election_timeout = {election_timeout}"
+    for inst in others:
+        inst.admin(f"box.cfg{{election_mode = 'voter', {common}}}")
+    # promote() refuses until enough peers are connected: retry for a while.
+    first.admin(
+        f"box.cfg{{election_mode = 'candidate', {common}}} "
+        "local deadline = require('clock').monotonic() + 10 "
+        "while true do local ok, err = pcall(box.ctl.promote) if ok then break end "
+        "if require('clock').monotonic() > deadline then error(err) end "
+        "require('fiber').sleep(0.02) end "
+        "box.ctl.wait_rw(10)",
+        timeout=20,
+    )
+    for inst in others:
+        inst.admin(f"box.cfg{{election_mode = 'candidate', read_only = false, {common}}}")
+    first.admin(
+        "box.schema.space.create('sync_w', {is_sync = true, if_not_exists = true, "
+        "format = {{name = 'id', type = 'unsigned'}, {name = 'name', type = 'string'}}}) "
+        "box.space.sync_w:create_index('primary', {parts = {'id'}, if_not_exists = true})"
+    )
+    rs = Replicaset(members)
+    rs.wait_replicated()
 
 
 def _vclock_ge(theirs: Any, ours: Any) -> bool:

@@ -10,6 +10,11 @@
 --   TT_BOOT_REPLICATION_TIMEOUT  replication_timeout while box.cfg runs
 --                    (default: the steady 0.5); see below
 --   TT_WORK_DIR, TT_WAL_MODE, TT_ADMIN_SOCKET, TT_READY_FILE as in instance.lua
+--   TT_ELECTION_MODE  when set (e.g. 'candidate', Tarantool >= 2.6.1): raft
+--                    elections decide the leader (TT_READ_ONLY is ignored), with
+--   TT_SYNCHRO_QUORUM replication_synchro_quorum (default 2) and
+--   TT_ELECTION_TIMEOUT election_timeout in seconds (default 0.3); set by
+--                    _servers.py after the first bootstrap (see start_replicaset)
 --
 -- The master creates the schema (users, spaces, functions); a replica is
 -- ready once it has replicated the space 'tester'.
@@ -26,6 +31,7 @@ for uri in common.env('TT_REPLICATION', ''):gmatch('[^,]+') do
     table.insert(replication, uri)
 end
 local read_only = common.env_bool('TT_READ_ONLY', true)
+local election_mode = common.env('TT_ELECTION_MODE', nil)
 
 -- replication_timeout is the heartbeat period (a peer silent for 4 times
 -- that is disconnected) and also how long a member waits before it retries a
@@ -37,7 +43,7 @@ local read_only = common.env_bool('TT_READ_ONLY', true)
 local steady_timeout = 0.5
 local boot_timeout = tonumber(common.env('TT_BOOT_REPLICATION_TIMEOUT', tostring(steady_timeout)))
 
-box.cfg(common.version_cfg{
+local cfg = common.version_cfg{
     listen = common.env('TT_LISTEN', '127.0.0.1:3301'),
     work_dir = common.env('TT_WORK_DIR', nil),
     memtx_memory = 64 * 1024 * 1024,
@@ -50,7 +56,16 @@ box.cfg(common.version_cfg{
     replication_timeout = boot_timeout,
     replication_sync_timeout = 5,
     checkpoint_interval = 0,
-})
+}
+if election_mode ~= nil then
+    -- A (re)started member of an election replicaset: the election decides
+    -- who is writable, from the first box.cfg on.
+    cfg.election_mode = election_mode
+    cfg.replication_synchro_quorum = tonumber(common.env('TT_SYNCHRO_QUORUM', '2'))
+    cfg.election_timeout = tonumber(common.env('TT_ELECTION_TIMEOUT', '0.3'))
+    cfg.read_only = false
+end
+box.cfg(cfg)
 if boot_timeout ~= steady_timeout then
     box.cfg{replication_timeout = steady_timeout}
 end
