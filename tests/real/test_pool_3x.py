@@ -7,6 +7,9 @@ both servers say what each one does (2.6 has no streams nor watchers).
 from __future__ import annotations
 
 import itertools
+import math
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ import trio
 import trio_tarantool as tt
 from tests.real._servers import Replicaset, TarantoolBinary, TarantoolInstance
 from trio_tarantool import Mode, Status, open_pool
+from trio_tarantool import _request as _rq
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +45,7 @@ async def test_transaction_needs_streams(replicaset: Replicaset, server_kind: Ta
         async with open_pool(replicaset.addrs, **USER) as pool:
             if server_kind.version < (2, 10):
                 sent = [u.conn.statistics().requests_sent for u in pool._units]
-                with pytest.raises(tt.NotSupportedError, match="begin|stream"):
+                with pytest.raises(tt.NotSupportedError, match=r"begin|stream"):
                     async with pool.transaction():
                         raise AssertionError("the block must not run")
                 with pytest.raises(tt.NotSupportedError):
@@ -185,7 +189,7 @@ async def test_a_role_change_is_applied_from_the_event_without_a_probe(replicase
             await trio.to_thread.run_sync(replicaset.switch_master, new)
             while unit_of(pool, new).state.read_only is not False or \
                     unit_of(pool, old).state.read_only is not True:
-                await trio.sleep(0.005)
+                await pool._health._probe_done.wait()  # set on every state change
             assert sum(u.probes for u in pool._units) == probes  # no probe ran
             assert (await pool.call("whoami", mode=Mode.RW)).data[0][2] == new.listen
 
@@ -211,6 +215,11 @@ async def test_sigterm_to_a_replica_under_load_fails_no_request(replicaset: Repl
     failures: list[BaseException] = []
     done = [0]
     stopped = trio.Event()
+    reached: dict[int, trio.Event] = {}
+
+    async def until_done(count: int) -> None:
+        if done[0] < count:
+            await reached.setdefault(count, trio.Event()).wait()
     with trio.fail_after(60):
         async with open_pool(replicaset.addrs, **USER) as pool:
 
@@ -219,18 +228,17 @@ async def test_sigterm_to_a_replica_under_load_fails_no_request(replicaset: Repl
                     try:
                         await pool.select("tester", 1, mode=mode)
                         done[0] += 1
+                        if done[0] in reached:
+                            reached[done[0]].set()
                     except tt.Error as exc:
                         failures.append(exc)
                     if stopped.is_set():
                         return
 
             async def stop_victim() -> None:
-                while done[0] < 2000:  # traffic on every instance first
-                    await trio.sleep(0.01)
+                await until_done(2000)  # traffic on every instance first
                 await trio.to_thread.run_sync(victim.stop)
-                before = done[0]
-                while done[0] < before + 2000:  # and well after it is gone
-                    await trio.sleep(0.01)
+                await until_done(done[0] + 2000)  # and well after it is gone
                 stopped.set()
 
             async with trio.open_nursery() as nursery:
@@ -240,3 +248,30 @@ async def test_sigterm_to_a_replica_under_load_fails_no_request(replicaset: Repl
             assert unit_of(pool, victim).state.status == Status.UNHEALTHY
     assert failures == [], failures[:3]
     print(f"{mode.name}: {done[0]} reads, {len(failures)} failed")
+
+
+@pytest.mark.min_server_version(3, 0)
+async def test_a_draining_replica_takes_no_new_request(replicaset: Replicaset) -> None:
+    """While a replica drains a slow request after SIGTERM, reads go elsewhere at once.
+
+    Without the box.shutdown event the replica stays HEALTHY until its socket
+    closes, and requests routed to it wait for the drain (here 2 s, past
+    their socket_timeout).
+    """
+    victim = replicaset.replicas[0]
+    with trio.fail_after(HANG):
+        async with open_pool(replicaset.addrs, socket_timeout=0.5, **USER) as pool:
+            conn = unit_of(pool, victim).conn
+            async with trio.open_nursery() as nursery:
+                # Held on the server (no client deadline): a long drain.
+                nursery.start_soon(conn.perform, _rq.call("sleep", 2), math.inf)
+                while conn.in_flight < 1:
+                    await trio.lowlevel.checkpoint()
+                assert victim.pid is not None
+                os.kill(victim.pid, signal.SIGTERM)
+                while unit_of(pool, victim).state.status != Status.UNHEALTHY:
+                    await pool._health._probe_done.wait()  # set on every state change
+                assert conn.draining  # it is the shutdown notice, not a lost connection
+                served = [(await pool.call("whoami", mode=Mode.PREFER_RO)).data[0][2] for _ in range(50)]
+                assert victim.listen not in served
+                assert conn.draining  # all of that while the slow request was still draining
