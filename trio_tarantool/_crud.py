@@ -157,11 +157,16 @@ def _value(data: list[Any], index: int) -> Any:
 
 
 def _single(data: list[Any]) -> CrudResult:
-    """Shape ``result, err`` into a CrudResult or raise CrudModuleError."""
+    """Shape ``result, err`` into a CrudResult or raise CrudModuleError.
+
+    With ``opts={'noreturn': True}`` crud answers ``nil, nil``: that is a
+    success with nothing to show, an empty CrudResult (``fields == {}``).
+    """
     err = _value(data, 1)
     if err is not None:
         raise CrudModuleError(None, CrudError(err))
-    return CrudResult(_value(data, 0))
+    result = _value(data, 0)
+    return CrudResult({} if result is None else result)
 
 
 def _many(data: list[Any]) -> CrudResult | None:

@@ -306,3 +306,12 @@ def test_crud_result_rows_as_dicts() -> None:
     result = CrudResult(RESULT)
     assert result.as_dicts() == [{"id": 1, "name": "a"}]
     assert CrudResult({"metadata": META}).as_dicts() == []
+
+
+@pytest.mark.parametrize(("method", "args", "kwargs", "func", "call_args"), REQUESTS)
+async def test_noreturn_success_is_an_empty_result(method: str, args: tuple[Any, ...], kwargs: dict[str, Any], func: str, call_args: tuple[Any, ...]) -> None:
+    """crud answers ``nil, nil`` to a call with ``noreturn = true`` (the real crud
+    1.7.5 does, tests/real/test_sharded_crud.py): a success, not a malformed reply."""
+    crud = FakeCrud(replies=[[None, None]])
+    result = await getattr(crud, method)(*args, **kwargs)
+    assert isinstance(result, CrudResult) and result.fields == {}
