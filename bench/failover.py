@@ -41,6 +41,7 @@ from typing import Any
 from bench import report, servers
 from bench.servers import PASSWORD, USER
 from bench.workload import find_open_pool
+from tests.real._servers import TEST_PASSWORD, TEST_USER, ServerManager
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -68,6 +69,13 @@ def _record(i: int, ts: float, te: float, outcome: str, detail: str = "") -> dic
     return {"i": i, "ts": ts, "te": te, "outcome": outcome, "detail": detail[:200]}
 
 
+#: What the children write to, and as whom (``--elections`` switches to the tests' replicaset).
+SPACE = "bench_w"
+CREDENTIALS = {"user": USER, "password": PASSWORD}
+#: Options of trio_tarantool's pool in the child (``--polling``: no box.status events).
+TRIO_OPTIONS: dict[str, Any] = {}
+
+
 def child_trio(addrs: list[dict[str, Any]], duration: float) -> list[dict[str, Any]]:
     """Write through trio_tarantool's pool; outcome from the exception's own claim."""
     import trio
@@ -79,14 +87,14 @@ def child_trio(addrs: list[dict[str, Any]], duration: float) -> list[dict[str, A
     async def main() -> None:
         open_pool, _ = find_open_pool()
         try:
-            cm = open_pool(addrs, user=USER, password=PASSWORD, refresh_delay=REFRESH_DELAY)
+            cm = open_pool(addrs, **CREDENTIALS, refresh_delay=REFRESH_DELAY, **TRIO_OPTIONS)
         except TypeError:  # no refresh_delay knob: run with the pool's default
-            cm = open_pool(addrs, user=USER, password=PASSWORD)
+            cm = open_pool(addrs, **CREDENTIALS)
         async with cm as pool:
             with trio.fail_after(15):
                 while True:
                     try:
-                        await pool.replace("bench_w", [0, "warm"], mode=trio_tarantool.Mode.RW)
+                        await pool.replace(SPACE, [0, "warm"], mode=trio_tarantool.Mode.RW)
                         break
                     except trio_tarantool.Error:
                         await trio.sleep(0.05)
@@ -100,7 +108,7 @@ def child_trio(addrs: list[dict[str, Any]], duration: float) -> list[dict[str, A
                 with trio.move_on_after(WRITE_TIMEOUT) as cs:
                     try:
                         await pool.replace(
-                            "bench_w", [write_key(i), write_val(i)], mode=trio_tarantool.Mode.RW
+                            SPACE, [write_key(i), write_val(i)], mode=trio_tarantool.Mode.RW
                         )
                     except trio_tarantool.Error as exc:
                         mhe = getattr(exc, "may_have_executed", None)
@@ -127,13 +135,11 @@ def child_python(addrs: list[dict[str, Any]], duration: float) -> list[dict[str,
     """
     import tarantool
 
-    pool = tarantool.ConnectionPool(
-        addrs, user=USER, password=PASSWORD, refresh_delay=REFRESH_DELAY
-    )
+    pool = tarantool.ConnectionPool(addrs, **CREDENTIALS, refresh_delay=REFRESH_DELAY)
     deadline = time.monotonic() + 15
     while True:
         try:
-            pool.replace("bench_w", (0, "warm"), mode=tarantool.Mode.RW)
+            pool.replace(SPACE, (0, "warm"), mode=tarantool.Mode.RW)
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -152,7 +158,7 @@ def child_python(addrs: list[dict[str, Any]], duration: float) -> list[dict[str,
             current[:] = [(i, ts)]
             outcome, detail = "ok", ""
             try:
-                pool.replace("bench_w", (write_key(i), write_val(i)), mode=tarantool.Mode.RW)
+                pool.replace(SPACE, (write_key(i), write_val(i)), mode=tarantool.Mode.RW)
             except Exception as exc:
                 outcome = "not" if _python_refused(exc) else "may"
                 detail = f"{type(exc).__name__}: {exc}"
@@ -184,10 +190,49 @@ def _python_refused(exc: Exception) -> bool:
     return False
 
 
+def child_watcher(addrs: list[dict[str, Any]], duration: float) -> list[list[Any]]:
+    """Independent box.status watchers (one plain connection per instance, not a pool):
+    ``[port, is_ro, time.monotonic()]`` for every event, for ``duration`` seconds."""
+    import trio
+
+    import trio_tarantool
+
+    marks: list[list[Any]] = []
+
+    async def watch(addr: dict[str, Any], ready: trio.Event) -> None:
+        async with trio_tarantool.connect(addr["host"], addr["port"], **CREDENTIALS) as conn, \
+                conn.watch("box.status") as values:
+            async for value in values:
+                marks.append([addr["port"], value["is_ro"], time.monotonic()])
+                ready.set()
+
+    async def main() -> None:
+        with trio.move_on_after(duration):
+            async with trio.open_nursery() as nursery:
+                for addr in addrs:
+                    ready = trio.Event()
+                    nursery.start_soon(watch, addr, ready)
+                    await ready.wait()
+                print("ready", flush=True)
+
+    trio.run(main)
+    return marks
+
+
 def child_main(args: argparse.Namespace) -> None:
     """Child entry: run the writer, print the records as one JSON line, exit."""
     addrs = [{"host": "127.0.0.1", "port": int(p)} for p in args.ports.split(",")]
-    fn = child_trio if args.child == "trio_tarantool" else child_python
+    if args.elections:
+        global SPACE, CREDENTIALS
+        SPACE, CREDENTIALS = "sync_w", {"user": TEST_USER, "password": TEST_PASSWORD}
+    if args.child == "status-watcher":
+        marks = child_watcher(addrs, args.duration)
+        sys.stdout.write(json.dumps(marks) + "\n")
+        sys.stdout.flush()
+        os._exit(0)
+    if args.child == "trio_tarantool-polling":
+        TRIO_OPTIONS["status_events"] = False
+    fn = child_python if args.child == "tarantool-python" else child_trio
     records = fn(addrs, args.duration)
     sys.stdout.write(json.dumps(records) + "\n")
     sys.stdout.flush()
@@ -315,6 +360,159 @@ def run_one(client: str, scenario: str, args: argparse.Namespace) -> Outcome:
     return analyse(client, scenario, records, promoted_at, rows)
 
 
+# ---------------------------------------------------------------- elections (3.x)
+
+ELECTION_CLIENTS = ("trio_tarantool", "trio_tarantool-polling", "tarantool-python")
+ELECTION_LABELS = {
+    "trio_tarantool": "trio_tarantool pool (box.status events)",
+    "trio_tarantool-polling": "trio_tarantool pool (status_events=False, polling)",
+    "tarantool-python": "tarantool-python pool (polling)",
+}
+
+
+@dataclass
+class Election:
+    """One election run: the server's own timing (independent watchers) and the writer's."""
+
+    client: str
+    scenario: str
+    writes: int
+    failed: int
+    may_executed: int
+    no_leader: float
+    longest_stall: float
+    first_write: float | None
+    samples: list[str]
+
+
+def _child(role: str, ports: str, duration: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.failover", "--child", role, "--elections", "--ports", ports,
+         "--duration", str(duration)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def run_election(client: str, scenario: str, args: argparse.Namespace) -> Election:
+    """A fresh 3.x election replicaset (tests/real/_servers.py), independent status
+    watchers, a writing child, then box.ctl.promote() on a follower or SIGKILL of the leader."""
+    from tests.real._servers import find_binary
+
+    with ServerManager(find_binary("3.8")) as manager:
+        rs = manager.start_replicaset(3, election=True)
+        leader = rs.leader()
+        new = next(i for i in rs.instances if i is not leader)
+        ports = ",".join(str(i.port) for i in rs.instances)
+        duration = args.before + args.after + 3
+        watcher = _child("status-watcher", ports, duration + 5)
+        writer = _child(client, ports, duration)
+        try:
+            for proc in (watcher, writer):
+                assert proc.stdout is not None and proc.stderr is not None
+                line = proc.stdout.readline()
+                if line.strip() != "ready":
+                    raise RuntimeError(f"child did not start: {line}{proc.stderr.read()[-1500:]}")
+            time.sleep(args.before)
+            at = time.monotonic()
+            if scenario == "promote":
+                new.admin("box.ctl.promote()")
+            else:
+                leader.kill()
+            out, err = writer.communicate(timeout=duration + WRITE_TIMEOUT + 30)
+            wout, _werr = watcher.communicate(timeout=duration + 30)
+        finally:
+            for proc in (watcher, writer):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if writer.returncode != 0 or not out.strip():
+            raise RuntimeError(f"{client} child failed ({writer.returncode}): {err[-1500:]}")
+        records = json.loads(out.strip().splitlines()[-1])
+        marks = json.loads(wout.strip().splitlines()[-1])
+    writable = min(t for port, ro, t in marks if ro is False and t > at)
+    if scenario == "promote":
+        lost = min(t for port, ro, t in marks if port == leader.port and ro is True and t > at)
+    else:
+        lost = at  # the kill
+    oks = sorted(r["te"] for r in records if r["outcome"] == "ok")
+    stall = max((b - a for a, b in itertools.pairwise(oks)), default=0.0)
+    after = [te for te in oks if te >= writable]
+    failed = [r for r in records if r["outcome"] != "ok"]
+    return Election(
+        client=client, scenario=scenario, writes=len(records), failed=len(failed),
+        may_executed=sum(r["outcome"] in ("may", "hung") for r in failed),
+        no_leader=max(0.0, writable - lost), longest_stall=stall,
+        first_write=(after[0] - writable) if after else None,
+        samples=list(dict.fromkeys(re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", r["detail"])
+                                   for r in failed))[:3],
+    )
+
+
+def election_markdown(results: list[Election], notes: list[str]) -> str:
+    """The elections section of docs/benchmarks.md."""
+    names = {"promote": "(c) box.ctl.promote() on a follower", "kill": "(d) leader SIGKILL"}
+    lines = [
+        "Tarantool 3.8, 3 nodes, `election_mode='candidate'`, `replication_synchro_quorum=2`, "
+        "`election_timeout=0.3`; one `replace` into a synchronous space (mode RW) every "
+        f"{PERIOD * 1000:.0f} ms, refresh_delay={REFRESH_DELAY:g} s for every pool. *No leader* "
+        "is the server's own time between the old leader turning read-only (or its kill) and "
+        "the new one turning writable, seen by independent watcher connections on "
+        "`box.status`; *first write* is the first successful write after that moment. One row "
+        "per run.",
+        "",
+    ]
+    lines += [f"> note: {n}" for n in notes]
+    head = ["scenario", "pool", "writes", "failed (may have executed)", "no leader (server)",
+            "longest write stall", "new leader writable → first write"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for o in results:
+        first = "never" if o.first_write is None else f"{o.first_write * 1000:,.1f} ms"
+        lines.append(
+            f"| {names[o.scenario]} | {ELECTION_LABELS[o.client]} | {o.writes} | "
+            f"{o.failed} ({o.may_executed}) | {o.no_leader * 1000:,.1f} ms | "
+            f"{o.longest_stall * 1000:,.1f} ms | {first} |"
+        )
+    errors = [f"- {names[o.scenario]}, {ELECTION_LABELS[o.client]}: " + " · ".join(f"`{m}`" for m in o.samples)
+              for o in results if o.samples]
+    if errors:
+        lines += ["", "Errors seen:", "", *errors]
+    return "\n".join(lines)
+
+
+def elections_main(args: argparse.Namespace) -> int:
+    """``--elections``: every client through both election scenarios on the 3.x replicaset."""
+    notes: list[str] = []
+    clients = list(ELECTION_CLIENTS)
+    try:
+        import tarantool  # noqa: F401
+    except ImportError:
+        clients.remove("tarantool-python")
+        notes.append("tarantool-python is not installed: its runs are skipped")
+    results: list[Election] = []
+    failures = 0
+    for _ in range(args.rounds):
+        for scenario in ("promote", "kill"):
+            for client in clients:
+                try:
+                    o = run_election(client, scenario, args)
+                except Exception as exc:
+                    failures += 1
+                    print(f"{scenario} {client}: FAILED {exc}", flush=True)
+                    continue
+                results.append(o)
+                print(f"{scenario} {client}: failed={o.failed} no_leader={o.no_leader * 1000:.1f}ms "
+                      f"stall={o.longest_stall * 1000:.1f}ms first_write="
+                      f"{'never' if o.first_write is None else f'{o.first_write * 1000:.1f}ms'}", flush=True)
+    md = election_markdown(results, notes)
+    print(md)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "elections.md").write_text(md)
+    if not args.no_write and results:
+        report.replace_section(DOC, "elections", md)
+        print(f"wrote {DOC.relative_to(REPO)}")
+    return 1 if failures else 0
+
+
 def markdown(results: list[Outcome], args: argparse.Namespace, notes: list[str]) -> str:
     """The failover section of docs/benchmarks.md."""
     head = [
@@ -371,7 +569,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--child", choices=("trio_tarantool", "tarantool-python"), help=argparse.SUPPRESS
+        "--child",
+        choices=("trio_tarantool", "trio_tarantool-polling", "tarantool-python", "status-watcher"),
+        help=argparse.SUPPRESS,
+    )
+    p.add_argument(
+        "--elections", action="store_true",
+        help="the 3.x election scenarios (box.ctl.promote, leader SIGKILL) instead",
     )
     p.add_argument("--ports", help=argparse.SUPPRESS)
     p.add_argument("--duration", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -386,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child_main(args)
         return 0
+    if args.elections:
+        return elections_main(args)
     notes: list[str] = []
     clients = []
     opener, why = find_open_pool()
