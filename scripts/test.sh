@@ -2,24 +2,57 @@
 # Run the whole test suite on a fresh Debian machine (as root) or a dev box.
 #
 # Installs what is missing: tarantool and openssl (apt; the TLS tests make
-# their certificates with openssl), a virtualenv .venv with the
-# package and its test + dev extras. Then runs, in order:
+# their certificates with openssl), a virtualenv .venv with the package
+# (editable) and the "dev" dependency group of pyproject.toml. Then runs, in order:
 #   1. ruff check .                    (lint, the whole tree)
-#   2. mypy                            (strict, trio_tarantool)
-#   3. mypy tests sim                  (the tests and the simulator, same config)
+#   2. mypy                            (strict: trio_tarantool, the simulator included)
+#   3. mypy tests examples scripts     (the tests, examples and scripts, same config)
 #   4. pytest                          (extra arguments of this script go to pytest)
 #   5. bench/run --smoke               (the benchmark harness still works: tiny N,
 #                                       one round, its own venv with the peers)
 #   6. pytest bench                    (the harness's own tests)
+#   7. packaging                       (sdist + wheel with `python -m build`, twine
+#                                       check, the wheel's only top-level name is
+#                                       trio_tarantool, the sdist's contents; the
+#                                       wheel alone -- no test tools -- in a fresh
+#                                       venv runs examples/sim_*.py and both demos)
+#   8. minimum versions                (trio 0.25.1 + msgpack 1.0.0 on Python 3.10:
+#                                       the unit tests and the sim subset below)
+#   9. python 3.10 ... 3.13            (the unit tests and the sim subset on every
+#                                       Python the package claims; the one .venv runs
+#                                       is covered by step 4; a missing interpreter
+#                                       is reported and skipped, not failed)
 # Every step runs even if an earlier one failed; the exit code is non-zero if
 # any failed. SKIP_LINT=1 skips steps 1-3 (handy while iterating on one test);
-# SKIP_BENCH=1 skips steps 5-6.
+# SKIP_BENCH=1 skips steps 5-6; SKIP_PACKAGING=1 step 7; SKIP_COMPAT=1 steps 8-9.
+#
+# The venvs of steps 8-9 are cached in .venvs/ (gitignored) and made again
+# when pyproject.toml changes; interpreters come from pyenv
+# ($PYENV_ROOT/versions/3.X.*) or PATH (python3.X).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh
 ensure_tarantool
 ensure_command openssl
-ensure_venv test,dev
+ensure_venv dev
+
+#: Pythons the package claims (keep in step with the classifiers in pyproject.toml).
+PYTHONS=(3.10 3.11 3.12 3.13)
+#: What steps 8-9 run besides tests/unit. The full tests/sim suite takes minutes
+#: (hypothesis pool scenarios, an hour of failovers, 30 README seeds), too much
+#: for five interpreters in the time budget; this subset covers everything the
+#: simulator is made of -- the fake network (trio's socket factory), the IPROTO
+#: server, spaces and replication -- plus the real client and crud on it, the
+#: pytest plugin (fixture, opt-in loading, usage errors) and the demo's timeline and
+#: plot, in about 30 s.
+SIM_SUBSET=(
+    tests/sim/test_net.py tests/sim/test_iproto_server.py tests/sim/test_spaces.py
+    tests/sim/test_replicaset.py tests/sim/test_replication_property.py
+    tests/sim/test_client_on_sim.py tests/sim/test_crud_fidelity.py
+    tests/sim/test_user_kit.py tests/sim/test_plugin.py
+    tests/sim/test_demo.py
+    --deselect tests/sim/test_demo.py::test_pool_under_chaos_has_no_violations_and_is_repeatable
+)
 
 failed=()
 step() {
@@ -31,16 +64,47 @@ step() {
     fi
 }
 
+# compat NAME PYTHON_VERSION [PIP REQUIREMENTS...]: tests/unit and the sim
+# subset in the cached venv .venvs/NAME (the package editable, the "test"
+# group, and the given requirements on top).
+compat() {
+    local name="$1" version="$2" py
+    shift 2
+    if ! py=$(python_for "$version"); then
+        echo "python $version: no interpreter (pyenv: ${PYENV_ROOT:-$HOME/.pyenv}/versions/$version.*, PATH: python$version); skipped" >&2
+        return 0
+    fi
+    ensure_job_venv ".venvs/$name" "$py" -e . --group test "$@" || return 1
+    ".venvs/$name/bin/python" -c 'import sys, trio, msgpack
+print(f"{sys.executable}: python {sys.version.split()[0]}, trio {trio.__version__}, msgpack {msgpack.version}")' >&2
+    ".venvs/$name/bin/python" -m pytest -p no:cacheprovider -q tests/unit "${SIM_SUBSET[@]}"
+}
+
 if [ -z "${SKIP_LINT:-}" ]; then
     step "ruff" .venv/bin/ruff check --no-cache .
-    step "mypy (trio_tarantool, strict)" .venv/bin/mypy
-    step "mypy (tests, sim)" .venv/bin/mypy tests sim
+    step "mypy (trio_tarantool with trio_tarantool.sim, strict)" .venv/bin/mypy
+    step "mypy (tests, examples, scripts)" .venv/bin/mypy tests examples scripts
 fi
 # In CI the 15 slowest tests are listed too, to see the suite's time go.
 step "pytest" .venv/bin/python -m pytest -p no:cacheprovider ${CI:+--durations=15} "$@"
 if [ -z "${SKIP_BENCH:-}" ]; then
     step "bench smoke" bench/run --smoke
     step "bench harness tests" .venv/bin/python -m pytest -p no:cacheprovider -q bench
+fi
+if [ -z "${SKIP_PACKAGING:-}" ]; then
+    step "packaging" bash scripts/check_packaging.sh
+fi
+if [ -z "${SKIP_COMPAT:-}" ]; then
+    step "minimum versions (python 3.10, trio 0.25.1, msgpack 1.0.0)" \
+        compat min-py3.10 3.10 "trio==0.25.1" "msgpack==1.0.0"
+    main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    for version in "${PYTHONS[@]}"; do
+        if [ "$version" = "$main_version" ]; then
+            echo "=== python $version: the main .venv's Python, tested in full by the pytest step" >&2
+            continue
+        fi
+        step "python $version" compat "py$version" "$version"
+    done
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -1,7 +1,7 @@
-"""``python -m sim``: run the pool-under-chaos demo (see :mod:`sim._demo`)."""
+"""``python -m trio_tarantool.sim``: the pool under an hour of chaos (:func:`.demo.chaos_main`)."""
 
 import sys
 
-from ._demo import main
+from .demo import chaos_main
 
-sys.exit(main())
+sys.exit(chaos_main())
