@@ -251,6 +251,11 @@ def smoke_failures(results: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sharded"]:  # bench/run sharded: crud on a vshard cluster (bench/sharded.py)
+        from bench import sharded
+
+        return sharded.main(argv[1:])
     p = argparse.ArgumentParser(
         prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
