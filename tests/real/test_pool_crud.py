@@ -1,5 +1,13 @@
 """Every crud_* method through the ConnectionPool, against the crud stand-in
-(``tests/real/lua/crud.lua``) on a real 3-member replicaset."""
+(``tests/real/lua/crud.lua``) on a real 3-member replicaset.
+
+The real crud is proven in ``test_sharded_crud.py`` (and the single
+connection's crud_* only there); these stay for what a vshard cluster cannot
+show: crud answering on every member of one replicaset, so the pool's modes
+are visible in crud calls (writes refused by replicas unless mode=RW,
+``crud_storage_info`` rotating over all three members under the default mode,
+mode RO served by a replica), and a missing crud function's hint.
+"""
 
 from __future__ import annotations
 
