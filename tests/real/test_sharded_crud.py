@@ -7,8 +7,8 @@ module and server kind. Each test runs twice per kind: through a
 (default mode ANY, so calls alternate between them). What the client reports
 is checked against what the storages hold, read through their admin consoles.
 
-The stand-in tests (``test_crud.py``, ``test_pool_crud.py``) stay for what a
-sharded cluster cannot show: crud answering on every member of one
+The stand-in (``tests/real/lua/crud.lua``) is kept only in ``test_pool_crud.py``,
+for what a sharded cluster cannot show: crud answering on every member of one
 replicaset, so the pool's modes (RW to the master, RO to replicas) are
 visible in crud calls.
 """
