@@ -46,6 +46,12 @@ _KNOWN_EXT_LIST = ", ".join(f"{code} {name}" for code, name in KNOWN_EXT_TYPES.i
 #: hostile server cannot grow this past the bound (the oldest is forgotten).
 MAX_BAD_PUSHES = 256
 _MAP_MARKERS = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
+#: First bytes of a msgpack unsigned integer: the legal length prefixes.
+_UINT_MARKERS = frozenset([*range(0x00, 0x80), 0xCC, 0xCD, 0xCE, 0xCF])
+_CHUNK = C.CHUNK
+#: The streaming unpacker holds one packet plus what came after it in the same reads.
+_STREAM_SLACK = 4 << 20
+_MAX_STREAM_BUFFER = (1 << 31) - 1
 
 
 class UnknownExtTypeError(ExtDecodeError):
@@ -116,20 +122,47 @@ class Reply:
 class Decoder:
     """Splits a byte stream into :class:`Reply` objects.
 
+    Two paths, one contract. The *streaming* path (the hot one) feeds every
+    received chunk once to one msgpack ``Unpacker`` and iterates it: length,
+    header, body, length, ... checking each packet's framing by position
+    (``tell()`` against the declared length) as the floor client does, with no
+    copy of the bytes. Whatever it does not recognise as a well-formed packet
+    (a length prefix that is not a msgpack uint, a header or body of the wrong
+    type, a packet whose objects do not end exactly where its length says, any
+    exception of the unpacker) is handed, from the start of that packet, to the
+    *careful* path: the packet-by-packet decoder below, which judges it
+    (broken stream, one undecodable reply, or wait for more bytes). After the
+    careful path returns a reply, the stream goes back to the streaming path.
+
     Args:
         raw: Leave msgpack strings as ``bytes`` (the connection's ``encoding=None``).
         max_packet_size: Declared lengths above this are treated as corruption.
     """
 
     def __init__(self, *, raw: bool = False, max_packet_size: int = C.MAX_PACKET_SIZE) -> None:
-        self._buf = bytearray()
-        self._pos = 0
         self._raw = raw
         self._max = max_packet_size
-        self._unpacker = self._new_unpacker()
         self._error: ProtocolError | None = None
-        self._stream_pos = 0
         self._bad_pushes: dict[int, str] = {}
+        # -- the careful path: its buffer, read position and per-packet unpacker
+        self._careful = False
+        self._buf = bytearray()
+        self._pos = 0
+        self._unpacker = self._new_unpacker()
+        self._stream_pos = 0
+        # -- the streaming path. Positions count the bytes fed to ``_stream``.
+        self._stream = self._new_stream()
+        self._fed = 0
+        #: Where the packet being read starts, and (phases 1, 2) where it ends.
+        self._start = 0
+        self._end = 0
+        #: 0: expecting a length prefix, 1: a header, 2: a body (after ``_header``).
+        self._phase = 0
+        self._header: dict[Any, Any] | None = None
+        #: The fed chunks that cover ``_start`` .. ``_fed`` (from ``_held_at``):
+        #: what the careful path gets if the packet turns out odd.
+        self._held: list[bytes] = []
+        self._held_at = 0
 
     def _new_unpacker(self) -> msgpack.Unpacker:
         return msgpack.Unpacker(
@@ -137,57 +170,232 @@ class Decoder:
             max_buffer_size=self._max + 16,
         )
 
+    def _new_stream(self) -> msgpack.Unpacker:
+        return msgpack.Unpacker(
+            raw=self._raw, strict_map_key=False, ext_hook=_ext_hook,
+            max_buffer_size=min(self._max + _STREAM_SLACK, _MAX_STREAM_BUFFER),
+        )
+
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as replies."""
-        return len(self._buf) - self._pos
+        if self._careful:
+            return len(self._buf) - self._pos
+        return self._fed - self._start
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
         if self._error is not None:
             raise self._error
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        if type(data) is not bytes:
+            data = bytes(data)  # held below: must not change under us
+        if not data:
+            return
+        if self._careful:
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
+            self._buf += data
+            return
+        held = self._held
+        start = self._start
+        if start == self._fed:
+            if held:
+                held.clear()
+            self._held_at = start
+        else:
+            while self._held_at + len(held[0]) <= start:
+                self._held_at += len(held.pop(0))
+        held.append(data)
+        self._fed += len(data)
+        try:
+            self._stream.feed(data)
+        except msgpack.BufferFull:
+            self._to_careful()
 
     def _fail(self, message: str) -> ProtocolError:
         self._error = ProtocolError(f"malformed server data: {message}")
         self._buf.clear()
         self._pos = 0
+        self._held = []
+        self._careful = True
         return self._error
+
+    def _to_careful(self) -> None:
+        """Hand the bytes from the current packet's start to the careful path."""
+        held = self._held
+        joined = held[0] if len(held) == 1 else b"".join(held)
+        self._buf = bytearray(joined[self._start - self._held_at:])
+        self._pos = 0
+        self._held = []
+        self._careful = True
+        self._unpacker = self._new_unpacker()
+        self._stream_pos = 0
+
+    def _to_streaming(self) -> None:
+        """Back to the streaming path after the careful one returned a reply."""
+        rest = bytes(self._buf[self._pos:])
+        self._buf = bytearray()
+        self._pos = 0
+        self._careful = False
+        self._stream = self._new_stream()
+        self._fed = self._start = self._held_at = 0
+        self._phase = 0
+        self._header = None
+        self._held = []
+        if rest:
+            self._held.append(rest)
+            self._fed = len(rest)
+            self._stream.feed(rest)  # at most one packet's worth: fits
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes are fed."""
+        while True:
+            if self._careful:
+                reply = self._careful_reply()
+            else:
+                reply = self._streamed(None)
+                if reply is None and self._careful:
+                    continue  # handed over: the careful path judges that packet
+            if reply is None or (reply.code != C.CHUNK and not self._bad_pushes):
+                return reply
+            reply = self._screen(reply)
+            if reply is not None:
+                return reply
+
+    def replies(self) -> list[Reply]:
+        """Every complete reply buffered now."""
+        out: list[Reply] = []
+        while True:
+            if not self._careful:
+                self._streamed(out)
+                if not self._careful:
+                    return out
+            reply = self.next_reply()
+            if reply is None:
+                return out
+            out.append(reply)
+
+    def _careful_reply(self) -> Reply | None:
         reply = self._next_packet()
-        if reply is not None and (reply.code == C.CHUNK or self._bad_pushes):
-            return self._screen(reply)
+        if reply is not None and self._error is None:
+            self._to_streaming()
         return reply
 
-    def _screen(self, reply: Reply | None) -> Reply | None:
-        """Drop malformed pushes and fail the final reply of their request."""
-        while reply is not None:
-            if reply.code == C.CHUNK:
-                problem = reply.decode_error
-                if problem is None:
-                    data = reply.body.get(C.DATA)
-                    if type(data) is list:
-                        return reply
-                    problem = f"DATA is {kind(data)}, expected an array"
-                bad = self._bad_pushes
-                if len(bad) >= MAX_BAD_PUSHES and reply.sync not in bad:
-                    del bad[next(iter(bad))]
-                bad.setdefault(reply.sync, problem)
-                reply = self._next_packet()
-                continue
-            problem = self._bad_pushes.pop(reply.sync, None)
+    def _screen(self, reply: Reply) -> Reply | None:
+        """A push passes if well formed; a malformed one is dropped (None) and
+        remembered, and the final reply of its request fails instead."""
+        if reply.code == C.CHUNK:
+            problem = reply.decode_error
             if problem is None:
-                return reply
-            message = reply.body.get(C.ERROR_24) if reply.is_error else None
-            return Reply(reply.sync, reply.code, reply.schema_version,
-                         {} if message is None else {C.ERROR_24: message},
-                         f"a push (IPROTO_CHUNK) for this request was malformed: {problem}")
+                data = reply.body.get(C.DATA)
+                if type(data) is list:
+                    return reply
+                problem = f"DATA is {kind(data)}, expected an array"
+            bad = self._bad_pushes
+            if len(bad) >= MAX_BAD_PUSHES and reply.sync not in bad:
+                del bad[next(iter(bad))]
+            bad.setdefault(reply.sync, problem)
+            return None
+        problem = self._bad_pushes.pop(reply.sync, None)
+        if problem is None:
+            return reply
+        message = reply.body.get(C.ERROR_24) if reply.is_error else None
+        return Reply(reply.sync, reply.code, reply.schema_version,
+                     {} if message is None else {C.ERROR_24: message},
+                     f"a push (IPROTO_CHUNK) for this request was malformed: {problem}")
+
+    def _streamed(self, out: list[Reply] | None) -> Reply | None:
+        """The streaming path: with ``out``, append every complete reply to it
+        (screened) and return None; without, return the next reply (unscreened)
+        or None. Switches to the careful path (``_careful``) and returns at the
+        first packet it cannot vouch for."""
+        if self._error is not None:
+            raise self._error
+        stream = self._stream
+        tell = stream.tell
+        phase = self._phase
+        header = self._header
+        end = self._end
+        start = self._start
+        maximum = self._max
+        bad = self._bad_pushes
+        # The last chunk fed and where it starts: a length prefix's first byte
+        # is almost always in it.
+        last = self._held[-1] if self._held else b""
+        last_at = self._fed - len(last)
+        try:
+            for obj in stream:
+                if phase == 0:
+                    if type(obj) is not int or not 0 < obj <= maximum:
+                        break
+                    end = tell()
+                    if end - start != 1:  # not a positive fixint: uint8/16/32/64 only
+                        if start >= last_at:
+                            if last[start - last_at] not in _UINT_MARKERS:
+                                break
+                        elif self._marker() not in _UINT_MARKERS:
+                            break
+                    end += obj
+                    phase = 1
+                    continue
+                if phase == 1:
+                    if type(obj) is not dict:
+                        break
+                    header = obj
+                    at = tell()
+                    if at < end:
+                        phase = 2
+                        continue
+                    if at != end:
+                        break
+                    body: dict[Any, Any] = {}
+                else:
+                    if type(obj) is not dict or tell() != end:
+                        break
+                    body = obj
+                assert header is not None
+                code = header.get(0)
+                sync = header.get(1, 0)
+                if type(code) is not int or type(sync) is not int:
+                    break
+                version = header.get(5, 0)
+                reply = Reply(sync, code, version if type(version) is int else 0, body)
+                self._start = start = end
+                phase = 0
+                if out is None:
+                    self._phase = 0
+                    return reply
+                if code == _CHUNK or bad:
+                    screened = self._screen(reply)
+                    if screened is not None:
+                        out.append(screened)
+                else:
+                    out.append(reply)
+            else:
+                # Out of bytes. A packet whose declared bytes are all here but
+                # whose objects are not complete, or a prefix that cannot be a
+                # uint, will never come right: the careful path judges it.
+                self._phase, self._header, self._end = phase, header, end
+                if phase:
+                    if self._fed >= end:
+                        self._to_careful()
+                elif start != self._fed and self._marker() not in _UINT_MARKERS:
+                    self._to_careful()
+                return None
+        except Exception:
+            pass
+        self._to_careful()
         return None
+
+    def _marker(self) -> int:
+        """The first byte of the current packet (its length prefix's marker)."""
+        offset = self._start - self._held_at
+        for chunk in self._held:
+            if offset < len(chunk):
+                return chunk[offset]
+            offset -= len(chunk)
+        raise AssertionError("the current packet's first byte is not held")
 
     def _next_packet(self) -> Reply | None:
         if self._error is not None:
@@ -304,12 +512,3 @@ class Decoder:
             return {}
         message = body.get(C.ERROR_24) if type(body) is dict else None
         return {C.ERROR_24: message} if isinstance(message, str | bytes) else {}
-
-    def replies(self) -> list[Reply]:
-        """Every complete reply buffered now."""
-        out: list[Reply] = []
-        while True:
-            reply = self.next_reply()
-            if reply is None:
-                return out
-            out.append(reply)
