@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from ._instance import FEATURES_3X, PROTOCOL_VERSION_3X
+from ._instance import ElectionState as ElectionState
 from ._instance import FakeInstance as FakeInstance
 from ._instance import Handler as Handler
 from ._instance import InstanceConfig as InstanceConfig
@@ -56,8 +58,9 @@ async def open_replicaset(
     master: int | None = 0,
     users: dict[str, str] | None = None,
     guest_access: bool = True,
-    version: str = "2.6.0",
+    version: str | tuple[int, int] = "2.6.0",
     protocol_version: int | None = None,
+    election: bool = False,
     loading_time: float = 0.0,
     crud: bool = False,
     trace_requests: bool = True,
@@ -72,16 +75,34 @@ async def open_replicaset(
       failover_window: range of the drawn no-master window of a failover.
       users: ``{name: password}`` accepted by chap-sha1 auth.
       guest_access: when False, unauthenticated sessions may only ping.
-      version: the version in the greeting (and ``box.info.version``).
-      protocol_version: None plays a 2.6 server (IPROTO_ID unknown); an int
-        plays a 2.10+ server answering ID and WATCH ``box.status``.
+      version: the version in the greeting (and ``box.info.version``):
+        ``"2.6.0"`` (the default) or ``(3, 8)``/``"3.8.0"``. From 3.0 the
+        instances play Tarantool 3.x: IPROTO_ID answers protocol 10 with the
+        features the simulator implements (streams, transactions, error
+        extension, watchers, watch_once); ``box.status`` (with
+        ``dd_version``), ``box.election``, ``box.id``, ``box.shutdown`` and
+        ``box.broadcast`` keys; ER_READONLY with 3.x's message and fields.
+      protocol_version: None plays the version's server (2.6: IPROTO_ID
+        unknown); an int plays a 2.10+ server answering ID (features 0-3:
+        streams, transactions, error extension, watchers).
+      election: Raft elections decide the leader (3.x only): terms, roles,
+        ``box.ctl.promote()``, a drawn no-leader window on failover; see
+        :meth:`Replicaset.promote`.
       loading_time: seconds of ER_LOADING after every (re)start.
       crud: register the crud.* call interface (one storage) on every instance.
       trace_requests: record every request in the trace (not just events).
     """
+    if isinstance(version, tuple):
+        version = ".".join(str(part) for part in (*version, 0, 0)[:3])
+    features = InstanceConfig.features
+    if protocol_version is None and int(version.split(".", 1)[0]) >= 3:
+        protocol_version, features = PROTOCOL_VERSION_3X, FEATURES_3X
+    if election and int(version.split(".", 1)[0]) < 3:
+        raise ValueError(f"election=True needs a 3.x version, got {version!r}")
     config = InstanceConfig(
         version=version,
         protocol_version=protocol_version,
+        features=features,
         users=dict(users or {}),
         guest_access=guest_access,
         loading_time=loading_time,
@@ -94,6 +115,7 @@ async def open_replicaset(
             config=ReplicasetConfig(lag=lag, lag_jitter=lag_jitter, failover_window=failover_window),
             instance_config=config,
             master=master,
+            election=election,
         )
         yield rs
 
@@ -102,6 +124,7 @@ __all__ = [
     "BoxError",
     "CallContext",
     "Change",
+    "ElectionState",
     "FakeInstance",
     "FakeSocket",
     "Field",

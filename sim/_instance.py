@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import uuid as _uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import trio
 
 from trio_tarantool._iproto import _constants as C
@@ -28,6 +30,7 @@ from . import _iproto_server as P
 from ._net import FakeSocket, Listener
 from ._session import CallContext, ServerConn, Watch
 from ._spaces import ER_ACCESS_DENIED, ER_READONLY, BoxError, Change, Database, Field, Space
+from ._txn import Transactions, Txn, out_of_stream_error
 
 if TYPE_CHECKING:
     from ._world import World
@@ -41,6 +44,26 @@ ER_WRONG_SCHEMA_VERSION = 109
 ER_VIEW_IS_RO = 113
 ER_LOADING = 116
 ER_UNSUPPORTED = 5
+ER_ILLEGAL_PARAMS_BROADCAST = 1
+
+
+def uuid_ext(text: str) -> msgpack.ExtType:
+    """A UUID as the MP_UUID extension (how 3.x sends ``leader_uuid`` and ``box.id``'s uuids)."""
+    return msgpack.ExtType(2, _uuid.UUID(text).bytes)
+
+
+@dataclass
+class ElectionState:
+    """One instance's view of Raft: term, its role, the leader it knows, the synchro queue owner."""
+
+    term: int = 1
+    #: ``leader``, ``follower`` or ``candidate``.
+    role: str = "follower"
+    #: The leader's instance id (0: none known).
+    leader_id: int = 0
+    queue_owner_id: int = 0
+    queue_owner_uuid: str = ""
+    queue_term: int = 0
 
 #: Requests that touch data; they get ER_LOADING while the instance loads.
 _DATA_REQUESTS = frozenset(
@@ -87,8 +110,19 @@ class RequestRecord:
     written_at: float = 0.0
 
 
-#: Error codes with which the instance refuses a request without running it.
-_NOT_EXECUTED = frozenset({7, 42, 48, 109, 116})
+#: Error codes with which the instance refuses a request without running it
+#: (and, for transaction requests, the refusals of BEGIN/COMMIT/statements of
+#: an aborted transaction: nothing of theirs was applied).
+_NOT_EXECUTED = frozenset({7, 42, 48, 109, 116, 20, 79, 97, 230, 231})
+
+#: IPROTO_ID features (3.8's numbering) the simulator implements: streams,
+#: transactions, error extension, watchers, watch_once. Not announced:
+#: pagination (4), space and index names (5), tuple extensions (7-9),
+#: is_sync (11), insert_arrow (12).
+FEATURES_3X = (C.FEATURE_STREAMS, C.FEATURE_TRANSACTIONS, C.FEATURE_ERROR_EXTENSION,
+               C.FEATURE_WATCHERS, C.FEATURE_WATCH_ONCE)
+#: The protocol version Tarantool 3.8 reports in its ID reply.
+PROTOCOL_VERSION_3X = 10
 
 
 @dataclass
@@ -107,6 +141,18 @@ class InstanceConfig:
     loading_time: float = 0.0
     #: Register the crud.* functions (single-storage crud call interface).
     crud: bool = False
+
+    @property
+    def major(self) -> int:
+        """The major version number of ``version`` (2 for "2.6.0")."""
+        try:
+            return int(self.version.split(".", 1)[0])
+        except ValueError:
+            return 2
+
+    def has(self, feature: int) -> bool:
+        """Whether the instance plays a server that announces ``feature`` in IPROTO_ID."""
+        return self.protocol_version is not None and feature in self.features
 
 
 class FakeInstance:
@@ -155,9 +201,19 @@ class FakeInstance:
         self._running.set()
         self._listener: Listener | None = None
         self._conn_counter = 0
+        self._conns_changed = trio.lowlevel.ParkingLot()
         self._generation = 0  # bumped by every start
         #: Set by ``_call`` when a call/eval body starts (``handle`` is synchronous).
         self._body_started = False
+        #: Open interactive transactions (streams), see :mod:`sim._txn`.
+        self.txns = Transactions(self.db)
+        #: Raft state (``election=True`` replicasets, see :class:`sim.Replicaset`):
+        #: None when elections are off.
+        self.election: ElectionState | None = None
+        #: Values of watched keys set by ``box.broadcast`` (and ``box.shutdown``).
+        self.broadcasts: dict[str, Any] = {}
+        #: Called by ``box.ctl.promote()`` (the replicaset runs the election).
+        self.on_promote: Callable[[FakeInstance], Awaitable[None]] | None = None
         self._install_builtins()
         if self.config.crud:
             self.install_crud()
@@ -174,7 +230,9 @@ class FakeInstance:
     # -- ground truth ---------------------------------------------------------
     @property
     def ro(self) -> bool:
-        """What ``box.info.ro`` says: read-only unless running and rw."""
+        """What ``box.info.ro`` says: read-only unless running, rw and (with elections) the leader."""
+        if self.election is not None and self.election.role != "leader":
+            return True
         return self.read_only or self.status != "running"
 
     @property
@@ -189,6 +247,7 @@ class FakeInstance:
         if self.up:
             return
         self.up = True
+        self.broadcasts.clear()  # box.shutdown and user keys do not survive a restart
         self.started_at = trio.current_time()
         self._listener = self.world.network.listen((self.host, self.port), self._accept)
         self._generation += 1
@@ -211,6 +270,34 @@ class FakeInstance:
         """Die: reset every connection, refuse new ones. Data survives (WAL)."""
         self._kill("crash")
 
+    async def shutdown(self, grace: float = 3.0) -> bool:
+        """Stop gracefully, as 3.x does on SIGTERM or ``os.exit()``.
+
+        New connections are refused; ``box.shutdown`` becomes true (an event
+        for every connection watching it); requests keep being answered while
+        the connections that watch ``box.shutdown`` close, for at most
+        ``grace`` virtual seconds (3.x's default ``on_shutdown`` timeout is 3 s); then the process exits (remaining
+        connections closed as by :meth:`crash`). Returns True if every
+        watching client closed in time. Without the watchers feature (a 2.6
+        server) it is just a stop.
+        """
+        if not self.up:
+            return True
+        self.record(f"shutdown begin grace={grace}")
+        if self._listener is not None:
+            self.world.network.unlisten(self._listener)
+            self._listener = None
+        clean = True
+        if self.config.has(C.FEATURE_WATCHERS):
+            self.broadcasts["box.shutdown"] = True
+            self.notify("box.shutdown")
+            with trio.move_on_after(grace) as scope:
+                while any("box.shutdown" in c.watches for c in self.connections):
+                    await self._conns_changed.park()
+            clean = not scope.cancelled_caught
+        self._kill("shutdown" if clean else "shutdown (timeout: clients still connected)")
+        return clean
+
     def _kill(self, event: str) -> None:
         """Stop listening and close every connection as a dying process does."""
         if not self.up:
@@ -221,6 +308,7 @@ class FakeInstance:
             self._listener = None
         for conn in list(self.connections):
             conn.kill()
+        self.txns.drop_all()
         self.paused = False
         self._running.set()
         self.record(event)
@@ -256,12 +344,56 @@ class FakeInstance:
             self._notify_status()
 
     def box_status(self) -> dict[str, Any]:
-        return {"is_ro": self.ro, "is_ro_cfg": self.read_only, "status": self.status}
+        """The ``box.status`` event (3.x adds ``dd_version``)."""
+        out: dict[str, Any] = {"is_ro": self.ro, "is_ro_cfg": self.read_only, "status": self.status}
+        if self.config.major >= 3:
+            out["dd_version"] = self.version
+        return out
+
+    def box_election(self) -> dict[str, Any]:
+        """The ``box.election`` event: ``{term, role, is_ro, leader}`` (leader 0: none known)."""
+        e = self.election
+        if e is None:
+            return {"term": 1, "role": "follower", "is_ro": self.ro, "leader": 0}
+        return {"term": e.term, "role": e.role, "is_ro": self.ro, "leader": e.leader_id}
 
     def _notify_status(self) -> None:
-        value = self.box_status()
+        self.notify("box.status")
+        if self.config.major >= 3:
+            self.notify("box.election")
+
+    def notify(self, key: str) -> None:
+        """Send ``key``'s current value to every connection watching it (once acknowledged)."""
+        value = self._watch_value(key)
         for conn in self.connections:
-            conn.notify("box.status", value)
+            conn.notify(key, value)
+
+    def broadcast(self, key: str, value: Any) -> None:
+        """``box.broadcast(key, value)``: set a watched key's value and notify its watchers."""
+        if key.startswith("box.") and key != "box.shutdown":
+            raise BoxError(ER_ILLEGAL_PARAMS_BROADCAST, "System event can't be broadcast", "IllegalParams")
+        self.broadcasts[key] = value
+        self.record(f"broadcast {key}")
+        self.notify(key)
+
+    def set_election(self, *, term: int | None = None, role: str | None = None,
+                     leader_id: int | None = None, queue: tuple[int, str, int] | None = None) -> None:
+        """Change this instance's Raft state (traced; box.status/box.election events follow)."""
+        e = self.election
+        if e is None:
+            e = self.election = ElectionState()
+        before = (e.term, e.role, e.leader_id, self.ro)
+        if term is not None:
+            e.term = term
+        if role is not None:
+            e.role = role
+        if leader_id is not None:
+            e.leader_id = leader_id
+        if queue is not None:
+            e.queue_owner_id, e.queue_owner_uuid, e.queue_term = queue
+        if (e.term, e.role, e.leader_id, self.ro) != before:
+            self.record(f"election term={e.term} role={e.role} leader={e.leader_id}")
+            self._notify_status()
 
     def box_info(self) -> dict[str, Any]:
         """The ``box.info`` table (the fields a client or pool looks at)."""
@@ -277,7 +409,20 @@ class FakeInstance:
             "pid": 1000 + self.id,
             "uptime": int(trio.current_time() - self.started_at) + 1,
             "cluster": {"uuid": self.world.cluster_uuid},
+            **({"election": self.election_info(), "ro_reason": self._ro_reason()} if self.config.major >= 3 else {}),
         }
+
+    def _ro_reason(self) -> str | None:
+        if not self.ro:
+            return None
+        if self.read_only:
+            return "config"
+        if self.status == "orphan":
+            return "orphan"
+        e = self.election
+        if e is not None and e.queue_owner_id and e.queue_owner_id != self.id:
+            return "synchro"
+        return "election"
 
     # -- schema and handlers ----------------------------------------------------
     def create_space(
@@ -313,13 +458,67 @@ class FakeInstance:
         self.evals["return box.info.ro, box.info.status"] = lambda ctx, *a: [self.ro, self.status]
         self.evals["return box.cfg.read_only"] = lambda ctx, *a: [self.read_only]
         self.evals["return ..."] = lambda ctx, *a: list(a)
+        # Tarantool 3.x: box.broadcast, box.ctl.promote, the election state.
+        self.functions["box.broadcast"] = self._builtin_broadcast
+        self.evals["box.broadcast(...)"] = self._builtin_broadcast
+        self.functions["box.ctl.promote"] = self._builtin_promote
+        self.evals["box.ctl.promote()"] = self._builtin_promote
+        self.evals["return box.info.election"] = lambda ctx, *a: [self.election_info()]
+
+    def _builtin_broadcast(self, ctx: CallContext, key: Any = None, value: Any = None, *rest: Any) -> None:
+        if not isinstance(key, str):
+            raise BoxError(ER_ILLEGAL_PARAMS_BROADCAST, "Usage: box.broadcast(key[, value])", "IllegalParams")
+        self.broadcast(key, value)
+
+    async def _builtin_promote(self, ctx: CallContext, *args: Any) -> None:
+        if self.on_promote is None or self.election is None:
+            # What 3.8 says with election_mode='off' and no synchronous replication to claim.
+            raise BoxError(ER_UNSUPPORTED, "box.ctl.promote() is not supported by the simulator without elections")
+        await self.on_promote(self)
+
+    def election_info(self) -> dict[str, Any]:
+        """``box.info.election``: state, term, vote, leader (0: none), leader_idle."""
+        e = self.election
+        if e is None:
+            return {"state": "follower", "term": 1, "vote": 0, "leader": 0, "leader_name": None, "leader_idle": 0}
+        return {"state": e.role, "term": e.term, "vote": e.leader_id, "leader": e.leader_id,
+                "leader_name": None, "leader_idle": 0}
 
     # -- data changes (shared by IPROTO DML, handlers and replication) ----------
     def check_writable(self) -> None:
         if self.status == "loading":
             raise BoxError(ER_LOADING, "Instance bootstrap hasn't finished yet")
         if self.ro:
-            raise BoxError(ER_READONLY, "Can't modify data because this instance is in read-only mode.")
+            if self.config.major < 3:
+                raise BoxError(ER_READONLY, "Can't modify data because this instance is in read-only mode.")
+            raise self._readonly_error()
+
+    def _readonly_error(self) -> BoxError:
+        """3.x's ER_READONLY: the reason in the message and in the error fields (as 3.8 sends them)."""
+        base = "Can't modify data on a read-only instance"
+        fields: dict[str, Any] = {"name": "READONLY"}
+        if self.read_only:
+            fields["reason"] = "config"
+            return BoxError(ER_READONLY, f"{base} - box.cfg.read_only is true", fields=fields)
+        if self.status == "orphan":
+            fields["reason"] = "orphan"
+            return BoxError(ER_READONLY, f"{base} - it is an orphan", fields=fields)
+        e = self.election
+        assert e is not None, "read-only without a reason"
+        fields.update({"reason": "election", "state": e.role, "term": e.term})
+        text = f"state is election {e.role} with term {e.term}"
+        leader = self.world.instance_by_id(e.leader_id) if e.leader_id else None
+        if leader is not None:
+            fields["leader_id"] = leader.id
+            fields["leader_uuid"] = uuid_ext(leader.uuid)
+            text += f", leader is {leader.id} ({leader.uuid})"
+        if e.queue_owner_id and e.queue_owner_id != self.id:
+            fields["reason"] = "synchro"
+            fields["queue_owner_id"] = e.queue_owner_id
+            fields["queue_term"] = e.queue_term
+            fields["queue_owner_uuid"] = uuid_ext(e.queue_owner_uuid)
+            text += f", synchro queue with term {e.queue_term} belongs to {e.queue_owner_id} ({e.queue_owner_uuid})"
+        return BoxError(ER_READONLY, f"{base} - {text}", fields=fields)
 
     def _writable_space(self, space_id: int) -> Space:
         """The space a write goes to; "no such space" is reported before read-only (as 2.6)."""
@@ -337,6 +536,9 @@ class FakeInstance:
         self.lsn += 1
         old_key = space.primary.key_of(old) if old is not None else None
         change = Change(space.id, old_key, list(new) if new is not None else None)
+        row = new if new is not None else old
+        assert row is not None
+        self.txns.row_committed(space.id, space.primary.key_of(row), old)
         if self.on_change is not None:
             self.on_change(self, change)
 
@@ -347,9 +549,11 @@ class FakeInstance:
             return
         if change.new is None:
             if change.old_key is not None:
-                space.delete(0, change.old_key)
+                gone = space.delete(0, change.old_key)
+                self.txns.row_committed(space.id, change.old_key, gone)
         else:
             old = space.primary.get(space.primary.key_of(change.new))
+            self.txns.row_committed(space.id, space.primary.key_of(change.new), old)
             for idx in space.indexes[1:]:
                 if idx.unique:
                     clash = idx.get(idx.key_of(change.new))
@@ -386,6 +590,7 @@ class FakeInstance:
         old = space.delete(index_id, key)
         if old is not None:
             self.lsn += 1
+            self.txns.row_committed(space.id, space.primary.key_of(old), old)
             if self.on_change is not None:
                 self.on_change(self, Change(space.id, space.primary.key_of(old), None))
         return old
@@ -403,6 +608,9 @@ class FakeInstance:
             await conn.run()
         finally:
             self.connections.remove(conn)
+            self._conns_changed.unpark_all()
+            if self.txns.drop_connection(conn):
+                self.record(f"{conn.name} closed: its transactions rolled back")
 
     def handle(self, conn: ServerConn, header: dict[int, Any], body: dict[int, Any]) -> bytes | Awaitable[bytes] | None:
         """Answer one request: reply bytes, an awaitable of them, or None (no reply)."""
@@ -422,7 +630,8 @@ class FakeInstance:
                 self.record(f"{conn.name} sync={sync} error {exc.code}")
             executed = self._body_started or exc.code not in _NOT_EXECUTED
             self._log(conn, sync, name, target, f"error {exc.code}", executed, was_ro)
-            return P.error_response(sync, sv, exc.code, exc.message, error_type=exc.type)
+            return P.error_response(sync, sv, exc.code, exc.message, error_type=exc.type,
+                                    fields=self._error_fields(exc))
         if result is None:
             self._log(conn, sync, name, target, "none", True, was_ro)
         elif isinstance(result, bytes):
@@ -432,6 +641,10 @@ class FakeInstance:
             self._log(conn, sync, name, target, "pending", True, was_ro)
             result = self._track(result, index)
         return result
+
+    def _error_fields(self, exc: BoxError) -> dict[str, Any] | None:
+        """The error's fields as this version sends them (2.x: none)."""
+        return exc.fields if self.config.major >= 3 else None
 
     def _log(self, conn: ServerConn, sync: int, name: str, target: str, outcome: str,
              executed: bool, read_only: bool) -> None:
@@ -463,7 +676,13 @@ class FakeInstance:
                 C.FEATURES: list(cfg.features),
                 C.AUTH_TYPE: "chap-sha1",
             })
-        if rtype in (C.WATCH, C.UNWATCH) and cfg.protocol_version is not None:
+        stream_id = header.get(C.STREAM_ID, 0) if cfg.has(C.FEATURE_STREAMS) else 0
+        if rtype in (C.BEGIN, C.COMMIT, C.ROLLBACK) and cfg.has(C.FEATURE_TRANSACTIONS):
+            return self._transaction_request(conn, rtype, sync, stream_id, body)
+        if rtype == C.WATCH_ONCE and cfg.has(C.FEATURE_WATCH_ONCE):
+            key = body.get(C.EVENT_KEY)
+            return P.watch_once_response(sync, sv, self._watch_value(key) if isinstance(key, str) else None)
+        if rtype in (C.WATCH, C.UNWATCH) and cfg.has(C.FEATURE_WATCHERS):
             key = body.get(C.EVENT_KEY)
             if not isinstance(key, str):
                 return None
@@ -492,6 +711,11 @@ class FakeInstance:
             raise BoxError(ER_LOADING, "Instance bootstrap hasn't finished yet")
         if not cfg.guest_access and conn.user == "guest":
             self._deny_guest(rtype, body)
+        txn = self.txns.find(conn, stream_id) if stream_id else None
+        if txn is not None and rtype == C.SELECT:
+            return P.data_response(sync, sv, self.txns.select(txn, body))
+        if txn is not None and rtype in _WRITE_REQUESTS:
+            return P.data_response(sync, sv, self.txns.write(txn, rtype, body, self.check_writable))
         if rtype == C.SELECT:
             space = self.db.space(body.get(C.SPACE_ID, 0))
             rows = space.select(
@@ -504,6 +728,55 @@ class FakeInstance:
         if rtype in (C.CALL, C.CALL_16, C.EVAL):
             return self._call(conn, rtype, sync, body)
         raise BoxError(ER_UNSUPPORTED, "SQL is not supported by the simulator")
+
+    def _transaction_request(self, conn: ServerConn, rtype: int, sync: int, stream_id: int,
+                             body: dict[int, Any]) -> bytes:
+        """BEGIN / COMMIT / ROLLBACK on a stream (3.8's checks, codes and messages)."""
+        sv = self.db.schema_version
+        if rtype == C.BEGIN:
+            txn = self.txns.begin(conn, stream_id, body)
+            if self.world.trace_requests:
+                self.record(f"{conn.name} stream={stream_id} begin isolation={txn.isolation}")
+            return P.response(sync, sv, {})
+        if stream_id == 0:
+            raise out_of_stream_error("COMMIT" if rtype == C.COMMIT else "ROLLBACK")
+        found = self.txns.find(conn, stream_id)
+        if found is None:
+            return P.response(sync, sv, {})  # nothing to end: 3.8 answers OK
+        self.txns.end(found)
+        if rtype == C.ROLLBACK:
+            return P.response(sync, sv, {})
+        self._commit_txn(found)
+        return P.response(sync, sv, {})
+
+    def _commit_txn(self, txn: Txn) -> None:
+        """Apply a transaction's changes as committed rows (replicated like any write)."""
+        txn.check_usable()
+        if not txn.writes:
+            return
+        if self.status == "loading":
+            raise BoxError(ER_LOADING, "Instance bootstrap hasn't finished yet")
+        if self.ro:
+            # What 3.8 answers to COMMIT after the instance lost its leadership.
+            if self.config.major >= 3:
+                raise BoxError(ER_READONLY, "Can't modify data on a read-only instance",
+                               fields={"name": "READONLY"})
+            raise BoxError(ER_READONLY, "Can't modify data because this instance is in read-only mode.")
+        rows = self.txns.prepare(txn)
+        self.txns.committing = txn
+        try:
+            for space, pk, tup in rows:
+                old = space.primary.get(pk)
+                if tup is None:
+                    if old is not None:
+                        space._put_delete(old)
+                        self._commit(space, None, old)
+                else:
+                    new = list(tup)
+                    space._put(new, old)
+                    self._commit(space, new, old)
+        finally:
+            self.txns.committing = None
 
     def _write(self, rtype: int, body: dict[int, Any]) -> list[Any]:
         space_id = body.get(C.SPACE_ID, 0)
@@ -559,8 +832,14 @@ class FakeInstance:
         if key == "box.status":
             return self.box_status()
         if key == "box.id":
+            if self.config.major >= 3:
+                return {"id": self.id, "instance_uuid": uuid_ext(self.uuid), "instance_name": None,
+                        "replicaset_uuid": uuid_ext(self.world.cluster_uuid), "replicaset_name": None,
+                        "cluster_name": None}
             return {"id": self.id, "instance_uuid": self.uuid, "replicaset_uuid": self.world.cluster_uuid}
-        return None
+        if key == "box.election" and self.config.major >= 3:
+            return self.box_election()
+        return self.broadcasts.get(key)
 
     def _call(self, conn: ServerConn, rtype: int, sync: int, body: dict[int, Any]) -> bytes | Awaitable[bytes]:
         args = list(body.get(C.TUPLE, []) or [])
@@ -590,7 +869,8 @@ class FakeInstance:
         try:
             result = await pending
         except BoxError as exc:
-            return P.error_response(sync, self.db.schema_version, exc.code, exc.message, error_type=exc.type)
+            return P.error_response(sync, self.db.schema_version, exc.code, exc.message,
+                                    error_type=exc.type, fields=self._error_fields(exc))
         except Exception as exc:
             return P.error_response(sync, self.db.schema_version, ER_PROC_LUA, str(exc), error_type="LuajitError")
         return P.data_response(sync, self.db.schema_version, self._shape(rtype, result))

@@ -165,9 +165,14 @@ def error_response(
     error_type: str = CLIENT_ERROR,
     file: str = "sim/_instance.py",
     line: int = 1,
+    fields: dict[str, Any] | None = None,
 ) -> bytes:
-    """An error reply carrying both the 1.x message (0x31) and the stack (0x52)."""
-    stack_entry = {
+    """An error reply carrying both the 1.x message (0x31) and the stack (0x52).
+
+    ``fields`` (3.x: the error's payload, e.g. ER_READONLY's ``reason`` and
+    ``leader_uuid``) go into the stack entry's ``fields`` map when given.
+    """
+    stack_entry: dict[int, Any] = {
         C.MP_ERROR_TYPE: error_type,
         C.MP_ERROR_FILE: file,
         C.MP_ERROR_LINE: line,
@@ -175,9 +180,16 @@ def error_response(
         C.MP_ERROR_ERRNO: 0,
         C.MP_ERROR_ERRCODE: code,
     }
+    if fields:
+        stack_entry[C.MP_ERROR_FIELDS] = fields
     body = {C.ERROR_24: message, C.ERROR: {C.MP_ERROR_STACK: [stack_entry]}}
     header = {C.REQUEST_TYPE: C.TYPE_ERROR | code, C.SYNC: sync, C.SCHEMA_VERSION: schema_version}
     return _frame(header, body)
+
+
+def watch_once_response(sync: int, schema_version: int, value: Any) -> bytes:
+    """The reply to IPROTO_WATCH_ONCE: the key's value in DATA (an empty array if it has none)."""
+    return response(sync, schema_version, {C.DATA: [] if value is None else [value]})
 
 
 def reply_code(packet: bytes) -> int:
@@ -195,4 +207,5 @@ REQUEST_NAMES: dict[int, str] = {
     C.UPSERT: "UPSERT", C.CALL: "CALL", C.EXECUTE: "EXECUTE", C.NOP: "NOP",
     C.PREPARE: "PREPARE", C.BEGIN: "BEGIN", C.COMMIT: "COMMIT", C.ROLLBACK: "ROLLBACK",
     C.PING: "PING", C.ID: "ID", C.WATCH: "WATCH", C.UNWATCH: "UNWATCH",
+    C.WATCH_ONCE: "WATCH_ONCE",
 }

@@ -10,6 +10,17 @@ both can talk again, as Tarantool's replication does after a reconnect.
 A failover makes the old master read-only (or crashes it), waits a no-master
 window drawn from the seed, then promotes one of the live replicas (also drawn
 from the seed unless given). Every change of ground truth is a trace line.
+
+With ``election=True`` (Tarantool 3.x) roles come from Raft instead of
+``box.cfg.read_only``: every instance is configured writable, and the leader
+of the current term is the only one that is not read-only. A failover (or
+:meth:`Replicaset.promote`, or ``box.ctl.promote()`` called on an instance)
+starts a new term: every reachable instance learns the term and loses its
+leader (followers refuse writes with 3.x's ER_READONLY: reason ``synchro``
+while the old leader still owns the synchronous queue), and after the drawn
+window the winner becomes leader, claims the queue, and every reachable
+instance follows it. Each change is a ``box.election`` and ``box.status``
+event. Down or partitioned instances catch up when they return.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from typing import Any
 
 import trio
 
-from ._instance import FakeInstance, Handler, InstanceConfig
+from ._instance import ElectionState, FakeInstance, Handler, InstanceConfig
 from ._net import Link
 from ._spaces import Change, Field
 from ._world import World
@@ -37,6 +48,8 @@ class ReplicasetConfig:
     lag_jitter: float = 0.0
     #: The no-master window of a failover is drawn uniformly from this range.
     failover_window: tuple[float, float] = (0.5, 2.0)
+    #: The no-leader window of a planned ``promote`` (elections), drawn likewise.
+    promote_window: tuple[float, float] = (0.001, 0.05)
 
 
 class Replicaset:
@@ -56,6 +69,7 @@ class Replicaset:
         instance_config: InstanceConfig | None = None,
         master: int | None = 0,
         port: int = 3301,
+        election: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError("a replicaset needs at least one instance")
@@ -66,10 +80,18 @@ class Replicaset:
             inst = world.add_instance(
                 f"tt{i + 1}", f"tt{i + 1}.sim", port, config=instance_config, start=False
             )
-            inst.read_only = i != master
+            inst.read_only = i != master and not election
             inst.on_change = self._on_change
             self.instances.append(inst)
         self.master: int | None = master
+        #: Raft elections decide the leader (see the module docstring).
+        self.election = election
+        #: The current term and its leader's index (elections only).
+        self.term = 2 if master is not None else 1
+        if election:
+            for inst in self.instances:
+                inst.on_promote = self._box_ctl_promote
+                inst.election = ElectionState()
         self.partitioned: set[int] = set()
         self._queues: dict[tuple[int, int], tuple[trio.MemorySendChannel[tuple[float, Change]], Any]] = {}
         for i in range(n):
@@ -80,6 +102,8 @@ class Replicaset:
                     world.nursery.start_soon(self._applier, i, j, recv)
         for inst in self.instances:
             inst.start()
+        if election:
+            self._sync_elections()
 
     def __repr__(self) -> str:
         roles = " ".join(
@@ -158,7 +182,22 @@ class Replicaset:
     def restart(self, i: int) -> None:
         """Start a crashed instance again (with its data and read_only setting)."""
         self.instances[i].start()
+        if self.election:
+            self._sync_election(i)
         self.world.changed()
+
+    async def shutdown(self, i: int, grace: float = 3.0) -> bool:
+        """Stop instance ``i`` gracefully (3.x ``box.shutdown``, see :meth:`FakeInstance.shutdown`).
+
+        Returns True if every client watching ``box.shutdown`` closed within
+        ``grace``. The master stays the master of record (as after
+        :meth:`crash`): call :meth:`failover` to move the role.
+        """
+        clean = await self.instances[i].shutdown(grace)
+        if self.master == i:
+            self.record(f"master {self.instances[i].name} shut down")
+        self.world.changed()
+        return clean
 
     def pause(self, i: int) -> None:
         """Freeze instance ``i``: it accepts connections but never answers."""
@@ -182,13 +221,19 @@ class Replicaset:
             self.partitioned.discard(i)
             self.link(i).set(stall=False, blackhole=False)
             self.record(f"heal {self.instances[i].name}")
+            if self.election:
+                self._sync_election(i)
             self.world.changed()
 
     def heal(self) -> None:
         """Remove every partition and link fault."""
-        for i in sorted(self.partitioned):
+        healed = sorted(self.partitioned)
+        for i in healed:
             self.record(f"heal {self.instances[i].name}")
         self.partitioned.clear()
+        if self.election:
+            for i in healed:
+                self._sync_election(i)
         for i in range(len(self.instances)):
             link = self.link(i)
             if link.faults != type(link.faults)():
@@ -196,8 +241,16 @@ class Replicaset:
         self.world.changed()
 
     def set_ro(self, i: int, flag: bool) -> None:
-        """Planned role switch of one instance (``box.cfg{read_only=flag}``)."""
+        """Planned role switch of one instance (``box.cfg{read_only=flag}``).
+
+        With elections only the configuration changes: a leader with
+        ``read_only`` set refuses writes (reason ``config``), a follower stays
+        read-only whatever the flag.
+        """
         self.instances[i].set_read_only(flag)
+        if self.election:
+            self.world.changed()
+            return
         if not flag:
             self.master = i
         elif self.master == i:
@@ -218,8 +271,11 @@ class Replicaset:
         """Demote (or crash) the master, wait the drawn window, promote a replica.
 
         Returns the index of the new master, or None if no instance could be
-        promoted (all down or cut off).
+        promoted (all down or cut off). With elections this is a new term
+        (see the module docstring).
         """
+        if self.election:
+            return await self._elect(new_master, crash_old=crash_old, window=self.config.failover_window)
         old = self.master
         window = self.world.rng.uniform(*self.config.failover_window)
         self.record(f"failover begin old={old} window={window:.6f}")
@@ -248,6 +304,73 @@ class Replicaset:
         self.record(f"failover end new={new_master}")
         self.world.changed()
         return new_master
+
+    # -- elections (Tarantool 3.x) ---------------------------------------------------
+    async def promote(self, i: int) -> int | None:
+        """``box.ctl.promote()`` on instance ``i``: a new term that ``i`` wins.
+
+        Takes the drawn ``promote_window`` (a few milliseconds, as on a real
+        3.8 replicaset). Returns ``i`` (None if it is down or cut off then).
+        """
+        if not self.election:
+            raise ValueError("promote() needs a replicaset opened with election=True")
+        return await self._elect(i, crash_old=False, window=self.config.promote_window)
+
+    async def _box_ctl_promote(self, inst: FakeInstance) -> None:
+        await self.promote(self.instances.index(inst))
+
+    def _reachable(self, i: int) -> bool:
+        inst = self.instances[i]
+        return inst.up and i not in self.partitioned
+
+    async def _elect(self, new_master: int | None, *, crash_old: bool, window: tuple[float, float]) -> int | None:
+        old = self.master
+        pause = self.world.rng.uniform(*window)
+        self.term += 1
+        self.record(f"election begin term={self.term} old={old} window={pause:.6f}")
+        if old is not None and crash_old:
+            self.crash(old)
+        self.master = None
+        for i, inst in enumerate(self.instances):
+            if self._reachable(i):
+                inst.set_election(term=self.term, role="follower", leader_id=0)
+        self.world.changed()
+        await trio.sleep(pause)
+        term = self.term
+        if new_master is None:
+            candidates = [
+                i for i, inst in enumerate(self.instances)
+                if self._reachable(i) and i != old and inst.status == "running"
+            ]
+            if not candidates and old is not None and self._reachable(old):
+                candidates = [old]
+            if not candidates:
+                self.record(f"election term={term}: no candidate")
+                return None
+            new_master = self.world.rng.choice(candidates)
+        if not self._reachable(new_master):
+            self.record(f"election term={term}: {self.instances[new_master].name} unreachable")
+            return None
+        self.master = new_master
+        self._sync_elections()
+        self.record(f"election end term={term} leader={self.instances[new_master].name}")
+        self.world.changed()
+        return new_master
+
+    def _sync_elections(self) -> None:
+        for i in range(len(self.instances)):
+            if self._reachable(i):
+                self._sync_election(i)
+
+    def _sync_election(self, i: int) -> None:
+        """Instance ``i`` learns the current term and leader (after a restart or a heal)."""
+        inst = self.instances[i]
+        if self.master is None:
+            inst.set_election(term=self.term, role="follower", leader_id=0)
+            return
+        leader = self.instances[self.master]
+        inst.set_election(term=self.term, role="leader" if i == self.master else "follower",
+                          leader_id=leader.id, queue=(leader.id, leader.uuid, self.term))
 
     def start_failover(self, new_master: int | None = None, *, crash_old: bool = False) -> None:
         """Begin a failover in the background (returns at once)."""

@@ -7,11 +7,14 @@ the order they were queued). Both wait while the instance is paused.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
+
+from trio_tarantool._iproto import _constants as C
 
 from . import _iproto_server as P
 from ._net import FakeSocket
@@ -55,6 +58,9 @@ class ServerConn:
         #: (write number, virtual time) of the client's write that carried the
         #: end of the request being handled (see :meth:`FakeSocket.peer_write_of`).
         self.request_written: tuple[int, float] = (0, 0.0)
+        #: Streams with a request still running (an async call): the requests
+        #: that arrived on it meanwhile, each with its ``request_written``.
+        self._stream_backlog: dict[int, deque[tuple[dict[int, Any], dict[int, Any], tuple[int, float]]]] = {}
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](float("inf"))
         self.cancel_scope = trio.CancelScope()
 
@@ -104,14 +110,38 @@ class ServerConn:
             for header, body, end in packets:
                 await self.instance.wait_running()
                 self.request_written = self.sock.peer_write_of(end)
+                sid = header.get(C.STREAM_ID, 0) if self.instance.config.has(C.FEATURE_STREAMS) else 0
+                backlog = self._stream_backlog.get(sid) if sid else None
+                if backlog is not None:  # the stream's previous request still runs
+                    backlog.append((header, body, self.request_written))
+                    continue
                 result = self.instance.handle(self, header, body)
                 if isinstance(result, bytes):
                     self.queue(result)
                 elif result is not None:
-                    nursery.start_soon(self._finish, result)
+                    if sid:
+                        self._stream_backlog[sid] = deque()
+                        nursery.start_soon(self._finish_stream, result, sid)
+                    else:
+                        nursery.start_soon(self._finish, result)
 
     async def _finish(self, pending: Awaitable[bytes]) -> None:
         self.queue(await pending)
+
+    async def _finish_stream(self, pending: Awaitable[bytes], sid: int) -> None:
+        """Finish a stream's slow request, then run the ones queued behind it, in order."""
+        self.queue(await pending)
+        backlog = self._stream_backlog[sid]
+        while backlog:
+            header, body, written = backlog.popleft()
+            await self.instance.wait_running()
+            self.request_written = written
+            result = self.instance.handle(self, header, body)
+            if isinstance(result, bytes):
+                self.queue(result)
+            elif result is not None:
+                self.queue(await result)
+        del self._stream_backlog[sid]
 
     def kill(self) -> None:
         """The process died: the kernel closes the socket.

@@ -253,6 +253,19 @@ class Space:
     def __len__(self) -> int:
         return len(self.indexes[0]) if self.indexes else 0
 
+    def clone(self) -> Space:
+        """A detached copy (same id, format, indexes and tuples; no database).
+
+        Tuples are shared, not copied: nothing changes a stored tuple in
+        place (updates build a new list). Transactions run their statements
+        on such copies (see :mod:`sim._txn`).
+        """
+        copy = Space(self.id, self.name, self.format, self.engine)
+        for idx in self.indexes:
+            copy.indexes.append(Index(copy, idx.id, idx.name, list(idx.parts), idx.unique, idx.type,
+                                      list(idx._keys), list(idx._tuples)))
+        return copy
+
     # -- validation ---------------------------------------------------------
     def validate(self, tup: Sequence[Any]) -> None:
         """Check a tuple against the format and index part types."""

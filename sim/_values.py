@@ -47,11 +47,16 @@ class BoxError(Exception):
     with that error (``type`` defaults to ``ClientError``).
     """
 
-    def __init__(self, code: int, message: str, type: str = "ClientError") -> None:
+    def __init__(
+        self, code: int, message: str, type: str = "ClientError", fields: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
         self.type = type
+        #: The error's payload fields (3.x sends them in the error stack's
+        #: ``fields``: ``name``, ``reason``, ``leader_id``...); None: none.
+        self.fields = fields
 
     def __str__(self) -> str:
         return f"({self.code}) {self.message}"

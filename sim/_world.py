@@ -136,6 +136,13 @@ class World:
             inst.start()
         return inst
 
+    def instance_by_id(self, instance_id: int) -> FakeInstance | None:
+        """The instance with ``box.info.id`` ``instance_id`` (None: no such instance)."""
+        for inst in self.instances:
+            if inst.id == instance_id:
+                return inst
+        return None
+
     def shutdown(self) -> None:
         """Stop every instance (the end of the world, not a simulated crash)."""
         self.trace_requests = False

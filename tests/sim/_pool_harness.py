@@ -166,6 +166,8 @@ FIRST_ID = 1000
 Step = tuple[Any, ...]
 
 _POOL_DIR = os.path.dirname(tt.__file__) + os.sep
+#: The simulator is installed inside the package (trio_tarantool/sim): its tasks are the world's.
+_SIM_DIR = _POOL_DIR + "sim" + os.sep
 
 
 @dataclass(frozen=True)
@@ -737,7 +739,8 @@ def _pool_tasks() -> list[str]:
 
     def walk(task: trio.lowlevel.Task) -> None:
         code = getattr(task.coro, "cr_code", None)
-        if code is not None and code.co_filename.startswith(_POOL_DIR):
+        if (code is not None and code.co_filename.startswith(_POOL_DIR)
+                and not code.co_filename.startswith(_SIM_DIR)):
             found.append(task.name)
         for nursery in task.child_nurseries:
             for child in nursery.child_tasks:
