@@ -10,12 +10,13 @@ Conflicts follow what Tarantool 3.8 with ``memtx_use_mvcc_engine`` does
 (checked against the real server, ``tests/sim/test_txn_fidelity.py``):
 
 * A transaction *reads* a key when it selects it by the full primary key
-  (found or not), inserts it (the duplicate check reads the gap), updates or
-  deletes it; any other select (a range, a secondary index) reads the whole
-  space. ``replace`` and ``upsert`` are blind writes: they read nothing.
+  (found or not), inserts it (the duplicate check reads the gap), upserts,
+  updates or deletes it; any other select (a range, a secondary index) reads
+  the whole space. ``replace`` is a blind write: it reads nothing.
 * When any writer (autocommit request, another transaction's commit, a
   replicated row) commits a change to a key an open transaction has read,
-  that transaction *conflicts*: if it has written anything it is aborted
+  that transaction *conflicts*: if it has run a DML statement (even one that
+  changed nothing, like deleting a missing key) it is aborted
   (every later request, ``COMMIT`` included, fails with
   ER_TRANSACTION_CONFLICT 97 until ``COMMIT``/``ROLLBACK`` ends it); if it has
   only read, it is moved to a *read view*: it goes on seeing the data as it
@@ -107,6 +108,9 @@ class Txn:
     undo: dict[RowKey, tuple[list[Any], list[Any] | None]] = field(default_factory=dict)
     point_reads: set[RowKey] = field(default_factory=set)
     space_reads: set[int] = field(default_factory=set)
+    #: A DML statement succeeded (even one that changed nothing, like deleting
+    #: a missing key): the transaction is read-write, so a conflict aborts it.
+    wrote: bool = False
 
     def expired(self) -> bool:
         return self.deadline is not None and trio.current_time() >= self.deadline
@@ -194,7 +198,7 @@ class Transactions:
             if txn is self.committing or txn.state == "aborted":
                 continue
             if txn.state == "active" and (row in txn.point_reads or space_id in txn.space_reads):
-                if txn.writes:
+                if txn.wrote:
                     txn.abort(conflict_error())
                     continue
                 txn.state = "read_view"
@@ -245,12 +249,17 @@ class Transactions:
             txn.abort(conflict_error())
             txn.check_usable()
         view = self.view(txn, space, copy=True)
+        rows = self._statement(txn, space, view, rtype, body)
+        txn.wrote = True
+        return rows
+
+    def _statement(self, txn: Txn, space: Space, view: Space, rtype: int, body: dict[int, Any]) -> list[Any]:
         base = body.get(C.INDEX_BASE, 0)
         tup = list(body.get(C.TUPLE, []) or [])
         index_id = body.get(C.INDEX_ID, 0)
         key = list(body.get(C.KEY, []) or [])
         # What the statement reads is tracked even when it then fails.
-        if rtype == C.INSERT and space.indexes:
+        if rtype in (C.INSERT, C.UPSERT) and space.indexes:
             self._read_row(txn, space, space.primary.key_of(tup))
         elif rtype in (C.UPDATE, C.DELETE):
             if index_id == 0 and space.indexes:
