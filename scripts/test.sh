@@ -64,20 +64,67 @@ step() {
     fi
 }
 
-# compat NAME PYTHON_VERSION [PIP REQUIREMENTS...]: tests/unit and the sim
-# subset in the cached venv .venvs/NAME (the package editable, the "test"
-# group, and the given requirements on top).
-compat() {
-    local name="$1" version="$2" py
-    shift 2
+# Steps 8-9 ("compat" jobs). Their venvs are prepared one after the other
+# (pip, editable builds), then the test runs go two at a time -- each is one
+# single-threaded pytest, and this is a 2-core machine -- with each job's
+# output printed in order once it has ended.
+compat_names=()   # job names, in order
+compat_venvs=()   # .venvs/<dir> of each job, or "" when its Python is missing
+
+# compat_prepare NAME PYTHON_VERSION [PIP REQUIREMENTS...]: the cached venv
+# .venvs/<dir> with the package (editable), the "test" group and the given
+# requirements on top; a missing interpreter is reported, not failed.
+compat_prepare() {
+    local name="$1" version="$2" dir="$3" py
+    shift 3
+    compat_names+=("$name")
     if ! py=$(python_for "$version"); then
-        echo "python $version: no interpreter (pyenv: ${PYENV_ROOT:-$HOME/.pyenv}/versions/$version.*, PATH: python$version); skipped" >&2
+        echo "=== $name: no python $version (pyenv: ${PYENV_ROOT:-$HOME/.pyenv}/versions/$version.*, PATH: python$version); skipped, not failed" >&2
+        compat_venvs+=("")
         return 0
     fi
-    ensure_job_venv ".venvs/$name" "$py" -e . --group test "$@" || return 1
-    ".venvs/$name/bin/python" -c 'import sys, trio, msgpack
-print(f"{sys.executable}: python {sys.version.split()[0]}, trio {trio.__version__}, msgpack {msgpack.version}")' >&2
-    ".venvs/$name/bin/python" -m pytest -p no:cacheprovider -q tests/unit "${SIM_SUBSET[@]}"
+    if ensure_job_venv ".venvs/$dir" "$py" -e . --group test "$@"; then
+        compat_venvs+=(".venvs/$dir")
+    else
+        compat_venvs+=("")
+        failed+=("$name (venv)")
+    fi
+}
+
+# compat_run VENV LOG: what the job runs (its output to LOG, its status to LOG.rc).
+compat_run() {
+    local venv="$1" log="$2" rc=0
+    {
+        "$venv/bin/python" -c 'import sys, trio, msgpack
+print(f"{sys.executable}: python {sys.version.split()[0]}, trio {trio.__version__}, msgpack {msgpack.version}")'
+        "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/unit "${SIM_SUBSET[@]}"
+    } >"$log" 2>&1 || rc=$?
+    echo "$rc" >"$log.rc"
+}
+
+# compat_all: run the prepared jobs two at a time; report each in order.
+compat_all() {
+    local logs i j pid rc
+    logs=$(mktemp -d)
+    for ((i = 0; i < ${#compat_names[@]}; i += 2)); do
+        local pids=()
+        for ((j = i; j < i + 2 && j < ${#compat_names[@]}; j++)); do
+            [ -n "${compat_venvs[j]}" ] || continue
+            compat_run "${compat_venvs[j]}" "$logs/$j" &
+            pids+=($!)
+        done
+        for pid in "${pids[@]}"; do
+            wait "$pid" || true
+        done
+        for ((j = i; j < i + 2 && j < ${#compat_names[@]}; j++)); do
+            [ -n "${compat_venvs[j]}" ] || continue
+            echo "=== ${compat_names[j]}" >&2
+            cat "$logs/$j" >&2
+            rc=$(cat "$logs/$j.rc" 2>/dev/null || echo 1)
+            [ "$rc" = 0 ] || failed+=("${compat_names[j]}")
+        done
+    done
+    rm -rf "$logs"
 }
 
 if [ -z "${SKIP_LINT:-}" ]; then
@@ -95,16 +142,18 @@ if [ -z "${SKIP_PACKAGING:-}" ]; then
     step "packaging" bash scripts/check_packaging.sh
 fi
 if [ -z "${SKIP_COMPAT:-}" ]; then
-    step "minimum versions (python 3.10, trio 0.25.1, msgpack 1.0.0)" \
-        compat min-py3.10 3.10 "trio==0.25.1" "msgpack==1.0.0"
+    echo "=== preparing the venvs of the minimum-versions and Python jobs (.venvs/)" >&2
+    compat_prepare "minimum versions (python 3.10, trio 0.25.1, msgpack 1.0.0)" 3.10 min-py3.10 \
+        "trio==0.25.1" "msgpack==1.0.0"
     main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     for version in "${PYTHONS[@]}"; do
         if [ "$version" = "$main_version" ]; then
             echo "=== python $version: the main .venv's Python, tested in full by the pytest step" >&2
             continue
         fi
-        step "python $version" compat "py$version" "$version"
+        compat_prepare "python $version" "$version" "py$version"
     done
+    compat_all
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -77,7 +77,7 @@ from ._iproto import constants as C
 from ._lifecycle import ConnectionState, check_transition
 from ._options import ConnectionOptions, connection_options
 from ._request import FINISH_PING, FINISH_PING_NOTIME, FINISH_RESPONSE, PushCallback, Request
-from ._response import Response, database_error, reply_to
+from ._response import Response, database_error, reply_to, response_of
 from ._schema import Schema
 from ._stream import Isolation, Stream, open_stream, transaction
 from ._tls import start_tls
@@ -96,6 +96,9 @@ _CODE_REQUESTS = frozenset({C.CALL, C.CALL_16, C.EVAL, C.EXECUTE})
 _SHUTDOWN_KEY = "box.shutdown"
 
 _RECV_SIZE = 64 * 1024
+_U32 = 0xFFFFFFFF
+#: The body of a PING (packed afresh each time: nothing may mutate it).
+_EMPTY_BODY: Final[dict[int, Any]] = {}
 #: Reads served without waiting before the reader yields to other tasks anyway.
 _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
@@ -158,6 +161,25 @@ class Ticket:
         Call it from the task's abort function; a late reply is then dropped.
         """
         self.conn._forget(self)
+
+    def __call__(self, _: Any) -> trio.lowlevel.Abort:
+        """The abort function of the task parked on this ticket.
+
+        The ticket itself is what the connection passes to
+        ``wait_task_rescheduled``: no closure per request, and it removes
+        exactly this request.
+        """
+        self.conn._forget(self)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class _Again(Exception):
+    """The hot path could not (or can no longer) do it: take the full path
+    (:meth:`Connection.perform`), within ``deadline`` (None: a fresh one)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        super().__init__()
+        self.deadline = deadline
 
 
 class _Link:
@@ -1101,17 +1123,59 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         return await self._perform_slowly(request, deadline, start, stream_id)
 
     async def _park(self, ticket: Ticket, deadline: float) -> _iproto.Reply:
-        """Wait for ``ticket``'s reply until ``deadline``."""
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._forget(ticket)
-            return trio.lowlevel.Abort.SUCCEEDED
-
+        """Wait for ``ticket``'s reply until ``deadline`` (the ticket is the abort function)."""
         if deadline == math.inf:
-            return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(abort))
+            return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(ticket))
         with trio.CancelScope(deadline=deadline):
-            return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(abort))
+            return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(ticket))
         raise self._timeout("waiting for the reply", ticket.written)
+
+    async def _fast(self, request_type: int, body: dict[int, Any], version: int | None) -> _iproto.Reply:
+        """The hot path of the box methods: send a body built by the caller, park, return the reply.
+
+        For a request without push callback whose space and index are ids
+        (``version`` None) or names found in the cached schema (``version``
+        the schema's). Raises :class:`_Again` when the request must take the
+        full path instead: no usable socket or no free slot now (nothing
+        sent), or a stale-schema refusal (not executed; resend within the same
+        deadline). Everything else is :meth:`perform`'s contract: one deadline
+        (``socket_timeout``), cancellation that forgets exactly this request,
+        the error of a failed reply.
+        """
+        link = self._link
+        waiters = self._waiters
+        if link is None or link.draining or len(waiters) >= self.max_in_flight:
+            raise _Again(None)
+        timeout = self.socket_timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        sync = next(self._sync)
+        ticket = Ticket(self, self._encoder.frame(request_type, sync, body, version), sync,
+                        trio.lowlevel.current_task(), None, None)
+        if not waiters and link.writer_parked and link.fd >= 0:
+            self._write_directly(link, ticket)  # see _enqueue
+            waiters[sync] = ticket
+        else:
+            waiters[sync] = ticket
+            link.outbox.append(ticket)
+            if link.writer_parked:
+                link.kick()
+        reply: _iproto.Reply | None
+        if timeout is None:
+            reply = await trio.lowlevel.wait_task_rescheduled(ticket)
+        else:
+            reply = None
+            with trio.CancelScope(deadline=deadline):
+                reply = await trio.lowlevel.wait_task_rescheduled(ticket)
+            if reply is None:  # the deadline passed (the scope caught its cancellation)
+                raise self._timeout("waiting for the reply", ticket.written)
+        assert reply is not None
+        if reply.code or reply.decode_error is not None:
+            if reply.code == _WRONG_SCHEMA and version is not None:
+                self._on_schema_version(reply.schema_version)
+                self.schema = None
+                raise _Again(deadline)
+            raise _failure(reply, request_type)
+        return reply
 
     def _timeout(self, phase: str, written: bool) -> TarantoolTimeoutError:
         budget = f"socket_timeout={self.socket_timeout}s" if self.socket_timeout else "its deadline"
@@ -1209,29 +1273,106 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         self.schema = None
 
     # -- box API -------------------------------------------------------------------------
+    # Each method below tries the hot path first (:meth:`_fast`): arguments of
+    # exactly the usual types (one ``type(x) is`` test each), names found in the
+    # cached schema, no push callback, a socket ready. Anything else, including
+    # every argument that must be refused, goes through the request builders of
+    # :mod:`._request` (which raise ConfigurationError naming the argument) and
+    # :meth:`perform`.
+
     async def ping(self, notime: bool = False) -> float | str:
         """Round trip to the server: the time it took in seconds, or "Success" with notime."""
-        return cast(float | str, await self.perform(_rq.ping(notime)))
+        deadline = None
+        if self._link is not None:
+            start = trio.current_time()
+            try:
+                await self._fast(C.PING, _EMPTY_BODY, None)
+            except _Again as again:
+                deadline = again.deadline
+            else:
+                return "Success" if notime else trio.current_time() - start
+        return cast(float | str, await self.perform(_rq.ping(notime), deadline))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
                      limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Tuples of a space by index key; no key (or []) selects all."""
+        deadline = None
+        if self._link is not None and on_push is None and iterator is None \
+                and type(offset) is int and type(limit) is int and 0 <= offset <= _U32 and 0 <= limit <= _U32:
+            tk = type(key)
+            if tk is int:
+                parts: Any = [key] if R.INT_MIN <= key < R.INT_END else None
+                it = C.Iterator.EQ
+            elif tk is list or tk is tuple:
+                parts = key
+                it = C.Iterator.EQ if key else C.Iterator.ALL
+            elif tk is str:
+                parts, it = [key], C.Iterator.EQ
+            elif key is None:
+                parts, it = [], C.Iterator.ALL
+            else:
+                parts = None
+            if parts is not None:
+                schema = self.schema
+                version = None
+                space_id: int | None = space_name if type(space_name) is int else None
+                if space_id is None and type(space_name) is str and schema is not None:
+                    space_id, version = schema.space_id(space_name), schema.version
+                index_id: int | None = index if type(index) is int else None
+                if index_id is None and type(index) is str and schema is not None and space_id is not None:
+                    index_id, version = schema.index_id(space_id, index), schema.version
+                if space_id is not None and index_id is not None:
+                    try:
+                        reply = await self._fast(C.SELECT, {
+                            C.SPACE_ID: space_id, C.INDEX_ID: index_id, C.LIMIT: limit,
+                            C.OFFSET: offset, C.ITERATOR: it, C.KEY: parts}, version)
+                    except _Again as again:
+                        deadline = again.deadline
+                    else:
+                        return response_of(reply, C.SELECT, space_id, self.schema)
         return cast(Response, await self.perform(_rq.select(
             space_name, key, offset=offset, limit=limit, index=index, iterator=iterator,
-            on_push=on_push, on_push_ctx=on_push_ctx)))
+            on_push=on_push, on_push_ctx=on_push_ctx), deadline))
+
+    async def _fast_tuple(self, request_type: int, space_name: Any, values: Any) -> Response:
+        """INSERT/REPLACE on the hot path (:class:`_Again` if it cannot be)."""
+        schema = self.schema
+        version = None
+        if type(space_name) is int:
+            space_id: int | None = space_name
+        elif type(space_name) is str and schema is not None:
+            space_id, version = schema.space_id(space_name), schema.version
+        else:
+            space_id = None
+        if space_id is None:
+            raise _Again(None)
+        reply = await self._fast(request_type, {C.SPACE_ID: space_id, C.TUPLE: values}, version)
+        return response_of(reply, request_type, space_id, self.schema)
 
     async def insert(self, space_name: str | int, values: Sequence[Any], *,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple; fails with ER_TUPLE_FOUND if its key exists."""
+        deadline = None
+        if self._link is not None and on_push is None and (type(values) is list or type(values) is tuple):
+            try:
+                return await self._fast_tuple(C.INSERT, space_name, values)
+            except _Again as again:
+                deadline = again.deadline
         return cast(Response, await self.perform(_rq.insert(
-            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 
     async def replace(self, space_name: str | int, values: Sequence[Any], *,
                       on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple, or replace the one with the same primary key."""
+        deadline = None
+        if self._link is not None and on_push is None and (type(values) is list or type(values) is tuple):
+            try:
+                return await self._fast_tuple(C.REPLACE, space_name, values)
+            except _Again as again:
+                deadline = again.deadline
         return cast(Response, await self.perform(_rq.replace(
-            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx)))
+            space_name, values, on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 
     async def update(self, space_name: str | int, key: Any, op_list: Sequence[Any], *,
                      index: str | int = 0, on_push: PushCallback | None = None,
@@ -1261,8 +1402,17 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         passes one array (unlike the reference connector, which spreads a lone
         list into several arguments).
         """
+        deadline = None
+        if self._link is not None and on_push is None and type(func_name) is str and func_name:
+            request_type = C.CALL_16 if self.call_16 else C.CALL
+            try:
+                reply = await self._fast(request_type, {C.FUNCTION_NAME: func_name, C.TUPLE: args}, None)
+            except _Again as again:
+                deadline = again.deadline
+            else:
+                return response_of(reply, request_type, None, None)
         return cast(Response, await self.perform(_rq.call(
-            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx)))
+            func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 
     async def eval(self, expr: str, *args: Any, on_push: PushCallback | None = None,
                    on_push_ctx: Any = None) -> Response:

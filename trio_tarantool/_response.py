@@ -155,7 +155,7 @@ class Response(Sequence[Any]):
         data: The returned tuples (or values of a call), as a list.
     """
 
-    __slots__ = ("_body", "_request_type", "_schema", "_space", "code", "data", "schema_version", "sync")
+    __slots__ = ("_reply", "_request_type", "_schema", "_space", "data")
 
     def __init__(self, reply: Reply, *, request_type: int | None = None) -> None:
         """Wrap a successful reply.
@@ -169,15 +169,12 @@ class Response(Sequence[Any]):
             ProtocolError: The reply could not be decoded, its DATA is not an
                 array, or an SQL key has the wrong shape.
         """
-        self.sync = reply.sync
-        self.code = reply.code
-        self.schema_version = reply.schema_version
+        self._reply = reply
         self._request_type = request_type
         #: Set by the connection for requests on a space (rows by name).
         self._space: int | str | None = None
         self._schema: Schema | None = None
         body = reply.body
-        self._body = body
         data = body.get(_DATA)
         if type(data) is list:  # the hot path: one test, rows never walked
             self.data: list[Any] = data
@@ -187,6 +184,25 @@ class Response(Sequence[Any]):
                 _check_sql_keys(body, reply_to(request_type, reply.sync))
         else:
             self.data = _other_data(reply, data, request_type)
+
+    @property
+    def sync(self) -> int:
+        """The request id the reply answers."""
+        return self._reply.sync
+
+    @property
+    def code(self) -> int:
+        """The response type (0 for success)."""
+        return self._reply.code
+
+    @property
+    def schema_version(self) -> int:
+        """The server's schema version when it answered."""
+        return self._reply.schema_version
+
+    @property
+    def _body(self) -> dict[int, Any]:
+        return self._reply.body
 
     def _where(self) -> str:
         return reply_to(self._request_type, self.sync)
@@ -307,6 +323,28 @@ class Response(Sequence[Any]):
         if len(self.data) > 5:
             return f"<Response sync={self.sync} rows={len(self.data)} {self.data[:5]!r}...>"
         return f"<Response sync={self.sync} {self.data!r}>"
+
+
+_new_response = object.__new__
+
+
+def response_of(reply: Reply, request_type: int, space: int | str | None, schema: Schema | None) -> Response:
+    """``Response(reply, request_type=request_type)`` with its space and schema
+    (rows by name) set: the connection's hot path, which builds the object
+    directly when the body is the plain ``{DATA: [...]}`` (any other shape
+    goes through the checking constructor)."""
+    body = reply.body
+    data = body.get(_DATA)
+    if type(data) is list and len(body) == 1:
+        response: Response = _new_response(Response)
+        response._reply = reply
+        response._request_type = request_type
+        response.data = data
+    else:
+        response = Response(reply, request_type=request_type)
+    response._space = space
+    response._schema = schema
+    return response
 
 
 def database_error(reply: Reply) -> DatabaseError:

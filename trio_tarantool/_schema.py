@@ -91,14 +91,23 @@ class Schema:
         A ``bytes`` name (what an ``encoding=None`` connection hands around) is
         decoded as UTF-8, as the names from the server were.
         """
-        return self._space_ids.get(_name(name))
+        space_id = self._space_ids.get(name)  # type: ignore[arg-type]
+        if space_id is None and type(name) is not str:
+            space_id = self._space_ids.get(_name(name))
+        return space_id
 
     def space_name(self, space_id: int) -> str | None:
         return self._space_names.get(space_id)
 
     def index_id(self, space_id: int, name: str | bytes) -> int | None:
         """The id of index ``name`` of a space, or None."""
-        return self._index_ids.get(space_id, {}).get(_name(name))
+        names = self._index_ids.get(space_id)
+        if names is None:
+            return None
+        index_id = names.get(name)  # type: ignore[arg-type]
+        if index_id is None and type(name) is not str:
+            index_id = names.get(_name(name))
+        return index_id
 
     def field_names(self, space: int | str | bytes) -> tuple[str, ...]:
         """The names of a space's formatted fields, in order (empty without a format).

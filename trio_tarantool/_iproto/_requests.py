@@ -35,44 +35,80 @@ INT_END = 1 << 64
 INT_RANGE_TEXT = "the msgpack range -2**63 .. 2**64-1"
 
 
+#: The whole packet head ``ce <len32> 8N 00 <type> 01 <sync>`` in one struct, by
+#: the width of the sync (positive fixint, uint16, uint32): the common cases.
+_HEAD_FIX = struct.Struct(">BIBBBBB").pack
+_HEAD_16 = struct.Struct(">BIBBBBBH").pack
+_HEAD_32 = struct.Struct(">BIBBBBBI").pack
+
+
 class Encoder:
     """Frames requests; one per connection (it owns a reusable msgpack Packer)."""
 
-    __slots__ = ("_pack",)
+    __slots__ = ("_pack", "_version", "_version_bytes")
 
     def __init__(self) -> None:
         self._pack = msgpack.Packer(default=_ext_default, use_bin_type=True).pack
+        #: The last schema version framed and its header entry (``05 <uint>``).
+        self._version = 0
+        self._version_bytes = b""
 
     def frame(self, request_type: int, sync: int, body: Mapping[int, Any] | None,
               schema_version: int | None = None, stream_id: int = 0) -> bytes:
         """One complete packet.
+
+        The header is written by one ``struct`` call for the usual request
+        (no stream, a sync below 2**32): the same bytes msgpack would make
+        for the map ``{REQUEST_TYPE: t, SYNC: s[, SCHEMA_VERSION: v]}``.
 
         Raises:
             ConfigurationError: A value in ``body`` cannot be encoded; the
                 message names the method, the argument and where in it.
         """
         pack = self._pack
-        if stream_id:
-            head: dict[int, int] = {C.REQUEST_TYPE: request_type, C.SYNC: sync, C.STREAM_ID: stream_id}
-            if schema_version:
-                head[C.SCHEMA_VERSION] = schema_version
-            header = pack(head)
-        elif schema_version:
-            header = pack({C.REQUEST_TYPE: request_type, C.SYNC: sync, C.SCHEMA_VERSION: schema_version})
-        else:
-            header = pack({C.REQUEST_TYPE: request_type, C.SYNC: sync})
         if body is None:
-            payload = header + b"\x80"
+            payload = b"\x80"
         else:
             try:
-                payload = header + pack(body)
+                payload = pack(body)
             except (TypeError, ValueError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
                 # msgpack's Packer resets its buffer on failure, so this encoder stays usable.
                 error = unencodable_error(request_type, body)
                 if request_type == C.AUTH:  # never chain an error that may quote a password
                     raise error from None
                 raise error from exc
-        return bytes(_pack_len(0xCE, len(payload)) + payload)
+        if stream_id or not 0 <= sync <= 0xFFFFFFFF or not 0 <= request_type <= 0x7F:
+            return self._frame_general(request_type, sync, payload, schema_version, stream_id)
+        if schema_version:
+            if schema_version != self._version:
+                self._version_bytes = b"\x05" + pack(schema_version)
+                self._version = schema_version
+            extra = self._version_bytes
+            size = len(extra) + len(payload)
+            if sync > 0xFFFF:
+                head = _HEAD_32(0xCE, 9 + size, 0x83, 0, request_type, 1, 0xCE, sync)
+            elif sync > 0x7F:
+                head = _HEAD_16(0xCE, 7 + size, 0x83, 0, request_type, 1, 0xCD, sync)
+            else:
+                head = _HEAD_FIX(0xCE, 5 + size, 0x83, 0, request_type, 1, sync)
+            return b"".join((head, extra, payload))
+        if sync > 0xFFFF:
+            return _HEAD_32(0xCE, 9 + len(payload), 0x82, 0, request_type, 1, 0xCE, sync) + payload
+        if sync > 0x7F:
+            return _HEAD_16(0xCE, 7 + len(payload), 0x82, 0, request_type, 1, 0xCD, sync) + payload
+        return _HEAD_FIX(0xCE, 5 + len(payload), 0x82, 0, request_type, 1, sync) + payload
+
+    def _frame_general(self, request_type: int, sync: int, payload: bytes,
+                       schema_version: int | None, stream_id: int) -> bytes:
+        """:meth:`frame` for a stream request or an out-of-the-way type or sync."""
+        pack = self._pack
+        head: dict[int, int] = {C.REQUEST_TYPE: request_type, C.SYNC: sync}
+        if stream_id:
+            head[C.STREAM_ID] = stream_id
+        if schema_version:
+            head[C.SCHEMA_VERSION] = schema_version
+        header: bytes = pack(head)
+        return _pack_len(0xCE, len(header) + len(payload)) + header + payload
 
 
 # -- what went wrong, for an error message --------------------------------------------
