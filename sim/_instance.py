@@ -183,6 +183,7 @@ class FakeInstance:
         self.version = self.config.version
         self.uuid = world.uuid()
         self.db = Database()
+        self.db.major = self.config.major
         self.functions: dict[str, Handler] = {}
         self.evals: dict[str, Handler] = {}
         self.requests: Counter[str] = Counter()

@@ -261,6 +261,7 @@ class Space:
         on such copies (see :mod:`sim._txn`).
         """
         copy = Space(self.id, self.name, self.format, self.engine)
+        copy.db = self.db  # for the version's messages; DDL is never run on a copy
         for idx in self.indexes:
             copy.indexes.append(Index(copy, idx.id, idx.name, list(idx.parts), idx.unique, idx.type,
                                       list(idx._keys), list(idx._tuples)))
@@ -280,11 +281,7 @@ class Space:
             if value is None and f.is_nullable:
                 continue
             if not _is_type(value, f.type):
-                raise BoxError(
-                    ER_FIELD_TYPE,
-                    f"Tuple field {i + 1} type does not match one required by operation: "
-                    f"expected {f.type}",
-                )
+                raise self._field_type_error(i, f.type, value)
         for idx in self.indexes:
             for p in idx.parts:
                 if p.field >= len(tup):
@@ -297,11 +294,17 @@ class Space:
                 if value is None and p.is_nullable:
                     continue
                 if not _is_type(value, p.type):
-                    raise BoxError(
-                        ER_FIELD_TYPE,
-                        f"Tuple field {p.field + 1} type does not match one required by "
-                        f"operation: expected {p.type}",
-                    )
+                    raise self._field_type_error(p.field, p.type, value)
+
+    def _field_type_error(self, fno: int, expected: str, value: Any) -> BoxError:
+        """ER_FIELD_TYPE as this version words it (3.x names the field and the value's type)."""
+        if self.db is None or self.db.major < 3:
+            return BoxError(ER_FIELD_TYPE, f"Tuple field {fno + 1} type does not match one required by "
+                                           f"operation: expected {expected}")
+        name = f" ({self.format[fno].name})" if fno < len(self.format) else ""
+        return BoxError(ER_FIELD_TYPE, f"Tuple field {fno + 1}{name} type does not match one required by "
+                                       f"operation: expected {expected}, got {mp_type(value)}",
+                        fields={"name": "FIELD_TYPE"})
 
     def _conflict(self, tup: Sequence[Any], old: Sequence[Any] | None) -> None:
         for idx in self.indexes:
@@ -312,6 +315,14 @@ class Space:
                 continue  # nulls never collide in a nullable unique index
             found = idx.get(key)
             if found is not None and found is not old:
+                if self.db is not None and self.db.major >= 3:
+                    raise BoxError(
+                        ER_TUPLE_FOUND,
+                        f'Duplicate key exists in unique index "{idx.name}" in space "{self.name}" '
+                        f"with old tuple - {mp_str(found)} and new tuple - {mp_str(tup)}",
+                        fields={"name": "TUPLE_FOUND", "index": idx.name, "space": self.name,
+                                "old_tuple": list(found), "new_tuple": list(tup)},
+                    )
                 raise BoxError(
                     ER_TUPLE_FOUND,
                     f"Duplicate key exists in unique index '{idx.name}' in space '{self.name}'",
@@ -429,6 +440,44 @@ class Space:
         return new, old
 
 
+def mp_type(value: Any) -> str:
+    """The MsgPack type name Tarantool's messages use for ``value``."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "unsigned" if value >= 0 else "integer"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (bytes, bytearray)):
+        return "varbinary"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "map"
+    return "extension"
+
+
+def mp_str(value: Any) -> str:
+    """A value as Tarantool prints it in error messages (``[6, "Bob", 40.5, null]``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, int) or not value.is_integer() else str(int(value))
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(mp_str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{mp_str(k)}: {mp_str(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 # -- the whole database ---------------------------------------------------------
 
 @dataclass
@@ -445,6 +494,8 @@ class Database:
 
     def __init__(self) -> None:
         self.spaces: dict[int, Space] = {}
+        #: The major version the instance plays (3: 3.x's error messages).
+        self.major = 2
         #: Tarantool 2.6 starts around 80 on a fresh instance; DDL bumps it.
         self.schema_version = 80
         #: System views, rebuilt when the schema version moves (DDL always bumps it).

@@ -1,11 +1,12 @@
-"""Fidelity: the same request sequence against the simulator and a real 2.6.
+"""Fidelity: the same request sequence against the simulator and a real 2.6 and 3.8.
 
 Sequences are drawn from a seeded generator over a small key space, so they
 hit duplicates, missing keys, partial keys, bad types and every update op.
 Each sequence runs twice with the real client: once against a real Tarantool
 (its own ``trio.run``, real sockets), once against a simulated instance (its
 own ``trio.run`` with the fake network). Data and error codes must match;
-a divergence is a bug in the simulator first.
+a divergence is a bug in the simulator first. Every test runs once per server
+kind (``[2.6]``, ``[3.8]``), the simulator playing that version.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import trio
 import trio.testing
 
 import trio_tarantool as tt
-from tests.real._servers import ServerManager
+from tests.sim._real import SERVER_KINDS, sim_version, started_instance
 from trio_tarantool import sim
 
 pytestmark = pytest.mark.real
@@ -93,6 +94,21 @@ def _op(r: random.Random) -> list[Any]:
     return [name, field, arg]
 
 
+def _modelled(ops: list[Op], version: str) -> list[Op]:
+    """The requests whose rules the simulator models for ``version``.
+
+    3.x changed the update engine (the same field may be updated twice in a
+    request, ``=``/``!``/``#`` past the end of the tuple, the order of checks,
+    upsert's handling of failing ops) and checks an iterator before the key;
+    the simulator follows 2.6's rules there, so against 3.8 the sequences
+    leave out updates, upserts and BITS_ALL_SET (a known gap, docs/sim.md).
+    """
+    if version.startswith("2."):
+        return ops
+    return [op for op in ops if op[0] not in ("update", "upsert")
+            and op[2].get("iterator") != "BITS_ALL_SET"]
+
+
 async def _run(conn: tt.Connection, ops: list[Op], space: str = SPACE) -> list[Any]:
     results: list[Any] = []
     for name, args, kw in ops:
@@ -120,9 +136,9 @@ def _fid_schema(rs: sim.Replicaset) -> None:
                              ("byname", [("name", "string")], False)])
 
 
-def _on_sim(ops: list[Op], space: str = SPACE, schema: Any = _fid_schema) -> list[Any]:
+def _on_sim(ops: list[Op], space: str = SPACE, schema: Any = _fid_schema, version: str = "2.6.0") -> list[Any]:
     async def main() -> list[Any]:
-        async with sim.open_replicaset(n=1, users={"test": "test-password"}) as rs:
+        async with sim.open_replicaset(n=1, version=version, users={"test": "test-password"}) as rs:
             schema(rs)
             async with tt.connect(rs[0].host, rs[0].port, user="test", password="test-password") as conn:
                 return await _run(conn, ops, space)
@@ -130,19 +146,21 @@ def _on_sim(ops: list[Op], space: str = SPACE, schema: Any = _fid_schema) -> lis
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-@pytest.fixture(scope="module")
-def real_server() -> Iterator[Any]:
-    with ServerManager() as manager:
-        yield manager.start_instance(name="fidelity")
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def real_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A real server of each kind; ``.sim_version`` is what the simulator plays against it."""
+    for inst in started_instance(request.param, "fidelity"):
+        inst.sim_version = sim_version(request.param)
+        yield inst
 
 
 @pytest.mark.parametrize("seed", range(1, 41))
 def test_sim_matches_real_tarantool(real_server: Any, seed: int) -> None:
     real_server.admin_eval("if box.space.fid then box.space.fid:drop() end return true")
     real_server.admin_eval(CREATE_LUA)
-    ops = _requests(seed, 200)
+    ops = _modelled(_requests(seed, 200), real_server.sim_version)
     real = _on_real(real_server.host, real_server.port, ops)
-    simulated = _on_sim(ops)
+    simulated = _on_sim(ops, version=real_server.sim_version)
     for i, (op, a, b) in enumerate(zip([*ops, ("final", (), {})], real, simulated, strict=True)):
         assert a == b, f"request #{i} {op}: real {a} != sim {b}"
 
@@ -205,8 +223,8 @@ def _requests_2(seed: int, count: int) -> list[Op]:
 def test_composite_keys_and_scalar_order_match_real_tarantool(real_server: Any, seed: int) -> None:
     real_server.admin_eval("if box.space.fid2 then box.space.fid2:drop() end return true")
     real_server.admin_eval(CREATE_LUA_2)
-    ops = _requests_2(seed, 200)
+    ops = _modelled(_requests_2(seed, 200), real_server.sim_version)
     real = _on_real(real_server.host, real_server.port, ops, "fid2")
-    simulated = _on_sim(ops, "fid2", _fid2_schema)
+    simulated = _on_sim(ops, "fid2", _fid2_schema, real_server.sim_version)
     for i, (op, a, b) in enumerate(zip([*ops, ("final", (), {})], real, simulated, strict=True)):
         assert a == b, f"request #{i} {op}: real {a} != sim {b}"
