@@ -25,6 +25,7 @@ from ._errors import PoolTolopogyError as PoolTolopogyError
 from ._errors import PoolTopologyError as PoolTopologyError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import SchemaError as SchemaError
+from ._errors import ServerError as ServerError
 from ._errors import TarantoolTimeoutError as TarantoolTimeoutError
 from ._iproto import Adjust as Adjust
 from ._iproto import Datetime as Datetime

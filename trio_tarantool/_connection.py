@@ -63,13 +63,13 @@ from ._crud import CrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
-    DatabaseError,
     Error,
     ErrorCode,
     NetworkError,
     NotSupportedError,
     ProtocolError,
     SchemaError,
+    ServerError,
     TarantoolTimeoutError,
 )
 from ._iproto import _requests as R
@@ -252,8 +252,8 @@ def _copy_error(exc: Error) -> Error:
     try:
         if isinstance(exc, NetworkError):
             return type(exc)(exc.message, may_have_executed=False)
-        if type(exc) is DatabaseError:
-            return DatabaseError(exc.code, exc.message, exc.extra_info)
+        if type(exc) is ServerError:
+            return ServerError(exc.code, exc.message, exc.extra_info)
     except TypeError:  # a subclass with another constructor
         pass
     return exc
@@ -591,7 +591,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         logger.info("%s: connect attempt %d of %d failed: %s", self._where, n + 1,
                                     attempts, exc.message)
                         continue
-                    except DatabaseError as exc:  # refused authentication: trying again will not help
+                    except ServerError as exc:  # refused authentication: trying again will not help
                         last = exc
                         logger.info("%s: authentication refused: %s", self._where, exc)
                         break
@@ -777,6 +777,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         pop = self._waiters.pop
         reschedule = trio.lowlevel.reschedule
         Value = outcome.Value
+        chunk, event = C.CHUNK, C.EVENT
         stream = link.stream
         error: NetworkError | None = None
         fd = link.fd
@@ -805,10 +806,11 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         break
                     decoder.feed(data)
                     for reply in decoder.replies():
-                        if reply.code == C.CHUNK:
+                        code = reply.code
+                        if code == chunk:
                             self._on_push(reply)
                             continue
-                        if reply.code == C.EVENT:
+                        if code == event:
                             self._on_event(link, reply)
                             continue
                         waiter = pop(reply.sync, None)
@@ -1318,7 +1320,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                 version = None
                 space_id: int | None = space_name if type(space_name) is int else None
                 if space_id is None and type(space_name) is str and schema is not None:
-                    space_id, version = schema.space_id(space_name), schema.version
+                    space_id, version = schema.space_ids.get(space_name), schema.version
                 index_id: int | None = index if type(index) is int else None
                 if index_id is None and type(index) is str and schema is not None and space_id is not None:
                     index_id, version = schema.index_id(space_id, index), schema.version
@@ -1342,7 +1344,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         if type(space_name) is int:
             space_id: int | None = space_name
         elif type(space_name) is str and schema is not None:
-            space_id, version = schema.space_id(space_name), schema.version
+            space_id, version = schema.space_ids.get(space_name), schema.version
         else:
             space_id = None
         if space_id is None:
@@ -1506,7 +1508,7 @@ async def connect(
     default (against ``ssl_ca_file``, else the system trust store, and its
     host name; ``ssl_check_hostname=False`` and ``ssl_verify=False`` are the
     explicit opt-outs). Raises :class:`NetworkError` if the server cannot be
-    reached, :class:`DatabaseError` if authentication fails,
+    reached, :class:`ServerError` if authentication fails,
     :class:`TarantoolTimeoutError` past ``connection_timeout``, and
     :class:`ConfigurationError` for a bad option, before connecting.
     """

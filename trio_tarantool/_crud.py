@@ -36,8 +36,8 @@ from ._errors import (
     ConfigurationError,
     CrudModuleError,
     CrudModuleManyError,
-    DatabaseError,
     ErrorCode,
+    ServerError,
 )
 from ._iproto._requests import describe
 from ._iproto._requests import operations as operations_list
@@ -205,9 +205,9 @@ class CrudMixin(abc.ABC):
             response = await self._crud_call(func_name, args)
         except CrudModuleError:
             raise
-        except DatabaseError as exc:
+        except ServerError as exc:
             if exc.code in _HINT_CODES and CRUD_HINT not in exc.message:
-                raise DatabaseError(exc.code, exc.message + CRUD_HINT, exc.extra_info) from exc
+                raise ServerError(exc.code, exc.message + CRUD_HINT, exc.extra_info) from exc
             raise
         return list(response.data)
 

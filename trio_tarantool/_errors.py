@@ -292,11 +292,47 @@ class NotSupportedError(Error):
     """The request needs something this connection or server does not offer."""
 
 
-class SchemaError(Error):
+class DatabaseError(Error):
+    """The database did not do what was asked: the reference connector's broad class.
+
+    As in tarantool-python, it covers an error answer from the server
+    (:class:`ServerError`), a failed connection (:class:`NetworkError`), an
+    unknown space or index name (:class:`SchemaError`) and a pool with no
+    instance for the mode (:class:`PoolTopologyError`), so ported
+    ``except DatabaseError:`` code catches what it caught there. Catch
+    :class:`ServerError` for "the server answered with an error" only.
+
+    ``DatabaseError(code, message[, extra_info])`` (the reference's way of
+    making one) gives a :class:`ServerError`.
+
+    Attributes:
+        code: The box error code of a :class:`ServerError`; 0 for the others.
+        message: What went wrong.
+        may_have_executed: Whether the request may have run (see the subclasses).
+    """
+
+    code: int = 0
+    #: True when the request may have run on the server; a schema or topology
+    #: error stops a request before it is sent.
+    may_have_executed: bool = False
+    #: The server's error stack of a :class:`ServerError`; None for the others.
+    extra_info: BoxError | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> DatabaseError:
+        if cls is DatabaseError and args and isinstance(args[0], int) and not isinstance(args[0], bool):
+            return super().__new__(ServerError)
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.message = str(args[0]) if args else ""
+
+
+class SchemaError(DatabaseError):
     """A space or index name could not be resolved on the server's schema."""
 
 
-class DatabaseError(Error):
+class ServerError(DatabaseError):
     """The server executed the request and answered with an error.
 
     Attributes:
@@ -307,7 +343,7 @@ class DatabaseError(Error):
     """
 
     def __init__(self, code: int, message: str, extra_info: BoxError | None = None) -> None:
-        super().__init__(code, message)
+        Exception.__init__(self, code, message)
         self.code = code
         self.message = message
         self.extra_info = extra_info
@@ -317,9 +353,9 @@ class DatabaseError(Error):
     def may_have_executed(self) -> bool:
         """False when the server refused the request before executing it.
 
-        Derived from the code unless set: the pool sets it to True for a CALL,
-        EVAL or EXECUTE refused with ER_READONLY/ER_LOADING, because such a
-        refusal may come from inside code that already did something.
+        Derived from the code unless set: a CALL, EVAL or EXECUTE refused with
+        ER_READONLY/ER_LOADING says True, because such a refusal may come from
+        inside code that already did something.
         """
         if self._may_have_executed is not None:
             return self._may_have_executed
@@ -333,7 +369,7 @@ class DatabaseError(Error):
         return f"({error_name(self.code)}) {self.message}"
 
 
-class NetworkError(Error):
+class NetworkError(DatabaseError):
     """The connection failed, so the request's outcome is known only partly.
 
     Attributes:
@@ -342,7 +378,7 @@ class NetworkError(Error):
     """
 
     def __init__(self, message: str, *, may_have_executed: bool = True) -> None:
-        super().__init__(message)
+        Exception.__init__(self, message)
         self.message = message
         self.may_have_executed = may_have_executed
 
@@ -370,7 +406,7 @@ class TarantoolTimeoutError(NetworkError, builtins.TimeoutError):
     """
 
 
-class CrudModuleError(DatabaseError):
+class CrudModuleError(ServerError):
     """A crud.* function returned an error (``nil, err``).
 
     Attributes:
@@ -383,7 +419,7 @@ class CrudModuleError(DatabaseError):
         self.extra_info_error = error
 
 
-class CrudModuleManyError(DatabaseError):
+class CrudModuleManyError(ServerError):
     """A crud.*_many function failed for some of its tuples.
 
     Attributes:
@@ -399,7 +435,7 @@ class CrudModuleManyError(DatabaseError):
         self.errors_list = list(errors)
 
 
-class PoolTopologyError(Error):
+class PoolTopologyError(DatabaseError):
     """No pool instance fits the request's mode."""
 
 

@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import DatabaseError, Error, ErrorCode, NetworkError, TarantoolTimeoutError
+from ._errors import Error, ErrorCode, NetworkError, ServerError, TarantoolTimeoutError
 from ._iproto import _constants as C
 from ._retry import Failure, classify
 from ._strategy import InstanceState, Status
@@ -231,7 +231,7 @@ class Health:
         """Update ``unit`` from a request's failure."""
         if self.closed:
             return
-        if isinstance(exc, DatabaseError):
+        if isinstance(exc, ServerError):
             if classify(exc) == Failure.READONLY:
                 unit.last_error = str(exc)
                 self.set_state(unit, InstanceState(unit.state.status, True))
@@ -251,7 +251,7 @@ class Health:
                 unit.last_error = str(exc)
                 unit.wake.set()
 
-    def _hint_leader(self, unit: PoolUnit, exc: DatabaseError) -> None:
+    def _hint_leader(self, unit: PoolUnit, exc: ServerError) -> None:
         """Probe the leader a 3.x ER_READONLY names every MIN_GAP until it is writable."""
         fields = exc.extra_info.fields if exc.extra_info is not None else {}
         leader = fields.get("leader_uuid")
@@ -364,7 +364,7 @@ class Health:
         except (KeyError, IndexError, TypeError):
             error = "box.info probe: the answer is not (ro, status)"
         except Exception as exc:  # never let a probe error end the loop
-            error = f"box.info probe failed: {exc}" if isinstance(exc, NetworkError | DatabaseError) \
+            error = f"box.info probe failed: {exc}" if isinstance(exc, NetworkError | ServerError) \
                 else f"box.info probe failed: {exc!r}"
         if self.closed:
             return

@@ -87,12 +87,12 @@ from ._crud import PoolCrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
-    DatabaseError,
     Error,
     ErrorCode,
     NetworkError,
     NotSupportedError,
     PoolTopologyError,
+    ServerError,
     TarantoolTimeoutError,
 )
 from ._health import Health
@@ -126,6 +126,8 @@ class _Slow:
 
 
 _SLOW = _Slow()
+#: What a caller's wait yields when the pool's deadline passed first.
+_TIMED_OUT = object()
 
 
 @dataclass(slots=True)
@@ -166,6 +168,10 @@ def queue_factory() -> tuple[trio.MemorySendChannel[PoolTask], trio.MemoryReceiv
     return trio.open_memory_channel[PoolTask](math.inf)
 
 
+#: The shortest probe period (what ``refresh_delay=0`` means).
+_MIN_REFRESH = 0.01
+
+
 @dataclass
 class PoolUnit:
     """One instance of the pool: its address, connection, channel, task and state.
@@ -200,6 +206,10 @@ class PoolUnit:
     def addr(self) -> dict[str, Any]:
         """The address as the reference gives it: ``{"host": ..., "port": ..., ...}``."""
         return self.address.as_dict()
+
+    def get_address(self) -> str:
+        """``host:port`` (or the socket path), as the reference's ``get_address``."""
+        return self.address.key
 
     @property
     def key(self) -> str:
@@ -297,7 +307,7 @@ class ConnectionPool(PoolCrudMixin):
         addresses = validate_addrs(addrs)
         if not isinstance(status_events, bool):
             raise ConfigurationError(f"status_events must be True or False, got {status_events!r}")
-        _check_number("refresh_delay", refresh_delay, positive=True)
+        _check_number("refresh_delay", refresh_delay)
         _check_number("probe_timeout", probe_timeout, allow_none=True, positive=True)
         if not callable(strategy_class):
             raise ConfigurationError(f"strategy_class must be a class, got {strategy_class!r}")
@@ -323,7 +333,10 @@ class ConnectionPool(PoolCrudMixin):
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
         self.status_events = status_events
-        self._health = Health(self._units, self.strategy.update, self.refresh_delay, self.probe_timeout,
+        # refresh_delay=0 (the reference: refresh all the time) probes as often as
+        # the pacing lets it, every _MIN_REFRESH, never in a busy loop.
+        self._health = Health(self._units, self.strategy.update,
+                              max(self.refresh_delay, _MIN_REFRESH), self.probe_timeout,
                               status_events=status_events)
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -423,6 +436,11 @@ class ConnectionPool(PoolCrudMixin):
         return not any(u.request_processing_enabled and not u.conn.is_closed() for u in self._units)
 
     # -- introspection -----------------------------------------------------------------
+    @property
+    def pool(self) -> dict[str, PoolUnit]:
+        """The units by ``host:port``, as the reference's ``pool.pool`` (a fresh dict)."""
+        return {unit.key: unit for unit in self._units}
+
     def statistics(self) -> tuple[InstanceStatistics, ...]:
         """A frozen snapshot per instance, in address order."""
         return tuple(
@@ -533,7 +551,7 @@ class ConnectionPool(PoolCrudMixin):
         )
 
     @staticmethod
-    def _closed_during(unit: PoolUnit, exc: DatabaseError | NetworkError,
+    def _closed_during(unit: PoolUnit, exc: ServerError | NetworkError,
                        may_have_executed: bool) -> Exception:
         """The error for a request the pool's close() overtook (``may_have_executed``
         covers every attempt)."""
@@ -559,12 +577,22 @@ class ConnectionPool(PoolCrudMixin):
         conn = unit.conn
         request = ptask.request
         assert request is not None
-        ptask.caller = trio.lowlevel.current_task()
+        caller = ptask.caller = trio.lowlevel.current_task()
         start = trio.current_time()
-        try:
-            unit.send_channel.send_nowait(ptask)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise self._closed_error() from None
+        # While the instance task runs (its nursery hosts the connection) and
+        # the socket is ready, queuing on the connection never waits: do it
+        # here, with no hop and no wake-up of the instance task. Only a request
+        # that must wait (connecting, schema, max_in_flight, draining) travels
+        # to the instance task over the channel.
+        ticket = conn.submit_nowait(request, caller) if unit.task is not None else None
+        if ticket is not None:
+            ptask.ticket = ticket
+            ptask.state = _SUBMITTED
+        else:
+            try:
+                unit.send_channel.send_nowait(ptask)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise self._closed_error() from None
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             if ptask.state == _SUBMITTED and ptask.ticket is not None:
@@ -574,14 +602,19 @@ class ConnectionPool(PoolCrudMixin):
 
         unit.in_flight += 1
         try:
-            with trio.move_on_at(deadline) as scope:
+            if deadline == math.inf:  # no cancel scope to open and close
                 reply = await trio.lowlevel.wait_task_rescheduled(abort)
+            else:
+                reply = _TIMED_OUT
+                with trio.move_on_at(deadline):
+                    reply = await trio.lowlevel.wait_task_rescheduled(abort)
+            if reply is not _TIMED_OUT:
                 if reply is not _SLOW:
                     assert ptask.ticket is not None
                     result = conn.finish(request, ptask.ticket, reply, start)
                     if result is not RESEND:
                         return result
-            if not scope.cancelled_caught:  # not possible at once, or a stale schema
+                # Not possible at once, or a stale schema.
                 if conn.draining:
                     # The server is shutting down: the connection would wait
                     # for its drain and reconnect there; send it elsewhere.
@@ -603,7 +636,7 @@ class ConnectionPool(PoolCrudMixin):
         if mode is None:
             raise ConfigurationError("Please, specify 'mode' keyword argument")
         if not isinstance(mode, Mode):
-            raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+            raise ConfigurationError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
         if not isinstance(idempotent, bool):
             raise ConfigurationError(f"idempotent must be True or False, got {idempotent!r}")
         if self._closed or not self._connected:
@@ -615,10 +648,16 @@ class ConnectionPool(PoolCrudMixin):
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         may_have_executed = False
         attempt_mode = mode
-        previous: DatabaseError | NetworkError | None = None
+        previous: ServerError | NetworkError | None = None
         for attempt in range(2):
             try:
-                unit = await self._pick(attempt_mode, deadline)
+                if self._closed:
+                    unit = await self._pick(attempt_mode, deadline)  # raises the closed error
+                else:
+                    try:  # the usual case, without a coroutine: an instance fits now
+                        unit = self.strategy.getnext(attempt_mode)
+                    except PoolTopologyError:
+                        unit = await self._pick(attempt_mode, deadline)
             except PoolTopologyError:
                 if previous is None:
                     raise
@@ -631,7 +670,7 @@ class ConnectionPool(PoolCrudMixin):
             try:
                 ptask = PoolTask(method_name, args, kwargs or {}, request)
                 return await self._attempt(unit, ptask, deadline)
-            except (DatabaseError, NetworkError) as exc:
+            except (ServerError, NetworkError) as exc:
                 decision = decide(kind, attempt_mode, classify(exc), idempotent=idempotent,
                                   attempt=attempt, enabled=self.retry_not_executed,
                                   code_may_have_run=exc.may_have_executed)
@@ -657,7 +696,7 @@ class ConnectionPool(PoolCrudMixin):
         raise AssertionError("unreachable: the second attempt never retries")
 
     @staticmethod
-    def _final(exc: DatabaseError | NetworkError, unit: PoolUnit | None, may_have_executed: bool,
+    def _final(exc: ServerError | NetworkError, unit: PoolUnit | None, may_have_executed: bool,
                *, retried: bool = False) -> Exception:
         """The error the caller gets: naming its instance, saying whether any attempt may have run."""
         if isinstance(exc, NetworkError):
@@ -694,7 +733,7 @@ class ConnectionPool(PoolCrudMixin):
 
     def _check_mode(self, mode: Any) -> Mode:
         if not isinstance(mode, Mode):
-            raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+            raise ConfigurationError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
         if self._closed or not self._connected:
             raise self._closed_error()
         return mode
@@ -719,7 +758,7 @@ class ConnectionPool(PoolCrudMixin):
         unit = await self._pin(mode)
         try:
             return await unit.conn.stream()
-        except (DatabaseError, NetworkError) as exc:
+        except (ServerError, NetworkError) as exc:
             self._health.note_failure(unit, exc)
             raise
 
@@ -746,7 +785,7 @@ class ConnectionPool(PoolCrudMixin):
         try:
             async with unit.conn.transaction(isolation, timeout) as tx:
                 yield tx
-        except (DatabaseError, NetworkError) as exc:
+        except (ServerError, NetworkError) as exc:
             self._health.note_failure(unit, exc)
             raise
         finally:

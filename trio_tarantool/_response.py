@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
-from ._errors import BoxError, DatabaseError, ProtocolError, SchemaError, error_name
+from ._errors import BoxError, ProtocolError, SchemaError, ServerError, error_name
 from ._iproto import constants as C
 from ._iproto._decoder import Reply
 from ._iproto._ext import ExtDecodeError, decode_error_stack
@@ -301,7 +301,7 @@ class Response(Sequence[Any]):
     # -- the reference connector's names -----------------------------------------
     @property
     def return_code(self) -> int:
-        """0: a Response is always a success (errors raise :class:`DatabaseError`)."""
+        """0: a Response is always a success (errors raise :class:`ServerError`)."""
         return self.code & 0x7FFF
 
     @property
@@ -347,7 +347,7 @@ def response_of(reply: Reply, request_type: int, space: int | str | None, schema
     return response
 
 
-def database_error(reply: Reply) -> DatabaseError:
+def database_error(reply: Reply) -> ServerError:
     """The exception for an error reply: code, message and the error stack.
 
     The code comes from the header and is trusted; a malformed body only costs
@@ -377,4 +377,4 @@ def database_error(reply: Reply) -> DatabaseError:
             message = extra.message
     if not message and problems:
         message = f"(malformed error reply: {'; '.join(problems)})"
-    return DatabaseError(reply.error_code, message, extra)
+    return ServerError(reply.error_code, message, extra)

@@ -81,7 +81,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ._errors import DatabaseError, ErrorCode, NetworkError
+from ._errors import ErrorCode, NetworkError, ServerError
 from ._strategy import Mode
 
 __all__ = [
@@ -179,12 +179,12 @@ def kind_of(method_name: str) -> Kind:
 def classify(exc: BaseException) -> Failure:
     """How an attempt that raised ``exc`` failed.
 
-    Only :class:`DatabaseError` and :class:`NetworkError` are failures of an
+    Only :class:`ServerError` and :class:`NetworkError` are failures of an
     attempt; anything else is passed to the caller by the pool untouched.
     """
     if isinstance(exc, NetworkError):
         return Failure.UNKNOWN if exc.may_have_executed else Failure.NOT_SENT
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, ServerError):
         code = exc.code
         if code in _READONLY_CODES:
             return Failure.READONLY
@@ -213,7 +213,7 @@ def decide(kind: Kind, mode: Mode, failure: Failure, *, idempotent: bool = False
         attempt: 0 for the first attempt; only the first one may be retried.
         enabled: The pool's ``retry_not_executed``.
         code_may_have_run: For an ANSWERED failure, what the answer's own
-            error code says (``DatabaseError.may_have_executed``).
+            error code says (``ServerError.may_have_executed``).
     """
     if failure == Failure.NOT_SENT:
         ran = False

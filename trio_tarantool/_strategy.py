@@ -195,4 +195,4 @@ class RoundRobinStrategy(StrategyInterface[UnitT]):
             if self._rw:
                 return self._take("rw", self._rw)
             raise PoolTopologyError(_NO_ANY)
-        raise ValueError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+        raise ValueError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from . import _request as _rq
-from ._errors import ConfigurationError, DatabaseError, Error, NetworkError
+from ._errors import ConfigurationError, Error, NetworkError, ServerError
 from ._iproto import _constants as C
 from ._iproto import _requests as R
 from ._request import PushCallback, Request
@@ -119,7 +119,7 @@ class Stream:
         self._tx_socket = self.conn.socket_id
         try:
             await self.conn.perform(Request(C.BEGIN, R.begin_body(timeout, level)), None, self.stream_id)
-        except DatabaseError:
+        except ServerError:
             self._tx_socket = None  # refused: no transaction
             raise
         except NetworkError as exc:
@@ -207,7 +207,7 @@ async def transaction(conn: Connection, isolation: Any = Isolation.DEFAULT,
                 scope.deadline = trio.current_time() + ROLLBACK_TIMEOUT
                 try:
                     await stream.rollback()
-                except DatabaseError:
+                except ServerError:
                     pass  # the server answered: no transaction is open any more
                 except Error:
                     conn.reset("a transaction's rollback did not complete")

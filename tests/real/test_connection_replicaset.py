@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from tests.real._servers import Replicaset, TarantoolInstance
-from trio_tarantool import DatabaseError, ErrorCode, NetworkError, connect
+from trio_tarantool import DatabaseError, ErrorCode, NetworkError, ServerError, connect
 
 
 def _connect(inst: TarantoolInstance, **kwargs: Any) -> Any:
@@ -79,7 +79,7 @@ async def test_loading_instance_refuses_then_serves(replicaset: Replicaset) -> N
                     # Loading is over: it runs read-only without a full quorum.
                     assert (await c.call("whoami"))[0][3] is True
                     break
-            except DatabaseError as exc:
+            except ServerError as exc:
                 assert exc.code == ErrorCode.ER_LOADING
                 assert exc.may_have_executed is False
                 refused += 1

@@ -131,7 +131,7 @@ def test_a_lua_call_refused_as_read_only_is_never_run_again() -> None:
     result = run_scenario(PoolConfig(seed=7), steps)
     _ok(result)
     refused = [o for _, _, o in result.records if o != "ok"]
-    assert refused and all(o.startswith("DatabaseError(True): (ER_READONLY)") for o in refused), refused
+    assert refused and all(o.startswith("ServerError(True): (ER_READONLY)") for o in refused), refused
 
 
 def test_an_idempotent_call_is_retried_on_the_master() -> None:
@@ -171,13 +171,13 @@ def test_a_plain_scenario_routes_by_mode_and_spreads_evenly() -> None:
     # Only writes that may land on a replica fail, refused with ER_READONLY (the RO ones
     # always). A refused DML surely did not run; a refused Lua body may have run.
     for mode, kind, outcome in result.records:
-        refused = f"DatabaseError({kind != 'replace'}): (ER_READONLY)"
+        refused = f"ServerError({kind != 'replace'}): (ER_READONLY)"
         if kind in ("select", "echo") or mode in ("RW", "PREFER_RW"):
             assert outcome == "ok", (mode, kind, outcome)
         elif kind.endswith("_idem") and mode == "ANY":  # retried on the master, as a DML is
             assert outcome == "ok", (mode, kind, outcome)
         elif kind.endswith("_idem"):  # RO/PREFER_RO: the policy may retry on another replica
-            assert outcome.startswith("DatabaseError(True): (ER_READONLY)"), (mode, kind, outcome)
+            assert outcome.startswith("ServerError(True): (ER_READONLY)"), (mode, kind, outcome)
         elif mode in ("RO", "PREFER_RO"):
             assert outcome.startswith(refused), (mode, kind, outcome)
         else:

@@ -52,6 +52,7 @@ PUBLIC_NAMES = sorted([
     "RoundRobinStrategy",
     "Schema",
     "SchemaError",
+    "ServerError",
     "Status",
     "Stream",
     "StrategyInterface",
