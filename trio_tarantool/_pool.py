@@ -87,12 +87,12 @@ from ._crud import PoolCrudMixin
 from ._errors import (
     ConfigurationError,
     ConnectionClosedError,
-    DatabaseError,
     Error,
     ErrorCode,
     NetworkError,
     NotSupportedError,
     PoolTopologyError,
+    ServerError,
     TarantoolTimeoutError,
 )
 from ._health import Health
@@ -168,6 +168,10 @@ def queue_factory() -> tuple[trio.MemorySendChannel[PoolTask], trio.MemoryReceiv
     return trio.open_memory_channel[PoolTask](math.inf)
 
 
+#: The shortest probe period (what ``refresh_delay=0`` means).
+_MIN_REFRESH = 0.01
+
+
 @dataclass
 class PoolUnit:
     """One instance of the pool: its address, connection, channel, task and state.
@@ -202,6 +206,10 @@ class PoolUnit:
     def addr(self) -> dict[str, Any]:
         """The address as the reference gives it: ``{"host": ..., "port": ..., ...}``."""
         return self.address.as_dict()
+
+    def get_address(self) -> str:
+        """``host:port`` (or the socket path), as the reference's ``get_address``."""
+        return self.address.key
 
     @property
     def key(self) -> str:
@@ -299,7 +307,7 @@ class ConnectionPool(PoolCrudMixin):
         addresses = validate_addrs(addrs)
         if not isinstance(status_events, bool):
             raise ConfigurationError(f"status_events must be True or False, got {status_events!r}")
-        _check_number("refresh_delay", refresh_delay, positive=True)
+        _check_number("refresh_delay", refresh_delay)
         _check_number("probe_timeout", probe_timeout, allow_none=True, positive=True)
         if not callable(strategy_class):
             raise ConfigurationError(f"strategy_class must be a class, got {strategy_class!r}")
@@ -325,7 +333,10 @@ class ConnectionPool(PoolCrudMixin):
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
         self.status_events = status_events
-        self._health = Health(self._units, self.strategy.update, self.refresh_delay, self.probe_timeout,
+        # refresh_delay=0 (the reference: refresh all the time) probes as often as
+        # the pacing lets it, every _MIN_REFRESH, never in a busy loop.
+        self._health = Health(self._units, self.strategy.update,
+                              max(self.refresh_delay, _MIN_REFRESH), self.probe_timeout,
                               status_events=status_events)
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
@@ -425,6 +436,11 @@ class ConnectionPool(PoolCrudMixin):
         return not any(u.request_processing_enabled and not u.conn.is_closed() for u in self._units)
 
     # -- introspection -----------------------------------------------------------------
+    @property
+    def pool(self) -> dict[str, PoolUnit]:
+        """The units by ``host:port``, as the reference's ``pool.pool`` (a fresh dict)."""
+        return {unit.key: unit for unit in self._units}
+
     def statistics(self) -> tuple[InstanceStatistics, ...]:
         """A frozen snapshot per instance, in address order."""
         return tuple(
@@ -535,7 +551,7 @@ class ConnectionPool(PoolCrudMixin):
         )
 
     @staticmethod
-    def _closed_during(unit: PoolUnit, exc: DatabaseError | NetworkError,
+    def _closed_during(unit: PoolUnit, exc: ServerError | NetworkError,
                        may_have_executed: bool) -> Exception:
         """The error for a request the pool's close() overtook (``may_have_executed``
         covers every attempt)."""
@@ -620,7 +636,7 @@ class ConnectionPool(PoolCrudMixin):
         if mode is None:
             raise ConfigurationError("Please, specify 'mode' keyword argument")
         if not isinstance(mode, Mode):
-            raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+            raise ConfigurationError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
         if not isinstance(idempotent, bool):
             raise ConfigurationError(f"idempotent must be True or False, got {idempotent!r}")
         if self._closed or not self._connected:
@@ -632,7 +648,7 @@ class ConnectionPool(PoolCrudMixin):
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         may_have_executed = False
         attempt_mode = mode
-        previous: DatabaseError | NetworkError | None = None
+        previous: ServerError | NetworkError | None = None
         for attempt in range(2):
             try:
                 if self._closed:
@@ -654,7 +670,7 @@ class ConnectionPool(PoolCrudMixin):
             try:
                 ptask = PoolTask(method_name, args, kwargs or {}, request)
                 return await self._attempt(unit, ptask, deadline)
-            except (DatabaseError, NetworkError) as exc:
+            except (ServerError, NetworkError) as exc:
                 decision = decide(kind, attempt_mode, classify(exc), idempotent=idempotent,
                                   attempt=attempt, enabled=self.retry_not_executed,
                                   code_may_have_run=exc.may_have_executed)
@@ -680,7 +696,7 @@ class ConnectionPool(PoolCrudMixin):
         raise AssertionError("unreachable: the second attempt never retries")
 
     @staticmethod
-    def _final(exc: DatabaseError | NetworkError, unit: PoolUnit | None, may_have_executed: bool,
+    def _final(exc: ServerError | NetworkError, unit: PoolUnit | None, may_have_executed: bool,
                *, retried: bool = False) -> Exception:
         """The error the caller gets: naming its instance, saying whether any attempt may have run."""
         if isinstance(exc, NetworkError):
@@ -717,7 +733,7 @@ class ConnectionPool(PoolCrudMixin):
 
     def _check_mode(self, mode: Any) -> Mode:
         if not isinstance(mode, Mode):
-            raise ConfigurationError(f"mode must be a trio_tarantool.Mode, got {mode!r}")
+            raise ConfigurationError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
         if self._closed or not self._connected:
             raise self._closed_error()
         return mode
@@ -742,7 +758,7 @@ class ConnectionPool(PoolCrudMixin):
         unit = await self._pin(mode)
         try:
             return await unit.conn.stream()
-        except (DatabaseError, NetworkError) as exc:
+        except (ServerError, NetworkError) as exc:
             self._health.note_failure(unit, exc)
             raise
 
@@ -769,7 +785,7 @@ class ConnectionPool(PoolCrudMixin):
         try:
             async with unit.conn.transaction(isolation, timeout) as tx:
                 yield tx
-        except (DatabaseError, NetworkError) as exc:
+        except (ServerError, NetworkError) as exc:
             self._health.note_failure(unit, exc)
             raise
         finally:
