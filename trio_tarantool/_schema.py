@@ -58,7 +58,7 @@ def _fields(space: str, position: int, row: Any, layout: str, ids: tuple[int, ..
 class Schema:
     """Name -> id maps for spaces and their indexes, at one schema version."""
 
-    __slots__ = ("_formats", "_index_ids", "_space_ids", "_space_names", "version")
+    __slots__ = ("_formats", "_space_names", "index_ids", "space_ids", "version")
 
     def __init__(self, version: int, spaces: Iterable[Sequence[Any]], indexes: Iterable[Sequence[Any]]) -> None:
         """Build the maps from `_vspace` rows ``[id, owner, name, ...]`` and
@@ -69,21 +69,23 @@ class Schema:
                 the message names the system space, the row and the field.
         """
         self.version = version
-        self._space_ids: dict[str, int] = {}
+        #: Space name -> id, and space id -> index name -> id: plain dicts, for
+        #: the connection's hot path to read directly (never to be changed).
+        self.space_ids: dict[str, int] = {}
         self._space_names: dict[int, str] = {}
         #: The raw format field (7th) of each space's row, parsed on first use.
         self._formats: dict[int, Any] = {}
         for position, row in enumerate(_rows(spaces, "_vspace")):
             (space_id,), name = _fields("_vspace", position, row, "[id, owner, name, ...]", (0,))
-            self._space_ids[name] = space_id
+            self.space_ids[name] = space_id
             self._space_names[space_id] = name
             if len(row) > 6:
                 self._formats[space_id] = row[6]
-        self._index_ids: dict[int, dict[str, int]] = {}
+        self.index_ids: dict[int, dict[str, int]] = {}
         for position, row in enumerate(_rows(indexes, "_vindex")):
             (space_id, index_id), name = _fields("_vindex", position, row,
                                                  "[space_id, index_id, name, ...]", (0, 1))
-            self._index_ids.setdefault(space_id, {})[name] = index_id
+            self.index_ids.setdefault(space_id, {})[name] = index_id
 
     def space_id(self, name: str | bytes) -> int | None:
         """The id of the space called ``name``, or None.
@@ -91,9 +93,9 @@ class Schema:
         A ``bytes`` name (what an ``encoding=None`` connection hands around) is
         decoded as UTF-8, as the names from the server were.
         """
-        space_id = self._space_ids.get(name)  # type: ignore[arg-type]
+        space_id = self.space_ids.get(name)  # type: ignore[arg-type]
         if space_id is None and type(name) is not str:
-            space_id = self._space_ids.get(_name(name))
+            space_id = self.space_ids.get(_name(name))
         return space_id
 
     def space_name(self, space_id: int) -> str | None:
@@ -101,7 +103,7 @@ class Schema:
 
     def index_id(self, space_id: int, name: str | bytes) -> int | None:
         """The id of index ``name`` of a space, or None."""
-        names = self._index_ids.get(space_id)
+        names = self.index_ids.get(space_id)
         if names is None:
             return None
         index_id = names.get(name)  # type: ignore[arg-type]
@@ -148,4 +150,4 @@ class Schema:
         return index_id
 
     def __repr__(self) -> str:
-        return f"<Schema version={self.version} spaces={len(self._space_ids)}>"
+        return f"<Schema version={self.version} spaces={len(self.space_ids)}>"

@@ -355,11 +355,16 @@ class Decoder:
                         break
                     body = obj
                 assert header is not None
-                code = header.get(0)
-                sync = header.get(1, 0)
+                try:  # what Tarantool always sends: subscripts are cheaper than get()
+                    code = header[0]
+                    sync = header[1]
+                    version = header[5]
+                except KeyError:
+                    code = header.get(0)
+                    sync = header.get(1, 0)
+                    version = header.get(5, 0)
                 if type(code) is not int or type(sync) is not int:
                     break
-                version = header.get(5, 0)
                 reply = Reply(sync, code, version if type(version) is int else 0, body)
                 self._start = start = end
                 phase = 0
