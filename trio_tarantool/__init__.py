@@ -12,6 +12,7 @@ from ._connection import open_connection as open_connection
 from ._crud import CrudError as CrudError
 from ._crud import CrudResult as CrudResult
 from ._errors import BoxError as BoxError
+from ._errors import ClusterConnectWarning as ClusterConnectWarning
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import ConnectionClosedError as ConnectionClosedError
 from ._errors import CrudModuleError as CrudModuleError
@@ -20,9 +21,12 @@ from ._errors import DatabaseError as DatabaseError
 from ._errors import Error as Error
 from ._errors import ErrorCode as ErrorCode
 from ._errors import NetworkError as NetworkError
+from ._errors import NetworkWarning as NetworkWarning
 from ._errors import NotSupportedError as NotSupportedError
 from ._errors import PoolTolopogyError as PoolTolopogyError
+from ._errors import PoolTolopogyWarning as PoolTolopogyWarning
 from ._errors import PoolTopologyError as PoolTopologyError
+from ._errors import PoolTopologyWarning as PoolTopologyWarning
 from ._errors import ProtocolError as ProtocolError
 from ._errors import SchemaError as SchemaError
 from ._errors import ServerError as ServerError
@@ -32,6 +36,14 @@ from ._iproto import Datetime as Datetime
 from ._iproto import Interval as Interval
 from ._iproto._constants import Iterator as Iterator
 from ._lifecycle import ConnectionState as ConnectionState
+from ._observe import InstanceDownEvent as InstanceDownEvent
+from ._observe import InstanceUpEvent as InstanceUpEvent
+from ._observe import PoolClosedEvent as PoolClosedEvent
+from ._observe import PoolEvent as PoolEvent
+from ._observe import PoolEvents as PoolEvents
+from ._observe import PoolStatistics as PoolStatistics
+from ._observe import RetryEvent as RetryEvent
+from ._observe import RoleChangeEvent as RoleChangeEvent
 from ._pool import ConnectionPool as ConnectionPool
 from ._pool import InstanceStatistics as InstanceStatistics
 from ._pool import PoolTask as PoolTask

@@ -441,3 +441,46 @@ class PoolTopologyError(DatabaseError):
 
 #: The spelling used by the reference connector, kept for migrating users.
 PoolTolopogyError = PoolTopologyError
+
+
+# -- warnings -------------------------------------------------------------------------------
+# The reference connector's warning classes, for code ported from it. They are
+# UserWarnings (as there), not Errors: nothing raises them, the pool emits them
+# with warnings.warn(), each at most once per occurrence of the problem (never
+# once per probe of a dead instance). The same facts are logged on the
+# ``trio_tarantool.pool`` logger; silence a class with
+# ``warnings.filterwarnings("ignore", category=trio_tarantool.NetworkWarning)``.
+
+
+class NetworkWarning(UserWarning):
+    """A pool instance's established connection was lost.
+
+    Emitted by the pool once per lost connection (a connection a probe had
+    found healthy), from its disconnect watcher; reconnecting is the probes'
+    job, and a dead instance's failed reconnects emit nothing more.
+    """
+
+
+class ClusterConnectWarning(UserWarning):
+    """An instance of the pool could not be connected when the pool connected.
+
+    Emitted by :meth:`ConnectionPool.connect` (so by entering ``async with``)
+    once per address whose first probe could not connect, naming the address
+    and the reason. The pool keeps probing it in the background; nothing more
+    is emitted for it.
+    """
+
+
+class PoolTopologyWarning(UserWarning):
+    """The replicaset's topology, as the pool sees it, cannot serve every mode.
+
+    Emitted by the pool once per problem: no healthy rw instance (or more than
+    one) for longer than ``probe_timeout``; an instance that answers but
+    cannot be used (``box.info.status`` not ``running``, an odd ``box.info``
+    answer, a probe refused), once per instance and reason. A problem that
+    ends and comes back is a new one.
+    """
+
+
+#: The spelling used by the reference connector, kept for migrating users.
+PoolTolopogyWarning = PoolTopologyWarning

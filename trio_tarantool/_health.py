@@ -64,6 +64,23 @@ is then probed every :data:`MIN_GAP` (not on the doubling early gap) until it
 answers ``ro == false`` or ``probe_timeout`` has passed: a new leader that
 still has to claim the synchronous queue is seen writable within about one
 round trip of the moment it is, and the refused write is sent there.
+
+What it reports (:mod:`._observe`)
+----------------------------------
+Every change of an instance's state goes through :meth:`Health.set_state`,
+which logs it at INFO on ``trio_tarantool.pool`` ("10.0.0.1:3301 became rw
+(was ro)", "... is UNHEALTHY (was rw): <reason>", "... is up (ro)"), counts
+role changes and publishes an event (:class:`~._observe.InstanceUpEvent`,
+:class:`~._observe.InstanceDownEvent`, :class:`~._observe.RoleChangeEvent`).
+A failing probe that changes nothing (a dead instance, polled every
+``refresh_delay``) is logged at INFO when its error is new or
+:data:`PROBE_LOG_INTERVAL` after the last such record, else at DEBUG. The
+reference's warnings: a :class:`~._errors.NetworkWarning` once per lost
+connection (the disconnect watcher), a :class:`~._errors.PoolTopologyWarning`
+once per topology problem (no rw instance, or several, for longer than
+``probe_timeout``; an instance that answers but is unusable, once per
+reason). ``last_error`` is the exception behind the problem,
+``last_error_message`` its one-line form.
 """
 
 from __future__ import annotations
@@ -75,8 +92,29 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import Error, ErrorCode, NetworkError, ServerError, TarantoolTimeoutError
+from ._errors import (
+    Error,
+    ErrorCode,
+    NetworkError,
+    NetworkWarning,
+    PoolTopologyError,
+    PoolTopologyWarning,
+    ServerError,
+    TarantoolTimeoutError,
+)
 from ._iproto import _constants as C
+from ._observe import (
+    EventHub,
+    InstanceDownEvent,
+    InstanceUpEvent,
+    RoleChangeEvent,
+    Throttle,
+    emit_warning,
+    ewma,
+    format_error,
+    logger,
+    role_name,
+)
 from ._retry import Failure, classify
 from ._strategy import InstanceState, Status
 
@@ -95,6 +133,10 @@ SHUTDOWN_KEY = "box.shutdown"
 MIN_GAP = 0.01
 #: First step of the failure backoff.
 BACKOFF_BASE = 0.05
+#: A probe failure that repeats is logged at INFO at most this often (seconds).
+PROBE_LOG_INTERVAL = 60.0
+#: Topology problems the pool warns about (keys of ``Health._problems``).
+_NO_RW, _SEVERAL_RW = "no rw", "several rw"
 
 
 class Pacer:
@@ -160,10 +202,12 @@ class Health:
         refresh_delay, probe_timeout: The pool's options.
         status_events: Follow ``box.status``/``box.shutdown`` events where
             the server has watchers (the pool's ``status_events``).
+        hub: Where state-change events go (the pool's :meth:`events` subscribers).
     """
 
     def __init__(self, units: Sequence[PoolUnit], on_change: Callable[[], None],
-                 refresh_delay: float, probe_timeout: float, *, status_events: bool = True) -> None:
+                 refresh_delay: float, probe_timeout: float, *, status_events: bool = True,
+                 hub: EventHub | None = None) -> None:
         self.units = units
         self.on_change = on_change
         self.refresh_delay = refresh_delay
@@ -181,6 +225,15 @@ class Health:
         #: id(unit) -> until when it is probed at MIN_GAP (a leader hint).
         self._hints: dict[int, float] = {}
         self._probe_done = trio.Event()
+        self.hub = hub if hub is not None else EventHub()
+        #: Flips of ``read_only`` seen on any instance.
+        self.role_changes = 0
+        #: Rate limit of repeated probe-failure records, per instance.
+        self.throttle = Throttle(PROBE_LOG_INTERVAL)
+        #: Topology problem -> [since when, warned yet].
+        self._problems: dict[str, list[Any]] = {}
+        #: id(unit) -> the unusable-state reason last warned about.
+        self._unusable: dict[int, str] = {}
 
     def pacer(self, unit: PoolUnit) -> Pacer:
         return self.pacers[id(unit)]
@@ -192,11 +245,72 @@ class Health:
 
     # -- states and signals ------------------------------------------------------------
     def set_state(self, unit: PoolUnit, state: InstanceState) -> None:
-        if state != unit.state:
+        """Replace ``unit``'s state; a change is logged, counted and published."""
+        old = unit.state
+        if state != old:
             unit.state = state
             self.changes += 1
+            self._report(unit, old, state)
             self.on_change()
             self._progress()
+
+    @staticmethod
+    def fail(unit: PoolUnit, error: BaseException, message: str) -> None:
+        """Note the problem behind ``unit``'s next state: the exception and its one line."""
+        unit.last_error = error
+        unit.last_error_message = message
+
+    def _report(self, unit: PoolUnit, old: InstanceState, new: InstanceState) -> None:
+        """Log, count and publish the change from ``old`` to ``new`` (INFO: production level)."""
+        now = trio.current_time()
+        key = unit.key
+        if old.read_only is not None and new.read_only is not None and old.read_only != new.read_only:
+            unit.role_changes += 1
+            self.role_changes += 1
+            before, after = role_name(old.read_only), role_name(new.read_only)
+            logger.info("%s became %s (was %s)", key, after, before)
+            self.hub.publish(RoleChangeEvent(time=now, instance=key, old=before, new=after))
+        if old.status != new.status:
+            if new.status == Status.HEALTHY:
+                self.throttle.reset(key)
+                self._unusable.pop(id(unit), None)
+                logger.info("%s is up (%s)", key, role_name(new.read_only))
+                self.hub.publish(InstanceUpEvent(time=now, instance=key, role=role_name(new.read_only)))
+            else:
+                reason = unit.last_error_message or "unknown reason"
+                self.throttle.due(key, reason, now)  # reported here: the probe need not repeat it
+                logger.info("%s is UNHEALTHY (was %s): %s", key, role_name(old.read_only), reason)
+                self.hub.publish(InstanceDownEvent(time=now, instance=key, role=role_name(old.read_only),
+                                                   reason=reason, error=unit.last_error))
+        self.check_topology(now)
+
+    def check_topology(self, now: float) -> None:
+        """Warn once per topology problem lasting longer than ``probe_timeout``.
+
+        The problems: no healthy rw instance, or several. One that ends is
+        logged at INFO; if it comes back it is a new problem.
+        """
+        if self.closed:
+            return
+        rw = [u.key for u in self.units if u.state.status == Status.HEALTHY and u.state.read_only is False]
+        self._track(_NO_RW, not rw, now, "no healthy rw instance in the pool")
+        self._track(_SEVERAL_RW, len(rw) > 1, now, f"several rw instances in the pool: {', '.join(rw)}")
+
+    def _track(self, problem: str, present: bool, now: float, description: str) -> None:
+        state = self._problems.get(problem)
+        if not present:
+            if state is not None:
+                del self._problems[problem]
+                if state[1]:
+                    logger.info("topology: %s no more", problem)
+            return
+        if state is None:
+            self._problems[problem] = state = [now, False]
+        if not state[1] and now - state[0] > self.probe_timeout:
+            state[1] = True
+            message = f"{description} for more than probe_timeout={self.probe_timeout}s"
+            logger.warning("topology: %s", message)
+            emit_warning(message, PoolTopologyWarning, background=True)
 
     def _progress(self) -> None:
         """Wake whoever waits in :meth:`refresh_all` (a probe ended or a state changed)."""
@@ -215,9 +329,9 @@ class Health:
         for unit in self.units:
             unit.wake.set()
 
-    def lost(self, unit: PoolUnit, reason: str) -> None:
+    def lost(self, unit: PoolUnit, error: BaseException, reason: str) -> None:
         """``unit``'s connection is gone: UNHEALTHY now; a new problem wakes everyone."""
-        unit.last_error = reason
+        self.fail(unit, error, reason)
         if unit.state.status != Status.HEALTHY:
             unit.wake.set()  # already known (the failing request or the watcher was first)
             return
@@ -233,22 +347,22 @@ class Health:
             return
         if isinstance(exc, ServerError):
             if classify(exc) == Failure.READONLY:
-                unit.last_error = str(exc)
+                self.fail(unit, exc, str(exc))
                 self.set_state(unit, InstanceState(unit.state.status, True))
                 self._hint_leader(unit, exc)
                 self.wake_all()
             elif exc.code == ErrorCode.ER_LOADING:
-                unit.last_error = str(exc)
+                self.fail(unit, exc, str(exc))
                 self.set_state(unit, InstanceState(Status.UNHEALTHY, unit.state.read_only))
                 self.wake_all()
         elif isinstance(exc, TarantoolTimeoutError):
-            unit.last_error = str(exc)
+            self.fail(unit, exc, str(exc))
             unit.wake.set()  # a probe tells a slow request from a frozen instance
         elif isinstance(exc, NetworkError):
             if not unit.conn.is_connected():
-                self.lost(unit, str(exc))
+                self.lost(unit, exc, str(exc))
             else:
-                unit.last_error = str(exc)
+                self.fail(unit, exc, str(exc))
                 unit.wake.set()
 
     def _hint_leader(self, unit: PoolUnit, exc: ServerError) -> None:
@@ -295,7 +409,8 @@ class Health:
             return  # not a role we can use; or liveness is the probes' and the watcher's
         self.events += 1
         if status != "running":
-            unit.last_error = f"box.status event: status is {status!r}, not 'running'"
+            message = f"box.status event: status is {status!r}, not 'running'"
+            self.fail(unit, PoolTopologyError(f"{unit.key}: {message}"), message)
             self.set_state(unit, InstanceState(Status.UNHEALTHY, read_only))
         elif unit.connected.is_set():
             self.set_state(unit, InstanceState(Status.HEALTHY, read_only))
@@ -307,7 +422,8 @@ class Health:
         if self.closed or value is not True:
             return
         self.events += 1
-        unit.last_error = "the server is shutting down (box.shutdown)"
+        message = "the server is shutting down (box.shutdown)"
+        self.fail(unit, PoolTopologyError(f"{unit.key}: {message}"), message)
         self.set_state(unit, InstanceState(Status.UNHEALTHY, unit.state.read_only))
         self.wake_all()  # it may have been the master
 
@@ -344,10 +460,15 @@ class Health:
     async def probe(self, unit: PoolUnit) -> None:
         """One probe; any failure makes the unit UNHEALTHY, nothing raises."""
         error: str | None = None
+        #: The exception behind ``error``; None: an unusable state (a PoolTopologyError).
+        cause: BaseException | None = None
+        rtt: float | None = None
         new = InstanceState(Status.UNHEALTHY, unit.state.read_only)
+        started = trio.current_time()
         try:
             with trio.fail_after(self.probe_timeout):
                 response = await unit.conn.eval(PROBE_LUA)
+            rtt = trio.current_time() - started
             data = response.data
             if not isinstance(data, list | tuple) or len(data) < 2:
                 raise TypeError(data)
@@ -361,11 +482,12 @@ class Health:
                 new = InstanceState(Status.HEALTHY, read_only)
         except trio.TooSlowError:
             error = f"box.info probe took longer than probe_timeout={self.probe_timeout}s"
+            cause = TarantoolTimeoutError(f"{unit.key}: {error}", may_have_executed=True)
         except (KeyError, IndexError, TypeError):
             error = "box.info probe: the answer is not (ro, status)"
         except Exception as exc:  # never let a probe error end the loop
-            error = f"box.info probe failed: {exc}" if isinstance(exc, NetworkError | ServerError) \
-                else f"box.info probe failed: {exc!r}"
+            error = f"box.info probe failed: {format_error(exc)}"
+            cause = exc
         if self.closed:
             return
         now = trio.current_time()
@@ -374,23 +496,55 @@ class Health:
             # the disconnect watcher is not armed for it, so decide now.
             new = InstanceState(Status.UNHEALTHY, new.read_only)
             error = "connection lost right after the probe"
+            cause = unit.conn.last_error or NetworkError(f"{unit.key}: {error}", may_have_executed=False)
             unit.wake.set()
         elif new.status == Status.HEALTHY and unit.conn.draining:
             new = InstanceState(Status.UNHEALTHY, new.read_only)
             error = "the server is shutting down (box.shutdown)"
         pacer = self.pacer(unit)
+        if rtt is not None:
+            unit.probe_rtt = rtt
+            unit.probe_rtt_ewma = ewma(unit.probe_rtt_ewma, rtt)
         if error is not None:
-            unit.last_error = error
+            unusable = cause is None or (isinstance(cause, ServerError) and unit.conn.is_connected())
+            if cause is None:
+                cause = PoolTopologyError(f"{unit.key}: {error}")
+            self.fail(unit, cause, error)
+            unit.probe_failures += 1
             pacer.failed(now)
         else:
+            unusable = False
+            unit.last_probe_ok_at = now
             pacer.succeeded(now)
         self.set_state(unit, new)
+        if error is not None:
+            self._report_probe_failure(unit, error, now, unusable=unusable)
+        else:
+            self.check_topology(now)
         if new.status == Status.HEALTHY:
             unit.connected.set()
             if new.read_only is not False and self._hinted(unit):
                 unit.wake.set()  # the named leader: probe again after MIN_GAP
         unit.probes += 1
         self._progress()
+
+    def _report_probe_failure(self, unit: PoolUnit, error: str, now: float, *, unusable: bool) -> None:
+        """Log a failed probe (rate-limited: never once per poll); warn once about an unusable instance.
+
+        ``unusable``: the instance answered but cannot be used (a status
+        other than ``running``, an odd answer, the probe refused by the
+        server): a :class:`PoolTopologyWarning`, once per instance and reason.
+        Unreachable instances have their own warnings (ClusterConnectWarning
+        at connect(), NetworkWarning when a connection is lost).
+        """
+        if self.throttle.due(unit.key, error, now):
+            logger.info("%s: %s", unit.key, error)
+        else:
+            logger.debug("%s: %s (again)", unit.key, error)
+        if unusable and self._unusable.get(id(unit)) != error:
+            self._unusable[id(unit)] = error
+            emit_warning(f"{unit.key} cannot be used: {error}", PoolTopologyWarning, background=True)
+        self.check_topology(now)
 
     async def _follow(self, unit: PoolUnit, key: str, apply: Callable[[PoolUnit, Any], None]) -> None:
         """Apply every value of ``key`` on ``unit``'s connection, where it has watchers.
@@ -430,4 +584,8 @@ class Health:
             if self.closed:
                 return
             error = unit.conn.last_error
-            self.lost(unit, f"connection lost: {error}" if error is not None else "connection lost")
+            message = f"connection lost: {error}" if error is not None else "connection lost"
+            emit_warning(f"{unit.key}: {message}", NetworkWarning, background=True)
+            if error is None:
+                error = NetworkError(f"{unit.key}: connection lost", may_have_executed=False)
+            self.lost(unit, error, message)

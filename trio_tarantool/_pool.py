@@ -85,6 +85,7 @@ from ._addrs import Address, validate_addrs
 from ._connection import RESEND, Connection, Ticket
 from ._crud import PoolCrudMixin
 from ._errors import (
+    ClusterConnectWarning,
     ConfigurationError,
     ConnectionClosedError,
     Error,
@@ -96,6 +97,17 @@ from ._errors import (
     TarantoolTimeoutError,
 )
 from ._health import Health
+from ._observe import (
+    EventHub,
+    InstanceStatistics,
+    PoolClosedEvent,
+    PoolEvents,
+    PoolStatistics,
+    RetryEvent,
+    emit_warning,
+    frozen_counts,
+    logger,
+)
 from ._options import connection_options
 from ._request import BUILDERS, Request
 from ._response import Response
@@ -191,12 +203,25 @@ class PoolUnit:
     state: InstanceState = field(default_factory=InstanceState)
     #: True between connect() and close().
     request_processing_enabled: bool = False
-    #: The last error seen while probing or executing on this instance.
-    last_error: str | None = None
+    #: The exception behind the last problem seen while probing or executing here.
+    last_error: BaseException | None = None
+    #: ``last_error`` as one line with its context, as the logs say it.
+    last_error_message: str | None = None
     #: Requests routed here and not finished yet.
     in_flight: int = 0
+    #: Attempts sent here (statistics).
+    requests: int = 0
     #: Completed probes, successful or not.
     probes: int = 0
+    #: Probes that failed.
+    probe_failures: int = 0
+    #: Seconds the last successful probe took, and their moving average.
+    probe_rtt: float | None = None
+    probe_rtt_ewma: float | None = None
+    #: trio time at the end of the last successful probe.
+    last_probe_ok_at: float | None = None
+    #: Flips of ``box.info.ro`` while known.
+    role_changes: int = 0
     #: Set to cut the probe loop's wait short.
     wake: trio.Event = field(default_factory=trio.Event)
     #: Set while a successful probe left the connection up (disconnect watcher).
@@ -221,17 +246,6 @@ class PoolUnit:
         if self.state.status != Status.HEALTHY:
             return "down"
         return "rw" if self.state.read_only is False else "ro"
-
-
-@dataclass(frozen=True)
-class InstanceStatistics:
-    """A snapshot of one pool instance (see :meth:`ConnectionPool.statistics`)."""
-
-    addr: str
-    status: Status
-    read_only: bool | None
-    last_error: str | None
-    in_flight: int
 
 
 def _check_number(name: str, value: Any, *, allow_none: bool = False, positive: bool = False) -> None:
@@ -333,11 +347,19 @@ class ConnectionPool(PoolCrudMixin):
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
         self.status_events = status_events
+        #: The subscribers of events() (the health runner publishes state changes).
+        self._hub = EventHub()
         # refresh_delay=0 (the reference: refresh all the time) probes as often as
         # the pacing lets it, every _MIN_REFRESH, never in a busy loop.
         self._health = Health(self._units, self.strategy.update,
                               max(self.refresh_delay, _MIN_REFRESH), self.probe_timeout,
-                              status_events=status_events)
+                              status_events=status_events, hub=self._hub)
+        # Statistics counters (plain ints: nothing allocated on the request path).
+        self._requests = 0
+        self._retries = 0
+        self._failovers = 0
+        #: Failed attempts by exception class name.
+        self._errors: dict[str, int] = {}
         self._nursery: trio.Nursery | None = None
         self._stack: AsyncExitStack | None = None
         self._scopes: list[trio.CancelScope] = []
@@ -402,9 +424,19 @@ class ConnectionPool(PoolCrudMixin):
             await trio.lowlevel.checkpoint()
             return
         self._connected = True
+        logger.debug("pool connecting to %s", ", ".join(u.key for u in self._units))
         for unit in self._units:
             await self._nursery.start(self._instance_task, unit)
         await self._nursery.start(self._run_health)
+        if self._closed:
+            return
+        logger.info("pool connected: %s", ", ".join(
+            f"{u.key} {u.role()}" + ("" if u.role() != "down" else f" ({u.last_error_message})")
+            for u in self._units))
+        for unit in self._units:  # once per instance: later probes warn about nothing more
+            if unit.state.status != Status.HEALTHY and not unit.conn.is_connected():
+                emit_warning(f"Failed to connect to {unit.key}, reason: {unit.last_error_message}",
+                             ClusterConnectWarning, background=False)
 
     def close(self) -> None:
         """Stop request processing and close every connection; idempotent.
@@ -417,6 +449,9 @@ class ConnectionPool(PoolCrudMixin):
             return
         self._closed = True
         self._health.close()  # requests waiting for a refresh give up at once
+        if self._connected:
+            logger.info("pool closed: %s", ", ".join(u.key for u in self._units))
+        self._hub.close(PoolClosedEvent(time=trio.current_time()))
         for unit in self._units:
             unit.request_processing_enabled = False
             unit.send_channel.close()
@@ -441,12 +476,47 @@ class ConnectionPool(PoolCrudMixin):
         """The units by ``host:port``, as the reference's ``pool.pool`` (a fresh dict)."""
         return {unit.key: unit for unit in self._units}
 
-    def statistics(self) -> tuple[InstanceStatistics, ...]:
-        """A frozen snapshot per instance, in address order."""
-        return tuple(
-            InstanceStatistics(u.key, u.state.status, u.state.read_only, u.last_error, u.in_flight)
+    def statistics(self) -> PoolStatistics:
+        """A frozen snapshot: the pool's counters and one record per instance.
+
+        The result is also the sequence of the instances' records, in
+        address order (``pool.statistics()[0].last_error``), as before.
+        """
+        instances = tuple(
+            InstanceStatistics(
+                u.key, u.state.status, u.state.read_only, u.last_error, u.in_flight,
+                last_error_message=u.last_error_message, requests=u.requests, probes=u.probes,
+                probe_failures=u.probe_failures, probe_rtt=u.probe_rtt,
+                probe_rtt_ewma=u.probe_rtt_ewma, last_probe_ok_at=u.last_probe_ok_at,
+                role_changes=u.role_changes,
+            )
             for u in self._units
         )
+        return PoolStatistics(
+            instances, requests=self._requests, retries=self._retries, failovers=self._failovers,
+            role_changes=self._health.role_changes, errors=frozen_counts(self._errors),
+            events_dropped=self._hub.dropped,
+        )
+
+    def events(self, *, max_buffer: int = 256) -> PoolEvents:
+        """Subscribe to the pool's state changes: ``async with pool.events() as events:``.
+
+        ``async for event in events:`` then yields :class:`PoolEvent` records
+        (frozen, each with ``kind`` and ``time``, the trio time): an instance
+        up (``"up"``) or down (``"down"``, with the reason), a role change
+        (``"role"``, old -> new), a retry (``"retry"``: request kind, from
+        which instance to which, why) and the pool's close (``"close"``),
+        after which iteration ends. Subscribed at once, so call it before
+        ``connect()`` to see the first probes' "up" events. Each subscriber
+        has its own buffer of ``max_buffer`` events and gets every event; the
+        pool never waits for a reader: when the buffer is full the oldest
+        event is dropped and counted (:attr:`PoolEvents.dropped`,
+        ``statistics().events_dropped``). A plain ``async for event in
+        pool.events():`` also works; it ends when the pool is closed.
+        """
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ConfigurationError(f"events(): max_buffer must be an int >= 1, got {max_buffer!r}")
+        return self._hub.subscribe(max_buffer)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._connected else "not connected")
@@ -601,6 +671,7 @@ class ConnectionPool(PoolCrudMixin):
             return trio.lowlevel.Abort.SUCCEEDED
 
         unit.in_flight += 1
+        unit.requests += 1
         try:
             if deadline == math.inf:  # no cancel scope to open and close
                 reply = await trio.lowlevel.wait_task_rescheduled(abort)
@@ -644,11 +715,13 @@ class ConnectionPool(PoolCrudMixin):
         request = BUILDERS[method_name](*args, **(kwargs or {}))  # bad arguments fail here, unsent
         if kind is None:
             kind = kind_of(method_name)
+        self._requests += 1
         timeout = self.socket_timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         may_have_executed = False
         attempt_mode = mode
         previous: ServerError | NetworkError | None = None
+        previous_unit: PoolUnit | None = None
         for attempt in range(2):
             try:
                 if self._closed:
@@ -658,19 +731,24 @@ class ConnectionPool(PoolCrudMixin):
                         unit = self.strategy.getnext(attempt_mode)
                     except PoolTopologyError:
                         unit = await self._pick(attempt_mode, deadline)
-            except PoolTopologyError:
+            except PoolTopologyError as exc:
+                self._count_error(exc)
                 if previous is None:
                     raise
+                self._note_retry(method_name, kind, attempt_mode, previous, previous_unit, None)
                 raise self._final(previous, None, may_have_executed) from None
             except ConnectionClosedError as exc:
                 if not may_have_executed:
                     raise
                 raise ConnectionClosedError(  # closed while waiting to retry: say what the first attempt did
                     f"{exc.message} (while waiting to retry)", may_have_executed=True) from previous
+            if previous is not None:
+                self._note_retry(method_name, kind, attempt_mode, previous, previous_unit, unit)
             try:
                 ptask = PoolTask(method_name, args, kwargs or {}, request)
                 return await self._attempt(unit, ptask, deadline)
             except (ServerError, NetworkError) as exc:
+                self._count_error(exc)
                 decision = decide(kind, attempt_mode, classify(exc), idempotent=idempotent,
                                   attempt=attempt, enabled=self.retry_not_executed,
                                   code_may_have_run=exc.may_have_executed)
@@ -688,12 +766,36 @@ class ConnectionPool(PoolCrudMixin):
                     if final is exc:
                         raise
                     raise final from exc
-                previous, attempt_mode = exc, decision.mode
+                previous, previous_unit, attempt_mode = exc, unit, decision.mode
                 # Let the other replies of this instant be seen first: in a
                 # switch-over, the refusals of concurrent requests mark the old
                 # master read-only before the retry picks an instance.
                 await trio.lowlevel.checkpoint()
         raise AssertionError("unreachable: the second attempt never retries")
+
+    def _count_error(self, exc: BaseException) -> None:
+        """Count a failed attempt (or "no instance fits") by exception class, for statistics()."""
+        name = type(exc).__name__
+        self._errors[name] = self._errors.get(name, 0) + 1
+
+    def _note_retry(self, method_name: str, kind: Kind, mode: Mode, error: ServerError | NetworkError,
+                    first: PoolUnit | None, second: PoolUnit | None) -> None:
+        """Count, log (INFO) and publish a retry: from which instance to which, and why."""
+        assert first is not None
+        self._retries += 1
+        if second is not None and second is not first:
+            self._failovers += 1
+        reason = str(error)
+        where = second.key if second is not None else None
+        if where is None:
+            logger.info("retry of %s (%s) failed on %s: %s; no instance fits mode %s", method_name,
+                        kind.value, first.key, reason, mode.name)
+        else:
+            logger.info("retry of %s (%s): %s -> %s (mode %s) after: %s", method_name, kind.value,
+                        first.key, where, mode.name, reason)
+        self._hub.publish(RetryEvent(
+            time=trio.current_time(), method=method_name, request_kind=kind.value,
+            from_instance=first.key, to_instance=where, mode=mode.name, reason=reason, error=error))
 
     @staticmethod
     def _final(exc: ServerError | NetworkError, unit: PoolUnit | None, may_have_executed: bool,

@@ -423,7 +423,7 @@ async def test_a_pool_failing_to_authenticate_over_tls_reveals_no_secret(
             with pytest.raises(Error) as info:
                 await pool.ping(mode=Mode.ANY)
             (stats,) = pool.statistics()
-            assert stats.last_error is not None and "ER_PASSWORD_MISMATCH" in stats.last_error
+            assert stats.last_error_message is not None and "ER_PASSWORD_MISMATCH" in stats.last_error_message
             rendered = [repr(pool), repr(pool.addrs), repr(pool.statistics()), caplog.text,
                         str(info.value), "".join(traceback.format_exception(info.value))]
             for unit in pool._units:

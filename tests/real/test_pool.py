@@ -99,7 +99,7 @@ async def test_dml_defaults_land_on_master(replicaset: Replicaset) -> None:
             assert (await pool.delete("tester", key))[0] == [key, "d"]
         # No DML reached a replica (a misrouted one would have left ER_READONLY
         # behind); other probe hiccups of a loaded machine are not the point here.
-        assert not any("ER_READONLY" in (s.last_error or "") for s in pool.statistics())
+        assert not any("ER_READONLY" in (s.last_error_message or "") for s in pool.statistics())
         # Explicit RO on DML is honoured and refused by the replica.
         with pytest.raises(DatabaseError) as info:
             await pool.insert("tester", [key, "a"], mode=Mode.RO)

@@ -82,7 +82,7 @@ async def test_instances_dead_at_start_then_revived(replicaset: Replicaset) -> N
     async with open_pool(replicaset.addrs, refresh_delay=0.2, **USER) as pool:
         assert trio.current_time() - start < 2.0  # a dead instance does not block connect
         assert status_of(pool, down) == Status.UNHEALTHY
-        assert "connect" in (next(s for s in pool.statistics() if s.addr == down.listen).last_error or "")
+        assert "connect" in (next(s for s in pool.statistics() if s.addr == down.listen).last_error_message or "")
         alive = {i.listen for i in replicaset.instances if i is not down}
         assert {await who(pool, Mode.ANY) for _ in range(6)} == alive
         await trio.to_thread.run_sync(down.start)
@@ -129,7 +129,7 @@ async def test_frozen_master_while_ro_traffic_continues(replicaset: Replicaset) 
             # The probe timed out: the frozen master is no longer HEALTHY.
             assert status_of(pool, master) == Status.UNHEALTHY
             stats = next(s for s in pool.statistics() if s.addr == master.listen)
-            assert "probe_timeout" in (stats.last_error or "")
+            assert "probe_timeout" in (stats.last_error_message or "")
             with pytest.raises(PoolTopologyError):
                 await pool.call("whoami", mode=Mode.RW)
         finally:
@@ -381,7 +381,7 @@ async def test_probe_errors_never_stop_probing(tarantool_factory: Callable[..., 
     async with open_pool(addrs, user="limited", password="pw", refresh_delay=0.1) as pool:
         (stats,) = pool.statistics()
         assert stats.status == Status.UNHEALTHY
-        assert "ER_ACCESS_DENIED" in (stats.last_error or ""), stats.last_error
+        assert "ER_ACCESS_DENIED" in (stats.last_error_message or ""), stats.last_error_message
         await trio.sleep(0.3)  # several failed probes in a row
         inst.admin("box.schema.user.grant('limited', 'execute', 'universe')")
 
@@ -413,7 +413,7 @@ async def test_loading_reply_is_retried_elsewhere(replicaset: Replicaset) -> Non
                   for _ in range(6)]
         assert set(served) == {r.listen for r in replicaset.replicas}
         stats = next(s for s in pool.statistics() if s.addr == master.listen)
-        assert "fake loading" in (stats.last_error or "")
+        assert "fake loading" in (stats.last_error_message or "")
 
     async with open_pool(replicaset.addrs, refresh_delay=30, retry_not_executed=False, **USER) as pool:
         with pytest.raises(DatabaseError) as info:

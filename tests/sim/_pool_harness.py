@@ -618,7 +618,7 @@ class ScenarioRun:
             elif not bad and clean_link and (state.status != Status.HEALTHY or state.read_only != inst.ro):
                 self.violation(f"U2: {rs_name(i)} is {'ro' if inst.ro else 'rw'} and reachable {held}, "
                                f"but the pool sees {_view_text([state])} "
-                               f"(last error: {pool._units[i].last_error})")
+                               f"(last error: {pool._units[i].last_error_message})")
                 self.truth_since[i] = (key, now)
 
     async def monitor(self) -> None:
@@ -867,7 +867,7 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
             break
         await trio.sleep_until(min(trio.current_time() + 0.005, deadline))
     if first_match is None:
-        view_text = [f"{s.addr} {s.status.name} ro={s.read_only} ({s.last_error})" for s in pool.statistics()]
+        view_text = [f"{s.addr} {s.status.name} ro={s.read_only} ({s.last_error_message})" for s in pool.statistics()]
         run.violation(f"liveness: the pool's view {view_text} did not reach the truth {rs.roles()} "
                       f"within {budget:.4f}s of healing")
         return

@@ -20,6 +20,7 @@ import trio_tarantool
 PUBLIC_NAMES = sorted([
     "Adjust",
     "BoxError",
+    "ClusterConnectWarning",
     "ConfigurationError",
     "Connection",
     "ConnectionClosedError",
@@ -34,28 +35,39 @@ PUBLIC_NAMES = sorted([
     "Datetime",
     "Error",
     "ErrorCode",
+    "InstanceDownEvent",
     "InstanceState",
     "InstanceStatistics",
+    "InstanceUpEvent",
     "Interval",
     "Isolation",
     "Iterator",
     "Mode",
     "NetworkError",
+    "NetworkWarning",
     "NotSupportedError",
+    "PoolClosedEvent",
+    "PoolEvent",
+    "PoolEvents",
+    "PoolStatistics",
     "PoolTask",
     "PoolTolopogyError",
+    "PoolTolopogyWarning",
     "PoolTopologyError",
+    "PoolTopologyWarning",
     "PoolUnit",
     "PreparedStatement",
     "ProtocolError",
     "Response",
+    "RetryEvent",
+    "RoleChangeEvent",
     "RoundRobinStrategy",
     "Schema",
     "SchemaError",
     "ServerError",
     "Status",
-    "Stream",
     "StrategyInterface",
+    "Stream",
     "TarantoolTimeoutError",
     "connect",
     "connect_over",
@@ -65,7 +77,11 @@ PUBLIC_NAMES = sorted([
 ])
 
 #: Public names that are deliberately a second name for another export.
-ALIASES = {"PoolTolopogyError": "PoolTopologyError", "open_connection": "connect"}
+ALIASES = {
+    "PoolTolopogyError": "PoolTopologyError",
+    "PoolTolopogyWarning": "PoolTopologyWarning",
+    "open_connection": "connect",
+}
 
 PACKAGE_DIR = Path(trio_tarantool.__file__).parent
 REPO_ROOT = PACKAGE_DIR.parent
@@ -97,11 +113,18 @@ def test_aliases_are_the_same_object() -> None:
 
 
 def test_exceptions_derive_from_error() -> None:
-    """Every exception class in the public surface shares the library's base."""
+    """Every exception class in the public surface shares the library's base;
+    the warnings are the reference's UserWarnings (filtered, never raised)."""
+    warning_names = []
     for name in PUBLIC_NAMES:
         obj = getattr(trio_tarantool, name)
-        if inspect.isclass(obj) and issubclass(obj, BaseException):
+        if inspect.isclass(obj) and issubclass(obj, Warning):
+            assert issubclass(obj, UserWarning) and not issubclass(obj, trio_tarantool.Error), name
+            warning_names.append(name)
+        elif inspect.isclass(obj) and issubclass(obj, BaseException):
             assert issubclass(obj, trio_tarantool.Error), name
+    assert warning_names == ["ClusterConnectWarning", "NetworkWarning", "PoolTolopogyWarning",
+                             "PoolTopologyWarning"]
 
 
 def test_version_matches_the_installed_metadata() -> None:
