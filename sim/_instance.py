@@ -197,7 +197,11 @@ class FakeInstance:
         self.read_only = False
         self.started_at = 0.0
         #: Called with every committed change (the replicaset ships it).
-        self.on_change: Callable[[FakeInstance, Change], None] | None = None
+        #: Called with every committed change (a tuple of them for a committed
+        #: transaction: a replica applies those at once, as Tarantool does).
+        self.on_change: Callable[[FakeInstance, Change | tuple[Change, ...]], None] | None = None
+        #: Rows of the transaction being committed (shipped together at its end).
+        self._txn_batch: list[Change] | None = None
         self._running = trio.Event()
         self._running.set()
         self._listener: Listener | None = None
@@ -540,7 +544,9 @@ class FakeInstance:
         row = new if new is not None else old
         assert row is not None
         self.txns.row_committed(space.id, space.primary.key_of(row), old)
-        if self.on_change is not None:
+        if self._txn_batch is not None:
+            self._txn_batch.append(change)
+        elif self.on_change is not None:
             self.on_change(self, change)
 
     def apply_change(self, change: Change) -> None:
@@ -765,6 +771,7 @@ class FakeInstance:
             raise BoxError(ER_READONLY, "Can't modify data because this instance is in read-only mode.")
         rows = self.txns.prepare(txn)
         self.txns.committing = txn
+        self._txn_batch = []
         try:
             for space, pk, tup in rows:
                 old = space.primary.get(pk)
@@ -778,6 +785,9 @@ class FakeInstance:
                     self._commit(space, new, old)
         finally:
             self.txns.committing = None
+            batch, self._txn_batch = self._txn_batch, None
+            if batch and self.on_change is not None:
+                self.on_change(self, tuple(batch))
 
     def _write(self, rtype: int, body: dict[int, Any]) -> list[Any]:
         space_id = body.get(C.SPACE_ID, 0)

@@ -93,11 +93,11 @@ class Replicaset:
                 inst.on_promote = self._box_ctl_promote
                 inst.election = ElectionState()
         self.partitioned: set[int] = set()
-        self._queues: dict[tuple[int, int], tuple[trio.MemorySendChannel[tuple[float, Change]], Any]] = {}
+        self._queues: dict[tuple[int, int], tuple[trio.MemorySendChannel[tuple[float, Change | tuple[Change, ...]]], Any]] = {}
         for i in range(n):
             for j in range(n):
                 if i != j:
-                    send, recv = trio.open_memory_channel[tuple[float, Change]](math.inf)
+                    send, recv = trio.open_memory_channel[tuple[float, Change | tuple[Change, ...]]](math.inf)
                     self._queues[(i, j)] = (send, recv)
                     world.nursery.start_soon(self._applier, i, j, recv)
         for inst in self.instances:
@@ -448,7 +448,8 @@ class Replicaset:
         fn(arg)
 
     # -- replication ----------------------------------------------------------------
-    def _on_change(self, source: FakeInstance, change: Change) -> None:
+    def _on_change(self, source: FakeInstance, change: Change | tuple[Change, ...]) -> None:
+        """Ship one committed row, or a committed transaction's rows as one unit, to every replica."""
         i = self.instances.index(source)
         now = trio.current_time()
         for j in range(len(self.instances)):
@@ -467,11 +468,15 @@ class Replicaset:
             and i not in self.partitioned and j not in self.partitioned
         )
 
-    async def _applier(self, i: int, j: int, recv: trio.MemoryReceiveChannel[tuple[float, Change]]) -> None:
+    async def _applier(self, i: int, j: int,
+                       recv: trio.MemoryReceiveChannel[tuple[float, Change | tuple[Change, ...]]]) -> None:
         last = -math.inf
         async for apply_at, change in recv:
             last = max(last, apply_at)  # rows arrive in commit order
             await trio.sleep_until(last)
             while not self._can_replicate(i, j):
                 await self.world.wait_changed()
-            self.instances[j].apply_change(change)
+            # A transaction's rows are applied together, with no checkpoint in
+            # between: a reader on a replica sees all of them or none.
+            for row in change if isinstance(change, tuple) else (change,):
+                self.instances[j].apply_change(row)

@@ -122,6 +122,7 @@ import trio
 import trio.lowlevel
 
 import trio_tarantool as tt
+from tests.sim._pool_3x import TX_SPACE, EventOracle, TxnOracle
 from trio_tarantool import sim
 from trio_tarantool._iproto import _constants as C
 from trio_tarantool._pool import PoolUnit
@@ -190,6 +191,24 @@ class PoolConfig:
     #: End by closing the pool under a burst of requests (C1) instead of the
     #: liveness phase.
     close_in_flight: bool = False
+    #: The server the replicaset plays: ``"2.6"`` (no watchers: the pool polls
+    #: ``box.info``), ``"3.8"`` (``box.status`` events drive the pool's view,
+    #: probes stay for liveness; streams and transactions) or ``"3.8-election"``
+    #: (3.8 with Raft: the leader of the term is the only writable instance;
+    #: ``switch`` is ``box.ctl.promote()``, ``failover``/``failover_crash`` an
+    #: election with a drawn no-leader window).
+    server: str = "2.6"
+    #: The pool's ``status_events`` option (3.8: follow ``box.status`` events).
+    status_events: bool = True
+
+    @property
+    def events(self) -> bool:
+        """The pool's view is event-driven (a 3.8 server and ``status_events``)."""
+        return self.server != "2.6" and self.status_events
+
+    @property
+    def election(self) -> bool:
+        return self.server == "3.8-election"
 
 
 def scenario_to_json(config: PoolConfig, steps: Sequence[Step]) -> str:
@@ -230,6 +249,8 @@ class Execution:
     executed: bool
     read_only: bool
     outcome: str
+    #: With elections: the instance was the leader of the current term then.
+    leader: bool | None = None
 
 
 @dataclass
@@ -375,9 +396,16 @@ class ScenarioRun:
         self.lua_counter: dict[int, int] = {}
         #: Per instance: (truth key, virtual time it has held since), for U1/U2.
         self.truth_since: list[tuple[tuple[Any, ...], float]] = []
+        #: Per instance: when its truth key last changed (the moment itself, for E1/E3).
+        self.truth_changed_at: list[float] = []
         # Round-robin windows: list name -> Counter of picks, reset on a view change.
         self._rr_view: tuple[InstanceState, ...] | None = None
         self._rr: dict[str, Counter[int]] = {}
+        #: Transactions (X1-X4) and the event-driven view (E1, E3).
+        self.tx = TxnOracle(self)
+        self.events = EventOracle(self)
+        #: Set when the liveness phase starts healing (background writers stop).
+        self.healing = False
 
     # -- trace -----------------------------------------------------------------------
     def log(self, event: str) -> None:
@@ -468,11 +496,15 @@ class ScenarioRun:
         def handle(conn: Any, header: dict[int, Any], body: dict[int, Any]) -> Any:
             rid = _request_id(header, body, ids_space, kv_space)
             at = len(inst.request_log)
+            commit = self.tx.on_request(index, inst, conn, header)
+            leader = None if inst.election is None else inst.election.role == "leader"
             result = original(conn, header, body)
+            if commit is not None:
+                commit(inst.request_log[at].outcome)
             if rid is not None:
                 rec = inst.request_log[at]
                 req = self.requests.get(rid)
-                ex = Execution(index, rec.time, rec.executed, rec.read_only, rec.outcome)
+                ex = Execution(index, rec.time, rec.executed, rec.read_only, rec.outcome, leader)
                 if req is None:
                     self.violation(f"{inst.name} got a request with unknown id {rid}")
                 else:
@@ -588,6 +620,7 @@ class ScenarioRun:
         now = trio.current_time()
         if not self.truth_since:
             self.truth_since = [((), now) for _ in rs.instances]
+            self.truth_changed_at = [now for _ in rs.instances]
         states = [u.state for u in pool._units]
         for i, inst in enumerate(rs.instances):
             faults = rs.link(i).faults
@@ -601,6 +634,8 @@ class ScenarioRun:
                 # Bytes sent before a slow link was cleared still take the old
                 # delay (the link keeps order, so later ones queue behind them).
                 old = self.truth_since[i][0]
+                self.events.on_change(i, old, self.truth_since[i][1], key)  # E1, E3
+                self.truth_changed_at[i] = now
                 in_flight = 2 * (old[6] + old[7]) if old else 0.0
                 # (A "since" still in the future keeps waiting for those bytes.)
                 self.truth_since[i] = (key, max(now + in_flight, self.truth_since[i][1]))
@@ -631,6 +666,7 @@ class ScenarioRun:
 
     def check(self, final: bool = False) -> None:
         now = trio.current_time()
+        self.tx.check()
         for req in self.requests.values():
             executed = [e for e in req.executions if e.executed]
             lua = req.kind in LUA_KINDS
@@ -656,6 +692,11 @@ class ScenarioRun:
                 continue
             if req.end - req.start > self.bound + 1e-9:  # T1
                 self.violation(f"{req.describe()} took {req.end - req.start:.6f}s (bound {self.bound:.6f}s)")
+            if req.error is None and req.kind != "select" and req.kind != "echo":
+                # E2: with elections, an acknowledged write ran on the leader of the term.
+                followers = [rs_name(e.instance) for e in executed if e.leader is False and e.outcome == "ok"]
+                if followers:
+                    self.violation(f"E2: {req.describe()} was acknowledged, executed by non-leader {followers}")
             if lua:
                 continue  # B1-B3 (check_body) say what a Lua request's outcome means
             if req.error is None:
@@ -773,6 +814,17 @@ async def _apply(run: ScenarioRun, step: Step, nursery: trio.Nursery) -> None:
         getattr(rs, kind)(step[1])
     elif kind == "set_ro":
         rs.set_ro(step[1], bool(step[2]))
+    elif kind == "switch" and run.config.election:  # box.ctl.promote() on an instance
+        _background_election(run, nursery, step, lambda: rs.promote(step[1]))
+    elif kind in ("failover", "failover_crash") and run.config.election:  # an election, drawn window
+        _background_election(run, nursery, step, lambda: rs.failover(crash_old=kind == "failover_crash"))
+    elif kind == "txn":  # ("txn", api, n, end, at): an interactive transaction in the background
+        run.tx.start(step[1], int(step[2]), step[3], int(step[4]), nursery)
+    elif kind == "txread":  # ("txread", mode): X1 through the pool
+        nursery.start_soon(run.tx.read, Mode[step[1]])
+    elif kind == "writer":  # ("writer", period, duration): an RW write every period
+        if run.events.writer is None and run.closed_marker is None:
+            nursery.start_soon(run.events.write_every, float(step[1]), float(step[2]))
     elif kind == "switch":  # planned switch-over: demote every master, promote one
         for i in range(len(rs)):
             if i != step[1]:
@@ -816,6 +868,21 @@ async def _apply(run: ScenarioRun, step: Step, nursery: trio.Nursery) -> None:
         raise ValueError(f"unknown step {step!r}")
 
 
+def _background_election(run: ScenarioRun, nursery: trio.Nursery, step: Step, elect: Any) -> None:
+    """Run a promote or an election failover in the background (liveness waits for it)."""
+    ended = trio.Event()
+    run.failovers.append(ended)
+
+    async def election() -> None:
+        try:
+            new = await elect()
+            run.log(f"{step[0]} ended: leader {rs_name(new) if new is not None else None}")
+        finally:
+            ended.set()
+
+    nursery.start_soon(election)
+
+
 async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
     """L2: heal everything, one master; the view must equal the truth in time; RW works."""
     rs, pool = run.rs, run.pool
@@ -823,6 +890,7 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
     for ended in run.failovers:
         await ended.wait()
     run.log("liveness: heal everything")
+    run.healing = True
     # Bytes already on a slow link keep its delay after the heal (and the link
     # keeps order): the convergence budget starts when they are through.
     in_flight = max(2 * (rs.link(i).faults.delay + rs.link(i).faults.jitter) for i in range(len(rs)))
@@ -835,7 +903,12 @@ async def _liveness(run: ScenarioRun, nursery: trio.Nursery) -> None:
         if inst.status != "running":
             rs.set_status(i, "running")
     masters = [i for i, inst in enumerate(rs.instances) if not inst.read_only]
-    if len(masters) != 1:
+    if run.config.election:  # every instance writable by configuration; Raft picks the leader
+        for i in range(len(rs)):
+            rs.set_ro(i, False)
+        if rs.master is None:
+            await rs.promote(0)
+    elif len(masters) != 1:
         keep = masters[0] if masters else 0
         for i in range(len(rs)):
             rs.set_ro(i, i != keep)
@@ -1003,14 +1076,18 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
 
     async def main() -> None:
         async with sim.open_replicaset(n=N, seed=config.seed, failover_window=(0.05, 1.0),
-                                       loading_time=config.loading_time,
-                                       trace_requests=world_trace) as rs:
+                                       loading_time=config.loading_time, trace_requests=world_trace,
+                                       version="2.6.0" if config.server == "2.6" else (3, 8),
+                                       election=config.election) as rs:
             world.append(rs.trace)
             run.rs = rs
             rs.create_space("ids", [("id", "unsigned"), ("v", "string")],
                             indexes=[("primary", [("id", "unsigned")], True)])
             rs.create_space("kv", [("id", "unsigned"), ("v", "string")],
                             indexes=[("primary", [("id", "unsigned")], True)])
+            rs.create_space(TX_SPACE, [("id", "unsigned"), ("txn", "unsigned")],
+                            indexes=[("primary", [("id", "unsigned")], True)])
+            run.tx.tx_space = rs[0].db.space_by_name(TX_SPACE).id
             rs.register_function("echo", run.lua_body("x", writes=False))
             rs.register_function("bump", run.lua_body("c", writes=True))
             rs.register_eval(EVAL_EXPR, run.lua_body("e", writes=True))
@@ -1035,8 +1112,10 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                     rs.addrs, refresh_delay=config.refresh_delay, socket_timeout=config.socket_timeout,
                     probe_timeout=config.probe_timeout, connection_timeout=config.connection_timeout,
                     strategy_class=strategy, retry_not_executed=config.retry_not_executed,
+                    status_events=config.status_events,
                 ) as pool:
                     run.pool = pool
+                    run.events.nursery = nursery
                     run.view = tuple(u.state for u in pool._units)
                     run.log(f"pool open (probe_timeout={pool.probe_timeout}, bound={run.bound})")
                     run.observe()
@@ -1077,6 +1156,7 @@ def run_scenario(config: PoolConfig, steps: Sequence[Step], *, world_trace: bool
                 if run.closed_seq:  # closed by a step (or C1): every byte through, then judge
                     await _drain_and_check_closed(run)
                     run.check(final=True)
+                await run.tx.final()  # X1-X4 on the ground truth, the world healed
                 nursery.cancel_scope.cancel()
 
     async def guarded() -> None:

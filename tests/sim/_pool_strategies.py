@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.sim._pool_harness import KINDS, MODES, TIME_STEPS, N, PoolConfig, Step
 
-__all__ = ["configs", "scenario_steps", "steps"]
+__all__ = ["configs", "configs_3x", "election_steps", "scenario_steps", "scenario_steps_3x", "steps", "steps_3x"]
 
 _INSTANCE = st.integers(0, N - 1)
 
@@ -60,7 +60,10 @@ def scenario_steps(max_size: int = 40, close: bool = True) -> st.SearchStrategy[
     plain = st.lists(steps(), min_size=min(8, max_size), max_size=max_size)
     if not close:
         return plain
+    return _with_close(plain)
 
+
+def _with_close(plain: st.SearchStrategy[list[Step]]) -> st.SearchStrategy[list[Step]]:
     @st.composite
     def with_close(draw: st.DrawFn) -> list[Step]:
         drawn = draw(plain)
@@ -70,3 +73,50 @@ def scenario_steps(max_size: int = 40, close: bool = True) -> st.SearchStrategy[
         return drawn
 
     return with_close()
+
+
+def configs_3x(election: bool | None = None) -> st.SearchStrategy[PoolConfig]:
+    """The same timings on a 3.8 replicaset (the pool follows box.status events),
+    with Raft elections or without (``election=None``: drawn)."""
+    servers = ["3.8", "3.8-election"] if election is None else ["3.8-election" if election else "3.8"]
+    return st.builds(
+        lambda base, server: PoolConfig(**{**base.__dict__, "server": server}),
+        configs(), st.sampled_from(servers),
+    )
+
+
+def _transaction() -> st.SearchStrategy[Step]:
+    """``("txn", api, n, end, at)``: see :mod:`tests.sim._pool_3x`."""
+    return st.tuples(st.just("txn"), st.sampled_from(["pool", "pool", "conn"]), st.integers(2, 4),
+                     st.sampled_from(["commit", "commit", "raise", "cancel"]), st.integers(0, 4))
+
+
+def steps_3x() -> st.SearchStrategy[Step]:
+    """Steps of a 3.8 scenario: the 2.6 ones plus transactions, transaction readers
+    and a background writer (an RW write every 10 or 50 ms for a while)."""
+    return st.one_of(
+        steps(), _transaction(), _transaction(),
+        st.tuples(st.just("txread"), st.sampled_from(MODES)),
+        st.tuples(st.just("writer"), st.sampled_from([0.01, 0.05]), st.sampled_from([1.0, 3.0])),
+    )
+
+
+def scenario_steps_3x(max_size: int = 30) -> st.SearchStrategy[list[Step]]:
+    """A 3.8 scenario (a close at a drawn step in about one in five, as in :func:`scenario_steps`)."""
+    return _with_close(st.lists(steps_3x(), min_size=min(8, max_size), max_size=max_size))
+
+
+def election_steps() -> st.SearchStrategy[list[Step]]:
+    """An election scenario: a writer every 10 ms, then promotes, elections with the
+    leader crashed (a drawn no-leader window) or not, repairs and quiet periods, with
+    transactions and readers in between."""
+    quiet = st.tuples(st.just("advance"), st.sampled_from(["window+", "refresh+", "small", "probe+"]))
+    fault = st.one_of(
+        st.tuples(st.just("switch"), _INSTANCE),
+        st.tuples(st.sampled_from(["failover", "failover_crash"])),
+        st.tuples(st.sampled_from(["restart", "crash", "pause", "resume"]), _INSTANCE),
+    )
+    other = st.one_of(_transaction(), st.tuples(st.just("txread"), st.sampled_from(MODES)),
+                      st.tuples(st.just("req"), st.sampled_from(MODES), st.sampled_from(KINDS)))
+    return st.lists(st.one_of(quiet, quiet, fault, other), min_size=3, max_size=12).map(
+        lambda drawn: [("writer", 0.01, 8.0), ("advance", "window+"), *drawn])

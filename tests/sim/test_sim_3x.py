@@ -191,3 +191,25 @@ async def test_pool_transaction_is_all_or_nothing_for_readers(autojump_clock: An
                     await tx.insert("t", [3, "c"])
                     await tx.insert("t", [1, "dup"])
             assert (await pool.select("t", mode=tt.Mode.RW)).data == [[1, "a"], [2, "b"]]
+
+
+async def test_a_replica_applies_a_committed_transaction_at_once(autojump_clock: Any) -> None:
+    """Replication keeps a transaction's boundary (as Tarantool's applier does): a reader
+    on a replica sees all of its rows or none, whatever the lag's jitter."""
+    async with sim.open_replicaset(n=2, seed=3, version=(3, 8), lag=0.01, lag_jitter=0.02) as rs:
+        _schema(rs)
+        seen: set[int] = set()
+
+        async def read_replica() -> None:
+            while True:
+                seen.add(len(rs[1].db.space_by_name("t")))
+                await trio.sleep(0.0005)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_replica)
+            async with tt.connect(**rs.addrs[0]) as conn, conn.transaction() as tx:
+                for k in range(5):
+                    await tx.insert("t", [k, "x"])
+            await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        assert seen == {0, 5}
