@@ -136,7 +136,7 @@ class FittingMachine(RuleBasedStateMachine):
         return lists[first] or lists[second]
 
 
-FittingMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+FittingMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
 TestFittingMachine = FittingMachine.TestCase
 
 
