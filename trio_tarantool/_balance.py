@@ -52,6 +52,7 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "Feedback",
+    "HedgePolicy",
     "LatencyAwareStrategy",
     "LeastOutstandingStrategy",
     "pick_avoiding",
@@ -489,3 +490,69 @@ class CircuitBreaker(StrategyInterface[UnitT]):
         breaker.until = self._now + backoff
         breaker.failures = 0
         breaker.trial = False
+
+
+class HedgePolicy:
+    """When a hedged read sends its second copy: a fixed delay, or a percentile of recent RTTs.
+
+    The pool's ``hedge_after=`` option: a number of seconds (``0.05``), or a
+    string ``"pNN"`` (``"p95"``, ``"p99.9"``): the NN-th percentile (nearest
+    rank) of the last ``window`` successful RTTs of hedgeable requests. With a
+    percentile, nothing is hedged until ``min_samples`` RTTs were seen (a
+    percentile of three samples says little). The percentile is recomputed
+    every ``window // 16`` samples, not per request.
+
+    Args:
+        after: The option's value (see above).
+        window: How many recent RTTs the percentile is taken over.
+        min_samples: RTTs needed before a percentile delay exists.
+    """
+
+    def __init__(self, after: float | str, *, window: int = 256, min_samples: int = 20) -> None:
+        self.fixed: float | None = None
+        self.percentile: float | None = None
+        if isinstance(after, str):
+            text = after.strip().lower()
+            try:
+                value = float(text[1:]) if text.startswith("p") else math.nan
+            except ValueError:
+                value = math.nan
+            if not 0 < value < 100:
+                raise ConfigurationError(
+                    f"hedge_after must be seconds >= 0 or a percentile 'p1'..'p99.9', got {after!r}")
+            self.percentile = value
+        else:
+            self.fixed = _require("hedge_after", after, above=False)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigurationError(f"window must be an int >= 1, got {window!r}")
+        self.window = window
+        self.min_samples = max(1, min(min_samples, window))
+        self._samples: list[float] = []
+        self._next = 0
+        self._since = 0
+        self._cached: float | None = None
+
+    def delay(self) -> float | None:
+        """Seconds to wait before the second copy; None: do not hedge (yet)."""
+        if self.fixed is not None:
+            return self.fixed
+        return self._cached
+
+    def record(self, rtt: float) -> None:
+        """Note the RTT of a successful hedgeable attempt."""
+        if self.fixed is not None:
+            return
+        samples = self._samples
+        if len(samples) < self.window:
+            samples.append(rtt)
+        else:
+            samples[self._next] = rtt
+            self._next = (self._next + 1) % self.window
+        self._since += 1
+        if len(samples) >= self.min_samples and (
+                self._cached is None or self._since >= max(1, self.window // 16)):
+            self._since = 0
+            ordered = sorted(samples)
+            assert self.percentile is not None
+            rank = math.ceil(self.percentile / 100 * len(ordered))
+            self._cached = ordered[max(rank, 1) - 1]

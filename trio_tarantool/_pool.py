@@ -82,6 +82,7 @@ import outcome
 import trio
 
 from ._addrs import Address, validate_addrs
+from ._balance import HedgePolicy, pick_avoiding
 from ._connection import RESEND, Connection, Ticket
 from ._crud import PoolCrudMixin
 from ._errors import (
@@ -111,7 +112,7 @@ from ._observe import (
 from ._options import connection_options
 from ._request import BUILDERS, Request
 from ._response import Response
-from ._retry import CRUD_READS, Kind, classify, decide, kind_of
+from ._retry import CRUD_READS, Failure, Kind, classify, decide, kind_of
 from ._strategy import InstanceState, Mode, RoundRobinStrategy, Status, StrategyInterface
 from ._stream import Isolation, Stream
 from ._watch import Watcher
@@ -138,6 +139,8 @@ class _Slow:
 
 
 _SLOW = _Slow()
+#: The modes a read may be hedged in (a second copy to another fitting instance).
+_HEDGE_MODES = (Mode.ANY, Mode.RO, Mode.PREFER_RO)
 #: What a caller's wait yields when the pool's deadline passed first.
 _TIMED_OUT = object()
 
@@ -296,6 +299,12 @@ class ConnectionPool(PoolCrudMixin):
         status_events: Where the server has watchers (Tarantool >= 2.10),
             follow each instance's ``box.status`` and ``box.shutdown`` events
             between probes (True by default; False: probes only).
+        hedge_after: Hedged reads (off by default): a read (select, ping, crud
+            reads, call/eval with ``idempotent=True``) in ANY/RO/PREFER_RO still
+            unanswered after this many seconds, or after this percentile of
+            recent RTTs (``"p95"``), is also sent to another fitting instance;
+            the first answer wins, the other copy is cancelled. One deadline
+            covers both. Never a write or code not marked idempotent.
     """
 
     def __init__(
@@ -317,6 +326,7 @@ class ConnectionPool(PoolCrudMixin):
         probe_timeout: float | None = None,
         retry_not_executed: bool = True,
         status_events: bool = True,
+        hedge_after: float | str | None = None,
     ) -> None:
         addresses = validate_addrs(addrs)
         if not isinstance(status_events, bool):
@@ -346,6 +356,11 @@ class ConnectionPool(PoolCrudMixin):
             send, receive = queue_factory()
             self._units.append(PoolUnit(address, conn, send, receive))
         self.strategy = strategy_class(self._units)
+        #: The strategy's feedback hook (``_balance.Feedback``), looked up once;
+        #: without one and without hedging, requests take the plain path.
+        self._on_result = getattr(self.strategy, "on_result", None)
+        self._hedge = None if hedge_after is None else HedgePolicy(hedge_after)
+        self._plain = self._on_result is None and self._hedge is None
         self.status_events = status_events
         #: The subscribers of events() (the health runner publishes state changes).
         self._hub = EventHub()
@@ -700,6 +715,95 @@ class ConnectionPool(PoolCrudMixin):
             "(the pool's deadline for the whole request)", may_have_executed=written,
         )
 
+    async def _observed(self, unit: PoolUnit, ptask: PoolTask, deadline: float) -> Any:
+        """:meth:`_attempt`, telling the strategy's feedback hook its RTT and outcome.
+
+        ``ok`` is True for a result or a server's error reply (the instance
+        answered), False for a NetworkError (timeouts included), None when the
+        attempt was abandoned (cancelled: its caller, or a hedged read's
+        losing copy).
+        """
+        start = trio.current_time()
+        ok: bool | None = None
+        try:
+            result = await self._attempt(unit, ptask, deadline)
+            ok = True
+            return result
+        except ServerError:
+            ok = True
+            raise
+        except NetworkError:
+            ok = False
+            raise
+        finally:
+            if self._on_result is not None:
+                now = trio.current_time()
+                self._on_result(unit, now - start, ok, now)
+
+    async def _hedged(self, first: PoolUnit, mode: Mode, ptask: PoolTask, deadline: float) -> Any:
+        """A hedged read: ``ptask`` on ``first``, and after the hedge delay a copy elsewhere.
+
+        The first copy to succeed (or to get a final error answer) wins and the
+        other is cancelled (its ticket is cancelled: the connection discards
+        the late reply and stays in sync). A copy that fails otherwise (a
+        refusal, the network) lets the other one finish. If the first copy
+        fails before the delay, nothing more is sent: the retry policy
+        decides as for any request. When both fail, the first copy's error is
+        raised, its ``may_have_executed`` true if either copy may have run
+        (the other's failure is noted for the health checks).
+        """
+        hedge = self._hedge
+        assert hedge is not None
+        delay = hedge.delay()
+        errors: list[tuple[PoolUnit, ServerError | NetworkError]] = []
+        won: list[Any] = []
+        unexpected: list[Exception] = []
+        first_done = trio.Event()
+
+        async def copy(unit: PoolUnit, task: PoolTask, cancel: trio.CancelScope) -> None:
+            start = trio.current_time()
+            try:
+                result = await self._observed(unit, task, deadline)
+            except (ServerError, NetworkError) as exc:
+                errors.append((unit, exc))
+                if isinstance(exc, ServerError) and classify(exc) == Failure.ANSWERED:
+                    cancel.cancel()  # a final answer: the other copy would get it too
+                    errors.insert(0, errors.pop())
+            except Exception as exc:  # not a failure of the attempt: the caller's, as it is
+                unexpected.append(exc)
+                cancel.cancel()
+            else:
+                hedge.record(trio.current_time() - start)
+                won.append(result)
+                cancel.cancel()
+            finally:
+                if unit is first:
+                    first_done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(copy, first, ptask, nursery.cancel_scope)
+            if delay is not None:
+                with trio.move_on_at(min(deadline, trio.current_time() + delay)):
+                    await first_done.wait()
+                if not first_done.is_set():
+                    second = pick_avoiding(self.strategy, mode, [first])
+                    if second is not None:
+                        twin = PoolTask(ptask.method_name, ptask.args, ptask.kwargs, ptask.request)
+                        nursery.start_soon(copy, second, twin, nursery.cancel_scope)
+        if unexpected:
+            raise unexpected[0]
+        if won:
+            return won[0]
+        if not errors:  # both cancelled by the caller: the nursery re-raised that already
+            raise AssertionError("a hedged read ended without an outcome")
+        unit, exc = errors[0]
+        for other_unit, other in errors[1:]:
+            if other_unit is not unit:
+                self._health.note_failure(other_unit, other)
+            if other.may_have_executed and not exc.may_have_executed:
+                exc.may_have_executed = True
+        raise exc
+
     async def _send(self, mode: Mode | None, method_name: str, args: tuple[Any, ...],
                     kwargs: dict[str, Any] | None = None, *, kind: Kind | None = None,
                     idempotent: bool = False) -> Any:
@@ -746,7 +850,12 @@ class ConnectionPool(PoolCrudMixin):
                 self._note_retry(method_name, kind, attempt_mode, previous, previous_unit, unit)
             try:
                 ptask = PoolTask(method_name, args, kwargs or {}, request)
-                return await self._attempt(unit, ptask, deadline)
+                if self._plain:
+                    return await self._attempt(unit, ptask, deadline)
+                if (self._hedge is not None and attempt == 0 and mode in _HEDGE_MODES
+                        and (kind == Kind.READ or (idempotent and method_name in ("call", "eval")))):
+                    return await self._hedged(unit, mode, ptask, deadline)
+                return await self._observed(unit, ptask, deadline)
             except (ServerError, NetworkError) as exc:
                 self._count_error(exc)
                 decision = decide(kind, attempt_mode, classify(exc), idempotent=idempotent,
@@ -1085,6 +1194,7 @@ async def open_pool(
     probe_timeout: float | None = None,
     retry_not_executed: bool = True,
     status_events: bool = True,
+    hedge_after: float | str | None = None,
 ) -> AsyncIterator[ConnectionPool]:
     """Open a :class:`ConnectionPool`; it is closed and its tasks gone when the block exits."""
     pool = ConnectionPool(
@@ -1094,6 +1204,7 @@ async def open_pool(
         connection_timeout=connection_timeout, strategy_class=strategy_class,
         refresh_delay=refresh_delay, fetch_schema=fetch_schema, probe_timeout=probe_timeout,
         retry_not_executed=retry_not_executed, status_events=status_events,
+        hedge_after=hedge_after,
     )
     async with pool:
         yield pool
