@@ -171,8 +171,8 @@ async def test_lost_connection_is_observable(replicaset: Replicaset,
                     if victim.listen in r.getMessage() and r.name == "trio_tarantool.pool"]
     info = [r.getMessage() for r in about_victim if r.levelno == logging.INFO]
     assert any(m.startswith(f"{victim.listen} is UNHEALTHY (was ro): connection lost") for m in info), info
-    # The loss, then the probes' own (different) error once; the other probes at DEBUG.
-    assert len([m for m in info if "probe" in m]) <= 1, info
+    # The loss, then the probes' own (different) errors once each; the other probes at DEBUG.
+    assert len([m for m in info if "probe" in m]) <= 2, info  # (a kill during a probe: two errors)
     assert len([r for r in about_victim if r.levelno == logging.DEBUG and "again" in r.getMessage()]) >= 8
     connection_info = [r.getMessage() for r in caplog.records
                        if r.name == "trio_tarantool.connection" and r.levelno == logging.INFO]
