@@ -3,6 +3,10 @@
 Everything public is re-exported here; the modules behind it are private.
 """
 
+from ._balance import BreakerState as BreakerState
+from ._balance import CircuitBreaker as CircuitBreaker
+from ._balance import LatencyAwareStrategy as LatencyAwareStrategy
+from ._balance import LeastOutstandingStrategy as LeastOutstandingStrategy
 from ._connection import Connection as Connection
 from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._connection import PreparedStatement as PreparedStatement

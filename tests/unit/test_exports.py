@@ -20,6 +20,8 @@ import trio_tarantool
 PUBLIC_NAMES = sorted([
     "Adjust",
     "BoxError",
+    "BreakerState",
+    "CircuitBreaker",
     "ClusterConnectWarning",
     "ConfigurationError",
     "Connection",
@@ -42,6 +44,8 @@ PUBLIC_NAMES = sorted([
     "Interval",
     "Isolation",
     "Iterator",
+    "LatencyAwareStrategy",
+    "LeastOutstandingStrategy",
     "Mode",
     "NetworkError",
     "NetworkWarning",
