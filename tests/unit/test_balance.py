@@ -20,12 +20,19 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from trio_tarantool._balance import (
     BreakerState,
     CircuitBreaker,
+    HedgePolicy,
     LatencyAwareStrategy,
     LeastOutstandingStrategy,
     pick_avoiding,
 )
 from trio_tarantool._errors import ConfigurationError, PoolTopologyError
-from trio_tarantool._strategy import InstanceState, Mode, RoundRobinStrategy, Status, StrategyInterface
+from trio_tarantool._strategy import (
+    InstanceState,
+    Mode,
+    RoundRobinStrategy,
+    Status,
+    StrategyInterface,
+)
 
 
 @dataclass
@@ -379,3 +386,37 @@ def test_pick_avoiding_finds_another_fitting_instance(name: str) -> None:
 def test_bad_options_name_the_argument(factory: Callable[[list[Unit]], Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         factory(replicaset())
+
+
+# -- hedge delay ---------------------------------------------------------------------------------
+def test_hedge_policy_fixed_delay() -> None:
+    policy = HedgePolicy(0.05)
+    assert policy.delay() == 0.05
+    policy.record(10.0)
+    assert policy.delay() == 0.05
+
+
+@given(samples=st.lists(st.floats(min_value=0, max_value=10), min_size=20, max_size=300),
+       percentile=st.sampled_from([50, 90, 95, 99, 99.9]))
+def test_hedge_policy_percentile_is_a_recent_sample_at_that_rank(samples: list[float], percentile: float) -> None:
+    policy = HedgePolicy(f"p{percentile}", window=64, min_samples=20)
+    for k, rtt in enumerate(samples):
+        policy.record(rtt)
+        delay = policy.delay()
+        if k + 1 < 20:
+            assert delay is None  # not enough samples yet: no hedging
+        else:
+            assert delay is not None and delay in samples[max(0, k + 1 - 64 - 4):k + 1]
+    window = sorted(samples[-64:])
+    last = policy.delay()
+    assert last is not None
+    # Recomputed every window // 16 = 4 samples: the value is at most 3 samples stale,
+    # so it lies between the window's neighbouring ranks.
+    rank = max(1, -(-percentile * len(window) // 100))
+    assert window[max(0, int(rank) - 1 - 4)] <= last <= window[min(len(window) - 1, int(rank) - 1 + 4)]
+
+
+@pytest.mark.parametrize("bad", ["p0", "p100", "x95", "p", "fast", -0.1, float("nan"), True])
+def test_hedge_policy_refuses_bad_values(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="hedge_after"):
+        HedgePolicy(bad)
