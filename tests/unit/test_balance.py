@@ -377,11 +377,13 @@ def test_pick_avoiding_finds_another_fitting_instance(name: str) -> None:
     (lambda u: LatencyAwareStrategy(u, alpha=0), "alpha must be > 0"),
     (lambda u: LatencyAwareStrategy(u, alpha=1.5), "alpha must be > 0.0 and <= 1.0"),
     (lambda u: LatencyAwareStrategy(u, half_life=-1), "half_life must be > 0"),
-    (lambda u: LatencyAwareStrategy(u, seed="x"), "seed must be an int"),
+    (lambda u: LatencyAwareStrategy(u, seed="x"),  # type: ignore[arg-type]
+     "seed must be an int"),
     (lambda u: CircuitBreaker(u, failures=0), "failures must be an int >= 1"),
     (lambda u: CircuitBreaker(u, backoff=float("nan")), "backoff must be a number"),
     (lambda u: CircuitBreaker(u, backoff=2.0, max_backoff=1.0), "max_backoff must be >= 2.0"),
-    (lambda u: CircuitBreaker(u, inner=42), "inner must be a strategy class"),
+    (lambda u: CircuitBreaker(u, inner=42),  # type: ignore[arg-type]
+     "inner must be a strategy class"),
 ])
 def test_bad_options_name_the_argument(factory: Callable[[list[Unit]], Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
