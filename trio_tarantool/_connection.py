@@ -385,6 +385,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         self._attempt: _Attempt | None = None
         self._connector_scope: trio.CancelScope | None = None
         self._tasks = 0  # connector, reader and writer tasks running
+        self._failing = False  # connect attempts failed since the last success (log once)
         self._gone = trio.Event()  # set on CLOSED
         self._schema_lock = trio.Lock()
         self._keys: dict[str, KeyState] = {}
@@ -588,8 +589,12 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         stream = await self._establish()
                     except NetworkError as exc:
                         last = exc
-                        logger.info("%s: connect attempt %d of %d failed: %s", self._where, n + 1,
-                                    attempts, exc.message)
+                        # INFO for the first failure after a success, DEBUG for the
+                        # repeats: a dead server probed by a pool logs once, not per poll.
+                        logger.log(logging.DEBUG if self._failing else logging.INFO,
+                                   "%s: connect attempt %d of %d failed: %s", self._where, n + 1,
+                                   attempts, exc.message)
+                        self._failing = True
                         continue
                     except ServerError as exc:  # refused authentication: trying again will not help
                         last = exc
@@ -659,6 +664,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         self._lost = trio.Event()
         self.schema = None  # the server may have been restarted with another schema
         self._set_state(ConnectionState.READY)
+        self._failing = False
         greeting = self.greeting
         logger.info("%s: connected (%s, protocol %d, features %s)%s", self._where,
                     "Tarantool " + ".".join(map(str, greeting.version)) if greeting else "server",

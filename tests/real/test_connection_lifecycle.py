@@ -350,7 +350,12 @@ async def test_state_changes_leave_info_records_without_secrets(caplog: pytest.L
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert any("connected" in m for m in info), info
     assert any("connection lost" in m for m in info), info
-    assert any("connect attempt 2 of 2 failed" in m for m in info), info
+    # The first failure after a success at INFO; its repeats (the second ping's
+    # attempts too) at DEBUG: a dead server logs once, not once per poll.
+    assert [m for m in info if "connect attempt" in m] == [
+        m for m in info if "connect attempt 1 of 2 failed" in m][:1], info
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum("connect attempt" in m for m in debug) >= 3, debug
     for record in caplog.records:
         assert record.name.startswith("trio_tarantool.")
         assert "S3CRET" not in record.getMessage()

@@ -321,7 +321,7 @@ def test_configuration_errors_at_construction() -> None:
     with pytest.raises(ConfigurationError, match=r"addrs\[1\]: port 70000 is outside 1..65535"):
         ConnectionPool([{"host": "127.0.0.1", "port": 1}, {"host": "127.0.0.1", "port": 70000}])
     with pytest.raises(ConfigurationError, match="refresh_delay"):
-        ConnectionPool([{"host": "127.0.0.1", "port": 1}], refresh_delay=0)
+        ConnectionPool([{"host": "127.0.0.1", "port": 1}], refresh_delay=-1)
     with pytest.raises(ConfigurationError, match="socket_timeout"):
         ConnectionPool([{"host": "127.0.0.1", "port": 1}], socket_timeout=-1)
 
