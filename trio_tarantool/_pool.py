@@ -284,9 +284,9 @@ class ConnectionPool(PoolCrudMixin):
 
     Args:
         addrs: ``[{"host": ..., "port": ...}, ...]`` (see the seed API).
-        user, password, socket_timeout, reconnect_max_attempts, reconnect_delay,
-            encoding, call_16, connection_timeout, fetch_schema: passed to every
-            connection.
+        user: Passed to every connection, as are ``password``, ``socket_timeout``,
+            ``reconnect_max_attempts``, ``reconnect_delay``, ``encoding``,
+            ``call_16``, ``connection_timeout`` and ``fetch_schema``.
         connect_now: Connect when entering ``async with`` (else call
             :meth:`connect`).
         strategy_class: Chooses instances by mode (round robin by default).
