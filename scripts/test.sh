@@ -16,6 +16,10 @@
 #                                       trio_tarantool, the sdist's contents; the
 #                                       wheel alone -- no test tools -- in a fresh
 #                                       venv runs examples/sim_*.py and both demos)
+#  7b. docs                           (sphinx-build -W -n of docs/: the guides, the
+#                                       README, the CHANGELOG and the API reference;
+#                                       Sphinx in its own cached venv .venvs/docs,
+#                                       the "docs" group of pyproject.toml)
 #   8. minimum versions                (trio 0.25.1 + msgpack 1.0.0 on Python 3.10:
 #                                       the unit tests and the sim subset below)
 #   9. python 3.10 ... 3.13            (the unit tests and the sim subset on every
@@ -24,7 +28,8 @@
 #                                       is reported and skipped, not failed)
 # Every step runs even if an earlier one failed; the exit code is non-zero if
 # any failed. SKIP_LINT=1 skips steps 1-3 (handy while iterating on one test);
-# SKIP_BENCH=1 skips steps 5-6; SKIP_PACKAGING=1 step 7; SKIP_COMPAT=1 steps 8-9.
+# SKIP_BENCH=1 skips steps 5-6; SKIP_PACKAGING=1 step 7; SKIP_COMPAT=1 steps 8-9;
+# SKIP_DOCS=1 step 7b.
 #
 # The venvs of steps 8-9 are cached in .venvs/ (gitignored) and made again
 # when pyproject.toml changes; interpreters come from pyenv
@@ -55,13 +60,15 @@ SIM_SUBSET=(
 )
 
 failed=()
+timings=()
 step() {
-    local name="$1"
+    local name="$1" start=$SECONDS
     shift
     echo "=== $name" >&2
     if ! "$@"; then
         failed+=("$name")
     fi
+    timings+=("$name: $((SECONDS - start)) s")
 }
 
 # Steps 8-9 ("compat" jobs). Their venvs are prepared one after the other
@@ -107,11 +114,12 @@ compat_all() {
     local logs i j pid rc
     logs=$(mktemp -d)
     for ((i = 0; i < ${#compat_names[@]}; i += 2)); do
-        local pids=()
+        local pids=() pair_names=() start=$SECONDS
         for ((j = i; j < i + 2 && j < ${#compat_names[@]}; j++)); do
             [ -n "${compat_venvs[j]}" ] || continue
             compat_run "${compat_venvs[j]}" "$logs/$j" &
             pids+=($!)
+            pair_names+=("${compat_names[j]}")
         done
         for pid in "${pids[@]}"; do
             wait "$pid" || true
@@ -123,6 +131,7 @@ compat_all() {
             rc=$(cat "$logs/$j.rc" 2>/dev/null || echo 1)
             [ "$rc" = 0 ] || failed+=("${compat_names[j]}")
         done
+        [ "${#pair_names[@]}" = 0 ] || timings+=("$(IFS=+; echo "${pair_names[*]}") (in parallel): $((SECONDS - start)) s")
     done
     rm -rf "$logs"
 }
@@ -141,8 +150,17 @@ fi
 if [ -z "${SKIP_PACKAGING:-}" ]; then
     step "packaging" bash scripts/check_packaging.sh
 fi
+# Step 7b: the docs, warnings as errors (about 15 s; the venv is made once).
+build_docs() {
+    ensure_job_venv .venvs/docs .venv/bin/python -e . --group docs || return 1
+    .venvs/docs/bin/sphinx-build -W --keep-going -n -q -E -b html docs docs/_build
+}
+if [ -z "${SKIP_DOCS:-}" ]; then
+    step "docs (sphinx-build -W -n)" build_docs
+fi
 if [ -z "${SKIP_COMPAT:-}" ]; then
     echo "=== preparing the venvs of the minimum-versions and Python jobs (.venvs/)" >&2
+    compat_start=$SECONDS
     compat_prepare "minimum versions (python 3.10, trio 0.25.1, msgpack 1.0.0)" 3.10 min-py3.10 \
         "trio==0.25.1" "msgpack==1.0.0"
     main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -154,7 +172,11 @@ if [ -z "${SKIP_COMPAT:-}" ]; then
         compat_prepare "python $version" "$version" "py$version"
     done
     compat_all
+    timings+=("steps 8-9 in all (venvs included): $((SECONDS - compat_start)) s")
 fi
+
+echo "=== time per step" >&2
+printf '    %s\n' "${timings[@]}" >&2
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "FAILED steps: ${failed[*]}" >&2
