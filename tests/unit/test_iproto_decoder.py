@@ -433,8 +433,27 @@ def test_consumed_bytes_are_released() -> None:
         decoder.feed(PUSH_REPLY[7:])
         assert [r.sync for r in decoder.replies()] == [9]
         assert decoder.buffered == 0
-        if i % 1000 == 0:  # white-box: the internal buffer itself is compacted
+        if i % 1000 == 0:  # white-box: the internal buffers themselves are compacted
             assert len(decoder._buf) <= len(OK_REPLY) + len(PUSH_REPLY)
+            assert sum(map(len, decoder._held)) <= len(OK_REPLY) + len(PUSH_REPLY)
+
+
+def test_streaming_resumes_after_a_packet_the_careful_path_judged() -> None:
+    """White-box (issue 11): a packet the streaming path cannot vouch for is
+    judged by the careful path, which hands the stream back right after it
+    (one bad reply must not slow the connection down for good), also when the
+    rest of the read ends inside a packet."""
+    bad = framed("83 00 00 01 07 05 09   81 30 91 92 01 a2 ff fe")  # not UTF-8
+    decoder = Decoder()
+    decoder.feed(OK_REPLY + bad + OK_REPLY + PUSH_REPLY[:7])
+    replies = decoder.replies()
+    assert [(r.sync, r.decode_error is None) for r in replies] == [(7, True), (7, False), (7, True)]
+    assert not decoder._careful
+    assert decoder.buffered == 7
+    decoder.feed(PUSH_REPLY[7:] + OK_REPLY)
+    assert [r.sync for r in decoder.replies()] == [9, 7]
+    assert not decoder._careful and decoder.buffered == 0
+    assert decoder._held == [] or decoder._start == decoder._fed
 
 
 def test_memory_does_not_grow_with_traffic() -> None:
