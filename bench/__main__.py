@@ -252,6 +252,10 @@ def smoke_failures(results: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["balance"]:  # bench/run balance: strategies with a slowed replica (bench/balance.py)
+        from bench import balance
+
+        return balance.main(argv[1:])
     if argv[:1] == ["sharded"]:  # bench/run sharded: crud on a vshard cluster (bench/sharded.py)
         from bench import sharded
 
