@@ -23,7 +23,8 @@ async def main() -> None:
     async with open_replicaset(3, seed=1, users={"app": "secret"}) as rs:
         rs.create_space("users", [("id", "unsigned"), ("name", "string")],
                         indexes=[("primary", [("id", "unsigned")], True)])
-        async with open_pool(rs.addrs, user="app", password="secret") as pool:
+        addrs = rs.addrs                                                # the simulated instances
+        async with open_pool(addrs, user="app", password="secret") as pool:
             await pool.insert("users", [2, "Grace"])                    # RW by default
             await rs.advance(0.1)                                       # let it replicate
             rows = await pool.select("users", 2, mode=Mode.PREFER_RO)
