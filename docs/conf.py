@@ -118,9 +118,17 @@ def _attribute_docstring_prose(app: Any, what: str, name: str, obj: Any, options
         lines[0] = ": " + lines[0]
 
 
+def _readme_links(app: Any, relative_path: Any, parent_docname: str, content: list[str]) -> None:
+    """In the README included as the intro page, point its CHANGELOG link at the
+    site's changelog page (on a forge it opens the file at the root)."""
+    if str(relative_path).endswith("README.md"):
+        content[0] = content[0].replace("](CHANGELOG.md)", "](docs/changelog.md)")
+
+
 def setup(app: Any) -> None:
-    """Register the docstring hook above."""
+    """Register the hooks above."""
     app.connect("autodoc-process-docstring", _attribute_docstring_prose, priority=400)
+    app.connect("include-read", _readme_links)
 
 
 html_theme = "alabaster"
