@@ -189,6 +189,19 @@ class Pacer:
             self.failures = 0
 
 
+class _Loops:
+    """One unit's running health loops: their cancel scope, first probe, and end."""
+
+    __slots__ = ("done", "first", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        #: Set after the unit's first probe (or when its loops end without one).
+        self.first = trio.Event()
+        #: Set once every loop of the unit has ended.
+        self.done = trio.Event()
+
+
 def _info_value(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -212,7 +225,7 @@ class Health:
         self.on_change = on_change
         self.refresh_delay = refresh_delay
         self.probe_timeout = probe_timeout
-        self.pacers: Mapping[int, Pacer] = {id(u): Pacer(refresh_delay, u.key) for u in units}
+        self.pacers: dict[int, Pacer] = {id(u): Pacer(refresh_delay, u.key) for u in units}
         #: Set by the pool's close(): probes stop changing states.
         self.closed = False
         #: When the last role signal (refusal, lost connection) happened.
@@ -234,6 +247,8 @@ class Health:
         self._problems: dict[str, list[Any]] = {}
         #: id(unit) -> the unusable-state reason last warned about.
         self._unusable: dict[int, str] = {}
+        #: id(unit) -> its running loops (membership: a unit's loops stop alone).
+        self._loops: dict[int, _Loops] = {}
 
     def pacer(self, unit: PoolUnit) -> Pacer:
         return self.pacers[id(unit)]
@@ -331,6 +346,8 @@ class Health:
 
     def lost(self, unit: PoolUnit, error: BaseException, reason: str) -> None:
         """``unit``'s connection is gone: UNHEALTHY now; a new problem wakes everyone."""
+        if id(unit) not in self.pacers:
+            return  # removed from the pool (a request still in flight there failed)
         self.fail(unit, error, reason)
         if unit.state.status != Status.HEALTHY:
             unit.wake.set()  # already known (the failing request or the watcher was first)
@@ -342,8 +359,8 @@ class Health:
             unit.wake.set()  # its own pace (backoff) decides when it is probed
 
     def note_failure(self, unit: PoolUnit, exc: BaseException) -> None:
-        """Update ``unit`` from a request's failure."""
-        if self.closed:
+        """Update ``unit`` from a request's failure (none once it left the pool)."""
+        if self.closed or id(unit) not in self.pacers:
             return
         if isinstance(exc, ServerError):
             if classify(exc) == Failure.READONLY:
@@ -390,12 +407,13 @@ class Health:
     async def refresh_all(self, deadline: float) -> None:
         """Wake every probe and wait until each finished one, or any state changed
         (an event, a probe), or ``deadline``, or close."""
-        before = [u.probes for u in self.units]
+        units = list(self.units)  # membership may change meanwhile
+        before = [u.probes for u in units]
         changes = self.changes
         self.wake_all(role_signal=False)
         with trio.move_on_at(deadline):
             while not self.closed and self.changes == changes and any(
-                    u.probes <= n for u, n in zip(self.units, before, strict=True)):
+                    u.probes <= n and id(u) in self._loops for u, n in zip(units, before, strict=True)):
                 await self._probe_done.wait()
 
     # -- events ----------------------------------------------------------------------------
@@ -431,16 +449,88 @@ class Health:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Probe and watch every instance; ``started`` once each was probed once."""
         async with trio.open_nursery() as nursery:
-            first_round = [trio.Event() for _ in self.units]
-            for unit, first in zip(self.units, first_round, strict=True):
-                nursery.start_soon(self._probe_loop, unit, first)
-                nursery.start_soon(self._watch_disconnect, unit)
-                if self.status_events:
-                    nursery.start_soon(self._follow, unit, STATUS_KEY, self.apply_status)
-                    nursery.start_soon(self._follow, unit, SHUTDOWN_KEY, self.apply_shutdown)
+            first_round: list[trio.Event] = []
+            for unit in list(self.units):  # a snapshot: add() starts the units it adds itself
+                loops = self._loops.get(id(unit))
+                if loops is None:
+                    loops = self._register(unit)
+                    nursery.start_soon(self._unit_loops, unit, loops)
+                first_round.append(loops.first)
             for first in first_round:
                 await first.wait()
             task_status.started()
+
+    # -- membership (the pool's add()/remove()) --------------------------------------------
+    def _register(self, unit: PoolUnit) -> _Loops:
+        self.pacers.setdefault(id(unit), Pacer(self.refresh_delay, unit.key))
+        loops = self._loops[id(unit)] = _Loops()
+        return loops
+
+    async def run_unit(self, unit: PoolUnit, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Probe and watch one unit (one the pool added): ``started`` after its first probe.
+
+        Runs until :meth:`stop_unit` (or the pool's close, which cancels it).
+        A unit whose loops already run (started by :meth:`run`) is not
+        started twice: this waits for its first probe and returns.
+        """
+        loops = self._loops.get(id(unit))
+        if loops is not None:
+            await loops.first.wait()
+            task_status.started()
+            return
+        await self._unit_loops(unit, self._register(unit), task_status=task_status)
+
+    async def _unit_loops(self, unit: PoolUnit, loops: _Loops, *,
+                          task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The probe loop, disconnect watcher and event followers of ``unit``, in their own scope."""
+        try:
+            with loops.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._probe_loop, unit, loops.first)
+                    nursery.start_soon(self._watch_disconnect, unit)
+                    if self.status_events:
+                        nursery.start_soon(self._follow, unit, STATUS_KEY, self.apply_status)
+                        nursery.start_soon(self._follow, unit, SHUTDOWN_KEY, self.apply_shutdown)
+                    await loops.first.wait()
+                    task_status.started()
+        finally:
+            loops.first.set()  # nobody waits for a first probe that will never come
+            if self._loops.get(id(unit)) is loops:
+                del self._loops[id(unit)]
+            loops.done.set()
+
+    async def stop_unit(self, unit: PoolUnit) -> None:
+        """End ``unit``'s loops (it is leaving the pool) and wait until they are gone.
+
+        Its state is no longer updated from then on, and request failures
+        there are ignored once :meth:`forget` ran.
+        """
+        loops = self._loops.get(id(unit))
+        if loops is None:
+            await trio.lowlevel.checkpoint()
+            return
+        loops.scope.cancel()
+        await loops.done.wait()
+
+    def forget(self, unit: PoolUnit) -> None:
+        """Drop what is kept about a unit that left the pool."""
+        self.pacers.pop(id(unit), None)
+        self._hints.pop(id(unit), None)
+        self._unusable.pop(id(unit), None)
+
+    def changed(self) -> None:
+        """The set of units changed: re-check the topology and wake whoever waits for a change."""
+        self.changes += 1
+        self.on_change()
+        self.check_topology(trio.current_time())
+        self._progress()
+
+    async def wait_change(self) -> None:
+        """Return at the next probe end, state change, membership change or close."""
+        if self.closed:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._probe_done.wait()
 
     async def _probe_loop(self, unit: PoolUnit, first: trio.Event) -> None:
         pacer = self.pacer(unit)

@@ -98,6 +98,7 @@ from ._errors import (
     TarantoolTimeoutError,
 )
 from ._health import Health
+from ._membership import DEFAULT_DISCOVER_EVERY, PoolMembershipMixin, SharedOptions
 from ._observe import (
     EventHub,
     InstanceStatistics,
@@ -229,6 +230,11 @@ class PoolUnit:
     wake: trio.Event = field(default_factory=trio.Event)
     #: Set while a successful probe left the connection up (disconnect watcher).
     connected: trio.Event = field(default_factory=trio.Event)
+    #: Membership: set by the request path when ``in_flight`` drops to 0 while
+    #: :meth:`ConnectionPool.remove` waits for it (None otherwise).
+    drained: trio.Event | None = None
+    #: Membership: set once the instance task and its connection's tasks ended.
+    ended: trio.Event = field(default_factory=trio.Event)
 
     @property
     def addr(self) -> dict[str, Any]:
@@ -273,7 +279,7 @@ def _naming(exc: NetworkError, where: str, may_have_executed: bool) -> NetworkEr
         return exc
 
 
-class ConnectionPool(PoolCrudMixin):
+class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
     """A pool of connections to a Tarantool replicaset, routing by request mode.
 
     Use it as ``async with ConnectionPool(addrs, ...) as pool:``; its API is the
@@ -305,6 +311,10 @@ class ConnectionPool(PoolCrudMixin):
             recent RTTs (``"p95"``), is also sent to another fitting instance;
             the first answer wins, the other copy is cancelled. One deadline
             covers both. Never a write or code not marked idempotent.
+        discover: Find the replicaset's other members (``box.info.replication``)
+            and add them: True at ``connect()`` and every 10 ``refresh_delay``
+            periods, an int N every N periods; never removes one (see
+            :meth:`discover`). Off by default.
     """
 
     def __init__(
@@ -327,8 +337,16 @@ class ConnectionPool(PoolCrudMixin):
         retry_not_executed: bool = True,
         status_events: bool = True,
         hedge_after: float | str | None = None,
+        discover: bool | int = False,
     ) -> None:
         addresses = validate_addrs(addrs)
+        if isinstance(discover, bool):
+            self._discover_every = DEFAULT_DISCOVER_EVERY if discover else 0
+        elif isinstance(discover, int) and discover >= 1:
+            self._discover_every = discover
+        else:
+            raise ConfigurationError(f"discover must be True, False or an int >= 1 (refreshes), "
+                                     f"got {discover!r}")
         if not isinstance(status_events, bool):
             raise ConfigurationError(f"status_events must be True or False, got {status_events!r}")
         _check_number("refresh_delay", refresh_delay)
@@ -355,6 +373,13 @@ class ConnectionPool(PoolCrudMixin):
             ))
             send, receive = queue_factory()
             self._units.append(PoolUnit(address, conn, send, receive))
+        #: The shared connection options, for the instances add() and discovery bring.
+        self._conn_options: dict[str, Any] = SharedOptions({
+            "user": user, "password": password, "socket_timeout": socket_timeout,
+            "connection_timeout": connection_timeout, "reconnect_max_attempts": reconnect_max_attempts,
+            "reconnect_delay": reconnect_delay, "encoding": encoding, "call_16": call_16,
+            "fetch_schema": fetch_schema,
+        })
         self.strategy = strategy_class(self._units)
         #: The strategy's feedback hook (``_balance.Feedback``), looked up once;
         #: without one and without hedging, requests take the plain path.
@@ -440,9 +465,11 @@ class ConnectionPool(PoolCrudMixin):
             return
         self._connected = True
         logger.debug("pool connecting to %s", ", ".join(u.key for u in self._units))
-        for unit in self._units:
+        for unit in list(self._units):  # a snapshot: add() starts what it adds meanwhile
             await self._nursery.start(self._instance_task, unit)
         await self._nursery.start(self._run_health)
+        if self._discover_every and not self._closed:
+            await self._nursery.start(self._discovery_loop)
         if self._closed:
             return
         logger.info("pool connected: %s", ", ".join(
@@ -594,6 +621,7 @@ class ConnectionPool(PoolCrudMixin):
                             f"{unit.key}: the pool was closed before the request was sent",
                             may_have_executed=False)))
                     receive.close()
+        unit.ended.set()  # remove() waits for this
 
     @staticmethod
     def _wake(ptask: PoolTask, result: outcome.Outcome[Any]) -> None:
@@ -709,6 +737,8 @@ class ConnectionPool(PoolCrudMixin):
                 return await conn.perform(request, deadline)
         finally:
             unit.in_flight -= 1
+            if unit.drained is not None and not unit.in_flight:
+                unit.drained.set()  # remove() waits for this instance's last request
         written = ptask.ticket is not None and ptask.ticket.written
         raise TarantoolTimeoutError(
             f"{unit.key}: no reply within socket_timeout={self.socket_timeout}s "
@@ -1001,6 +1031,8 @@ class ConnectionPool(PoolCrudMixin):
             raise
         finally:
             unit.in_flight -= 1
+            if unit.drained is not None and not unit.in_flight:
+                unit.drained.set()
 
     @asynccontextmanager
     async def watch(self, key: str, *, mode: Mode = Mode.ANY) -> AsyncIterator[Watcher]:
@@ -1195,6 +1227,7 @@ async def open_pool(
     retry_not_executed: bool = True,
     status_events: bool = True,
     hedge_after: float | str | None = None,
+    discover: bool | int = False,
 ) -> AsyncIterator[ConnectionPool]:
     """Open a :class:`ConnectionPool`; it is closed and its tasks gone when the block exits."""
     pool = ConnectionPool(
@@ -1204,7 +1237,7 @@ async def open_pool(
         connection_timeout=connection_timeout, strategy_class=strategy_class,
         refresh_delay=refresh_delay, fetch_schema=fetch_schema, probe_timeout=probe_timeout,
         retry_not_executed=retry_not_executed, status_events=status_events,
-        hedge_after=hedge_after,
+        hedge_after=hedge_after, discover=discover,
     )
     async with pool:
         yield pool
