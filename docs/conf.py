@@ -21,7 +21,7 @@ import trio_tarantool
 
 project = "trio_tarantool"
 author = "the trio_tarantool developers"
-copyright = "the trio_tarantool developers"  # noqa: A001 (Sphinx's name)
+copyright = "the trio_tarantool developers"
 release = trio_tarantool.__version__
 version = ".".join(release.split(".")[:2])
 
