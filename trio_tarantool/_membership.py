@@ -397,15 +397,16 @@ class PoolMembershipMixin:
             raise ConfigurationError(f"remove(): timeout must be a number >= 0, got {timeout!r}")
         if self._closed:
             raise ConnectionClosedError("remove(): the pool is closed", may_have_executed=False)
-        async with self._lock():
-            unit = self._find(addr, "remove()")
-            deadline = trio.current_time() + timeout
-            # 1. Out of the routing, at once (no checkpoint since the lookup).
-            index = self._units.index(unit)
-            del self._units[index]
-            del self.addrs[index]
-            self._health.changed()
-            logger.info("%s removed from the pool (%d request(s) in flight)", unit.key, unit.in_flight)
+        # 1. Out of the routing before the first checkpoint: from the call on.
+        unit = self._find(addr, "remove()")
+        deadline = trio.current_time() + timeout
+        index = self._units.index(unit)
+        del self._units[index]
+        del self.addrs[index]
+        self._health.changed()
+        logger.info("%s removed from the pool (%d request(s) in flight)", unit.key, unit.in_flight)
+        abandoned = 0
+        try:
             # 2. No more probes, events or warnings about it.
             await self._health.stop_unit(unit)
             self._health.forget(unit)  # failures of its last requests change nothing now
@@ -419,15 +420,19 @@ class PoolMembershipMixin:
             if abandoned:
                 logger.info("%s: %d request(s) still in flight after remove()'s timeout=%ss: closing",
                             unit.key, abandoned, timeout)
-            # 4. Its connection and instance task end (requests left fail, saying if written).
+        finally:
+            # 4. Its connection and instance task end (requests left fail, saying
+            #    whether each was written), also when the caller was cancelled.
+            self._health.forget(unit)
             running = unit.task is not None
             unit.request_processing_enabled = False
             unit.send_channel.close()
-            await unit.conn.aclose()
-            if running:
-                await unit.ended.wait()  # the instance task, after its connection's tasks
-            self._hub.publish(InstanceRemovedEvent(time=trio.current_time(), instance=unit.key,
-                                                   abandoned=abandoned))
+            unit.conn.close()
+        await unit.conn.aclose()
+        if running:
+            await unit.ended.wait()  # the instance task, after its connection's tasks
+        self._hub.publish(InstanceRemovedEvent(time=trio.current_time(), instance=unit.key,
+                                               abandoned=abandoned))
 
     # -- wait_for ----------------------------------------------------------------------------
     async def wait_for(self, mode: Mode, timeout: float | None = None) -> None:  # noqa: ASYNC109
