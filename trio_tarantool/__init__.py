@@ -40,6 +40,8 @@ from ._iproto import Datetime as Datetime
 from ._iproto import Interval as Interval
 from ._iproto._constants import Iterator as Iterator
 from ._lifecycle import ConnectionState as ConnectionState
+from ._membership import InstanceAddedEvent as InstanceAddedEvent
+from ._membership import InstanceRemovedEvent as InstanceRemovedEvent
 from ._observe import InstanceDownEvent as InstanceDownEvent
 from ._observe import InstanceUpEvent as InstanceUpEvent
 from ._observe import PoolClosedEvent as PoolClosedEvent
