@@ -9,8 +9,8 @@ Transactions
 A ``("txn", api, n, end, at)`` step runs, in the background, one interactive
 transaction of ``n`` replaces of distinct keys in the ``tx`` space (rows
 ``[key, txn id]``, keys ``txn id * 10 + j``): through ``pool.transaction()``
-(``api == "pool"``) or ``conn.transaction()`` on a connection of its own to the
-current master (``"conn"``). ``end`` says how the block ends: ``"commit"``
+(``api == "pool"``) or ``conn.transaction()`` on the pool's connection to the
+true master (``"conn"``: the pool's ``close()`` covers it too). ``end`` says how the block ends: ``"commit"``
 (normally), ``"raise"`` (the block raises before write ``at``, or before the
 commit when ``at == n``) or ``"cancel"`` (a cancel scope expires 1.5 one-way
 link delays after write ``at`` starts, that is while it is on the server, or
@@ -124,7 +124,7 @@ class TxnOracle:
 
     async def perform(self, txn: Txn) -> None:
         run = self.run
-        pool, rs, cfg = run.pool, run.rs, run.config
+        pool, rs = run.pool, run.rs
         assert pool is not None and rs is not None
         run.log(f"start {txn.describe()}")
         try:
@@ -132,12 +132,9 @@ class TxnOracle:
                 if txn.api == "pool":
                     await self._block(txn, pool.transaction(mode=Mode.RW, isolation="read-committed", timeout=30),
                                       scope)
-                else:
-                    master = rs.master if rs.master is not None else 0
-                    async with tt.connect(rs[master].host, rs[master].port, socket_timeout=cfg.socket_timeout,
-                                          connection_timeout=cfg.connection_timeout or cfg.socket_timeout,
-                                          reconnect_max_attempts=0) as conn:
-                        await self._block(txn, conn.transaction(), scope)
+                else:  # the pool's own connection to the true master (so close() covers it too)
+                    conn = pool._units[rs.master if rs.master is not None else 0].conn
+                    await self._block(txn, conn.transaction(), scope)  # its socket_timeout bounds each request
             txn.outcome = "cancelled" if scope.cancelled_caught else "committed"
         except _Raised:
             txn.outcome = "raised"
@@ -269,6 +266,8 @@ class EventOracle:
         #: Background writer: (period, until) while one runs.
         self.writer: tuple[float, float] | None = None
         self.writer_from = 0.0
+        #: Bumped when a writer starts (E3 holds only while the same writer ran throughout).
+        self.writer_generation = 0
 
     @property
     def e1_bound(self) -> float:
@@ -336,8 +335,11 @@ class EventOracle:
         if rw != [i]:
             return  # E1 says why, or another instance is still believed writable (a cut-off old leader)
         bound = self.e3_bound(period)
+        generation = self.writer_generation
         await trio.sleep_until(at + bound)
         run.observe()
+        if self.writer is None or self.writer_generation != generation:
+            return  # the writer stopped (the liveness phase, a close)
         if pool.is_closed() or any(run.truth_since[j][0] != keys[j] or run.truth_changed_at[j] > at
                                    for j in range(len(rs))):
             return  # the world changed meanwhile: the bound does not apply
@@ -349,14 +351,20 @@ class EventOracle:
             run.violation(f"E3: {rs_name(i)} became the writable leader at {at:.6f}, writes every {period}s, "
                           f"but no write was acknowledged by it within {bound:.4f}s")
 
-    async def write_every(self, period: float, duration: float) -> None:
-        """The background writer: an RW replace every ``period`` for ``duration``."""
-        run = self.run
+    def start_writer(self, period: float, duration: float) -> None:
+        """Start the background writer (one at a time): an RW replace every ``period`` for ``duration``."""
+        if self.writer is not None or self.nursery is None:
+            return
         self.writer_from = trio.current_time()
         self.writer = (period, self.writer_from + duration)
+        self.writer_generation += 1
+        self.nursery.start_soon(self._write_every, period, self.writer_from + duration)
+
+    async def _write_every(self, period: float, until: float) -> None:
+        run = self.run
         assert self.nursery is not None
         try:
-            while trio.current_time() + period <= self.writer[1]:
+            while trio.current_time() + period <= until:
                 pool = run.pool
                 if pool is None or pool.is_closed() or run.closed_marker is not None or run.healing:
                     return

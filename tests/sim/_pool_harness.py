@@ -823,8 +823,8 @@ async def _apply(run: ScenarioRun, step: Step, nursery: trio.Nursery) -> None:
     elif kind == "txread":  # ("txread", mode): X1 through the pool
         nursery.start_soon(run.tx.read, Mode[step[1]])
     elif kind == "writer":  # ("writer", period, duration): an RW write every period
-        if run.events.writer is None and run.closed_marker is None:
-            nursery.start_soon(run.events.write_every, float(step[1]), float(step[2]))
+        if run.closed_marker is None:
+            run.events.start_writer(float(step[1]), float(step[2]))
     elif kind == "switch":  # planned switch-over: demote every master, promote one
         for i in range(len(rs)):
             if i != step[1]:
