@@ -104,6 +104,15 @@ _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
 
 
+class ShutdownDrained(NetworkError):
+    """Why a socket was closed after the server's graceful-shutdown notice.
+
+    Nothing was lost: the connection sent nothing new after the notice and
+    closed the socket once the replies in flight had come (health checks use
+    the type to tell a planned stop from a failure).
+    """
+
+
 class _Resend:
     """What :meth:`Connection.finish` returns for a reply that asks to send again."""
 
@@ -825,7 +834,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         if self._blocked:
                             self._capacity.unpark()
                         if link.draining and not self._waiters:
-                            self._drop_link(link, NetworkError("the server is shutting down"))
+                            self._drop_link(link, ShutdownDrained("the server is shutting down"))
                         if reply.schema_version != self.schema_version and reply.schema_version:
                             self._on_schema_version(reply.schema_version)
                         if not waiter.done:
@@ -933,7 +942,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         self._where, len(self._waiters))
             link.draining = True
             if not self._waiters:
-                self._drop_link(link, NetworkError("the server is shutting down"))
+                self._drop_link(link, ShutdownDrained("the server is shutting down"))
 
     @property
     def draining(self) -> bool:

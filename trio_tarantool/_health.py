@@ -92,6 +92,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._connection import ShutdownDrained
 from ._errors import (
     Error,
     ErrorCode,
@@ -675,7 +676,8 @@ class Health:
                 return
             error = unit.conn.last_error
             message = f"connection lost: {error}" if error is not None else "connection lost"
-            emit_warning(f"{unit.key}: {message}", NetworkWarning, background=True)
+            if not isinstance(error, ShutdownDrained):  # a planned stop is no network trouble
+                emit_warning(f"{unit.key}: {message}", NetworkWarning, background=True)
             if error is None:
                 error = NetworkError(f"{unit.key}: connection lost", may_have_executed=False)
             self.lost(unit, error, message)
