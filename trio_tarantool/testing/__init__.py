@@ -34,8 +34,61 @@ Faults and time, on the replicaset object (see ``docs/sim.md``):
 handler)``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 # The plugin's hooks and fixture, so that pytest finds them on this module.
 from ._plugin import pytest_addoption as pytest_addoption
 from ._plugin import pytest_collection_modifyitems as pytest_collection_modifyitems
 from ._plugin import pytest_configure as pytest_configure
 from ._plugin import tarantool_sim as tarantool_sim
+
+# The property-based failover kit (issue 12): imported on first use, so that
+# loading the plugin costs nothing and hypothesis stays optional.
+if TYPE_CHECKING:
+    from ._checks import check_at_most_once as check_at_most_once
+    from ._checks import check_liveness_after_healing as check_liveness_after_healing
+    from ._checks import check_no_lost_acknowledged_writes as check_no_lost_acknowledged_writes
+    from ._checks import check_reads_served_by_mode as check_reads_served_by_mode
+    from ._history import Execution as Execution
+    from ._history import History as History
+    from ._history import RecordedClient as RecordedClient
+    from ._history import RecordedRequest as RecordedRequest
+    from ._history import Recorder as Recorder
+    from ._runner import run_schedule as run_schedule
+    from ._schedule import Fault as Fault
+    from ._schedule import Schedule as Schedule
+    from ._schedule import fault_schedules as fault_schedules
+
+#: Public name -> the private module that holds it.
+_KIT = {
+    "check_at_most_once": "_checks",
+    "check_liveness_after_healing": "_checks",
+    "check_no_lost_acknowledged_writes": "_checks",
+    "check_reads_served_by_mode": "_checks",
+    "Execution": "_history",
+    "History": "_history",
+    "RecordedClient": "_history",
+    "RecordedRequest": "_history",
+    "Recorder": "_history",
+    "run_schedule": "_runner",
+    "Fault": "_schedule",
+    "Schedule": "_schedule",
+    "fault_schedules": "_schedule",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a kit name on first use (PEP 562), and fix its ``__module__`` for docs and tracebacks."""
+    module = _KIT.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if isinstance(value, type) or callable(value):
+        try:
+            value.__module__ = __name__
+        except (AttributeError, TypeError):
+            pass
+    globals()[name] = value
+    return value
