@@ -68,7 +68,7 @@ from ._errors import (
 )
 from ._observe import PoolEvent, format_error, logger
 from ._options import connection_options
-from ._strategy import Mode, Status
+from ._strategy import HasState, Mode, Status
 from ._tls import MASK
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class SharedOptions(dict[str, Any]):
     __str__ = __repr__
 
 
-def fits(units: Sequence[PoolUnit], mode: Mode) -> bool:
+def fits(units: Sequence[HasState], mode: Mode) -> bool:
     """True when some unit fits ``mode`` by the strategies' routing rules.
 
     The rules of :mod:`._strategy`: HEALTHY units only; RW needs
