@@ -118,5 +118,5 @@ def election_steps() -> st.SearchStrategy[list[Step]]:
     )
     other = st.one_of(_transaction(), st.tuples(st.just("txread"), st.sampled_from(MODES)),
                       st.tuples(st.just("req"), st.sampled_from(MODES), st.sampled_from(KINDS)))
-    return st.lists(st.one_of(quiet, quiet, fault, other), min_size=3, max_size=12).map(
+    return st.lists(st.one_of(quiet, quiet, fault, other), min_size=3, max_size=10).map(
         lambda drawn: [("writer", 0.01, 8.0), ("advance", "window+"), *drawn])

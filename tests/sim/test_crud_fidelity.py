@@ -18,6 +18,7 @@ import trio.testing
 
 import trio_tarantool as tt
 from tests.sim._real import SERVER_KINDS, sim_version, started_instance
+from tests.sim._seeds import seeds
 from trio_tarantool import sim
 
 pytestmark = pytest.mark.real
@@ -157,7 +158,7 @@ def _on_sim(calls: list[Call], version: str = "2.6.0") -> list[Any]:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-@pytest.mark.parametrize("seed", range(1, 21))
+@pytest.mark.parametrize("seed", seeds("CRUD_FIDELITY_SEEDS", 8))
 def test_crud_sim_matches_the_real_stand_in(real_server: Any, seed: int) -> None:
     real_server.admin_eval("box.space.customers:truncate() return true")
     calls = _calls(seed, 120)

@@ -21,6 +21,7 @@ import trio.testing
 
 import trio_tarantool as tt
 from tests.sim._real import SERVER_KINDS, sim_version, started_instance
+from tests.sim._seeds import seeds
 from trio_tarantool import sim
 
 pytestmark = pytest.mark.real
@@ -154,7 +155,7 @@ def real_server(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield inst
 
 
-@pytest.mark.parametrize("seed", range(1, 41))
+@pytest.mark.parametrize("seed", seeds("FIDELITY_SEEDS", 12))
 def test_sim_matches_real_tarantool(real_server: Any, seed: int) -> None:
     real_server.admin_eval("if box.space.fid then box.space.fid:drop() end return true")
     real_server.admin_eval(CREATE_LUA)
@@ -219,7 +220,7 @@ def _requests_2(seed: int, count: int) -> list[Op]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(1, 21))
+@pytest.mark.parametrize("seed", seeds("FIDELITY_SEEDS_2", 6))
 def test_composite_keys_and_scalar_order_match_real_tarantool(real_server: Any, seed: int) -> None:
     real_server.admin_eval("if box.space.fid2 then box.space.fid2:drop() end return true")
     real_server.admin_eval(CREATE_LUA_2)

@@ -23,8 +23,10 @@ one outcome, at most once, time bounds, close, liveness), plus:
   failed saying ``may_have_executed=False`` was not applied.
 
 Cost: ``POOL_SIM_3X_EXAMPLES`` (environment) sets the examples of the mixed
-property (elections: half as many); otherwise 2x the profile's
-``max_examples`` (ci: 120). More: ``python -m tests.sim.soak --server 3.8``.
+property (elections, whose scenarios carry a write every 10 ms for seconds:
+a fifth as many); otherwise 2x the profile's ``max_examples`` (ci: 120 and
+24). The big runs are the soak's: ``python -m tests.sim.soak --server 3.x``
+and ``--server election`` (docs/sim.md).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def test_event_driven_pool_keeps_its_invariants_with_transactions(config: PoolCo
 
 
 @pytest.mark.timeout(900)
-@settings(max_examples=max(1, EXAMPLES // 2), deadline=None)
+@settings(max_examples=max(1, EXAMPLES // 5), deadline=None)
 @given(config=configs_3x(election=True), steps=election_steps())
 def test_elections_never_acknowledge_a_write_on_a_follower_and_writes_resume(
         config: PoolConfig, steps: list[Step]) -> None:

@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 
+from tests.sim._seeds import seeds
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "### Testing your app against a simulated replicaset"
-SEEDS = range(30)
+#: 12 seeds in CI (README_SEEDS=30 for the README's full claim): the bug this caught failed 7 of 12.
+SEEDS = seeds("README_SEEDS", 12, first=0)
 
 
 def readme_example() -> tuple[str, Callable[..., Any]]:

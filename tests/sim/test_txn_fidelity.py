@@ -15,7 +15,6 @@ others until it commits.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ import trio.testing
 
 import trio_tarantool as tt
 from tests.sim._real import started_instance
+from tests.sim._seeds import seeds
 from trio_tarantool import sim
 
 pytestmark = pytest.mark.real
@@ -122,7 +122,7 @@ def real_3x() -> Iterator[Any]:
     yield from started_instance("3.8", "txn-fidelity")
 
 
-SEEDS = int(os.environ.get("TXN_FIDELITY_SEEDS", "40"))
+SEEDS = len(seeds("TXN_FIDELITY_SEEDS", 16))
 
 
 @pytest.mark.parametrize("seed", range(1, SEEDS + 1))
