@@ -10,7 +10,8 @@ A ``("txn", api, n, end, at)`` step runs, in the background, one interactive
 transaction of ``n`` replaces of distinct keys in the ``tx`` space (rows
 ``[key, txn id]``, keys ``txn id * 10 + j``): through ``pool.transaction()``
 (``api == "pool"``) or ``conn.transaction()`` on the pool's connection to the
-true master (``"conn"``: the pool's ``close()`` covers it too). ``end`` says how the block ends: ``"commit"``
+instance its view has as writable, else the true master (``"conn"``: the
+pool's ``close()`` covers it too). ``end`` says how the block ends: ``"commit"``
 (normally), ``"raise"`` (the block raises before write ``at``, or before the
 commit when ``at == n``) or ``"cancel"`` (a cancel scope expires 1.5 one-way
 link delays after write ``at`` starts, that is while it is on the server, or
@@ -132,8 +133,10 @@ class TxnOracle:
                 if txn.api == "pool":
                     await self._block(txn, pool.transaction(mode=Mode.RW, isolation="read-committed", timeout=30),
                                       scope)
-                else:  # the pool's own connection to the true master (so close() covers it too)
-                    conn = pool._units[rs.master if rs.master is not None else 0].conn
+                else:  # the pool's own connection (close() covers it too) to a writable instance
+                    rw = [k for k, u in enumerate(pool._units)
+                          if u.state.status == Status.HEALTHY and u.state.read_only is False]
+                    conn = pool._units[rw[0] if rw else rs.master if rs.master is not None else 0].conn
                     await self._block(txn, conn.transaction(), scope)  # its socket_timeout bounds each request
             txn.outcome = "cancelled" if scope.cancelled_caught else "committed"
         except _Raised:
@@ -281,20 +284,21 @@ class EventOracle:
         from tests.sim._pool_harness import EPS
         return self.e1_bound + period + 3 * 2 * self.run.config.link_delay + EPS
 
-    def on_change(self, i: int, old: tuple[Any, ...], since: float, new: tuple[Any, ...]) -> None:
-        """Instance ``i``'s ground truth changed from ``old`` (held since ``since``) to ``new``."""
+    def on_change(self, i: int, old: tuple[Any, ...], new: tuple[Any, ...]) -> None:
+        """Instance ``i``'s ground truth changed from ``old`` to ``new`` (now)."""
         run = self.run
         pool = run.pool
         if not run.config.events or pool is None or pool.is_closed() or self.nursery is None or not old:
             return
         now = trio.current_time()
-        # (up, paused, cut, status, ro, clean_link, delay, jitter): only status/ro changed,
-        # on an instance up, running, reachable over a clean link, seen HEALTHY, for long enough
-        # that its connection watches box.status.
+        # (up, paused, cut, status, ro, clean_link, delay, jitter): only status/ro changed, on an
+        # instance up, running, reachable over a clean link, seen HEALTHY, whose server already
+        # has the pool's box.status watch (the WATCH was handled: the event will be sent).
         same_reach = old[:3] == new[:3] and old[5:] == new[5:]
         good = old[0] and not old[1] and not old[2] and old[5] and old[3] == "running"
-        stable = now - since > run.window + 4 * run.config.link_delay + 0.001
-        if not (same_reach and good and stable and pool._units[i].state.status == Status.HEALTHY):
+        inst = run.rs[i] if run.rs is not None else None
+        watched = inst is not None and any("box.status" in c.watches for c in inst.connections)
+        if not (same_reach and good and watched and pool._units[i].state.status == Status.HEALTHY):
             return
         self.nursery.start_soon(self._e1, i, new, now)
         if new[4] is False and self.writer is not None:

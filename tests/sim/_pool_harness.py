@@ -106,6 +106,33 @@ L2  Liveness: once everything is healed and exactly one master exists, the
     within ``W`` (see U1), and an RW request succeeds. (The tighter
     ``refresh_delay + RTT`` does not hold when a probe is in flight at the
     moment of healing: it first waits out its probe_timeout.)
+
+On a 3.x server (``PoolConfig.server``: ``"3.8"``, ``"3.8-election"``), where
+the pool follows ``box.status`` events (:mod:`tests.sim._pool_3x` has the
+proofs of the bounds):
+
+E1  A change of an instance's ``ro`` or ``status`` shows in the pool's view
+    within one event delivery, ``3 * link_delay + EPS``, when the instance
+    stays up, unpaused and reachable over a clean link, was running and seen
+    HEALTHY, and its server had handled the pool's WATCH on ``box.status``.
+E2  With elections, an acknowledged write (or Lua body) ran on the leader of
+    the term at that moment.
+E3  With elections and a background writer (an RW write every ``period``):
+    a new leader writable at ``t`` and, at ``t + E1``, the only writable
+    instance of the view acknowledges a write by ``t + E1 + period +
+    6 * link_delay + EPS`` (one round trip, plus two for the schema where the
+    pool's connection to it has not loaded it yet), unless anything else
+    changed meanwhile.
+X1  Every reader of the ``tx`` space through the pool, and every instance's
+    data at the end (world healed, replication settled), sees all of a
+    transaction's rows or none.
+X2  A transaction block that ended before its commit (raised, cancelled,
+    failed) was never committed and left no rows.
+X3  A commit that returned was applied exactly once and its rows are on
+    every instance at the end; a commit that failed saying
+    ``may_have_executed=False`` was not applied; none is applied twice.
+X4  Once a transaction block ended, its transaction is not open on any
+    server.
 """
 
 from __future__ import annotations
@@ -634,7 +661,7 @@ class ScenarioRun:
                 # Bytes sent before a slow link was cleared still take the old
                 # delay (the link keeps order, so later ones queue behind them).
                 old = self.truth_since[i][0]
-                self.events.on_change(i, old, self.truth_since[i][1], key)  # E1, E3
+                self.events.on_change(i, old, key)  # E1, E3
                 self.truth_changed_at[i] = now
                 in_flight = 2 * (old[6] + old[7]) if old else 0.0
                 # (A "since" still in the future keeps waiting for those bytes.)
