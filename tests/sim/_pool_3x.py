@@ -13,9 +13,10 @@ transaction of ``n`` replaces of distinct keys in the ``tx`` space (rows
 instance its view has as writable, else the true master (``"conn"``: the
 pool's ``close()`` covers it too). ``end`` says how the block ends: ``"commit"``
 (normally), ``"raise"`` (the block raises before write ``at``, or before the
-commit when ``at == n``) or ``"cancel"`` (a cancel scope expires 1.5 one-way
+commit when ``at == n``), ``"cancel"`` (a cancel scope expires 1.5 one-way
 link delays after write ``at`` starts, that is while it is on the server, or
-while the COMMIT is when ``at == n``). ``("txread", mode)`` reads the whole
+while the COMMIT is when ``at == n``) or ``"cancel0"`` (the scope is cancelled
+as write ``at``, or the commit, starts: before it is written). ``("txread", mode)`` reads the whole
 ``tx`` space through the pool.
 
 What really happened on the servers: every instance's ``handle`` (already
@@ -159,14 +160,14 @@ class TxnOracle:
                 if j == txn.at:
                     if txn.end_how == "raise":
                         raise _Raised
-                    if txn.end_how == "cancel":
-                        scope.deadline = trio.current_time() + cancel_after
+                    if txn.end_how.startswith("cancel"):
+                        scope.deadline = trio.current_time() + (cancel_after if txn.end_how == "cancel" else 0)
                 await tx.replace(TX_SPACE, [key, txn.id])
             if txn.at == txn.n:
                 if txn.end_how == "raise":
                     raise _Raised
-                if txn.end_how == "cancel":
-                    scope.deadline = trio.current_time() + cancel_after
+                if txn.end_how.startswith("cancel"):
+                    scope.deadline = trio.current_time() + (cancel_after if txn.end_how == "cancel" else 0)
             txn.in_commit = True  # leaving the block commits
 
     async def read(self, mode: Mode) -> None:
@@ -194,7 +195,18 @@ class TxnOracle:
 
     # -- invariants -------------------------------------------------------------------------
     def check(self) -> None:
-        """X2/X3 on what the servers did so far (at most one commit; none for an unfinished block)."""
+        """X2-X4 on what the servers did so far (at most one commit; none for an unfinished block;
+        nothing left open once the block ended, allowing the request bound for a reset's FIN)."""
+        rs, now = self.run.rs, trio.current_time()
+        if rs is not None:
+            ended = {t.stream_id: t for t in self.txns.values()
+                     if t.end is not None and t.stream_id is not None and now - t.end > self.run.bound}
+            for inst in rs.instances if ended else ():
+                for open_txn in inst.txns.open:
+                    left = ended.get(open_txn.stream_id)
+                    if left is not None:
+                        self.run.violation(f"X4: {left.describe()} ended ({left.outcome}) at {left.end:.6f} "
+                                           f"but its transaction is still open on {inst.name}")
         for txn in self.txns.values():
             if len(txn.commits) > 1:
                 self.run.violation(f"X3: {txn.describe()} was committed {len(txn.commits)} times: {txn.commits}")
@@ -221,14 +233,6 @@ class TxnOracle:
         for txn in self.txns.values():
             if txn.end is None:
                 run.violation(f"{txn.describe()} never ended")
-        # X4: no transaction is left open on a server once its block ended.
-        ended = {t.stream_id: t for t in self.txns.values() if t.end is not None and t.stream_id is not None}
-        for inst in rs.instances:
-            for open_txn in inst.txns.open:
-                left = ended.get(open_txn.stream_id)
-                if left is not None:
-                    run.violation(f"X4: {left.describe()} ended ({left.outcome}) but its transaction is still "
-                                  f"open on {inst.name}")
         # Heal the world (the pool may have been closed before its liveness phase) and let replication settle.
         rs.heal()
         for i, inst in enumerate(rs.instances):
