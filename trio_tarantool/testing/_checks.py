@@ -176,11 +176,13 @@ def _result_of(write: RecordedRequest) -> tuple[Any, ...] | Any | None:
 def check_reads_served_by_mode(history: History, *, tolerance: float | None = None) -> None:
     """A request in mode RW ran on a writable instance, one in mode RO on a read-only one.
 
-    Judged on the ground truth at the moment the instance executed it. A
-    pool learns of a role change a little later (its probes or events), so
-    the instance may also have had the mode's role at some moment of the
-    ``tolerance`` seconds before (default: ``history.view_lag``, the pools'
-    ``refresh_delay + probe_timeout`` plus round trips). PREFER_RW,
+    Judged on the ground truth: the instance had the mode's role at some
+    moment between ``tolerance`` seconds before the client wrote the request
+    and the moment the instance executed it. (A pool learns of a role change
+    a little later, from its probes or events, hence the tolerance, by default
+    ``history.view_lag``: the pools' ``refresh_delay + probe_timeout`` plus
+    round trips; and a request written to a replica that is paused, then
+    promoted, runs on a master when it resumes.) PREFER_RW,
     PREFER_RO, ANY and requests on a plain connection are not judged.
     """
     lag = history.view_lag if tolerance is None else tolerance
@@ -193,10 +195,12 @@ def check_reads_served_by_mode(history: History, *, tolerance: float | None = No
             if not ex.executed:
                 continue
             role = "ro" if ex.read_only else "rw"
-            if role == want or want in history.roles_during(ex.instance, ex.time - lag, ex.time):
+            seen = {r.split("/")[0] for r in history.roles_during(ex.instance, ex.written_at - lag, ex.time)}
+            if role == want or want in seen:
                 continue
             problems.append((f"#{req.id} {req.method} in mode {req.mode} ran on {ex.name} at {ex.time:.6f}, "
-                             f"which was {role} then and for the {lag:.3f}s before", [req]))
+                             f"which was {role} then, and from {lag:.3f}s before the client wrote it "
+                             f"(at {ex.written_at:.6f})", [req]))
     _fail(history, "reads served by the mode's instances", problems)
 
 
@@ -221,5 +225,6 @@ def check_liveness_after_healing(history: History, *, within: float | None = Non
     if not any(r.ok for r in later):
         problems.append((f"no request started {bound:.3f}s or more after healing (at "
                          f"{history.healed_at:.6f}) and succeeded: the app must keep working through "
-                         f"the liveness window (until {history.ended_at:.6f})", []))
+                         f"the liveness window (until {history.ended_at:.6f}; run_schedule's liveness= sets "
+                         "its length)", []))
     _fail(history, "liveness after healing", problems)

@@ -202,8 +202,8 @@ class History:
         seed, n, version, election: The world it was played on.
         requests: Every recorded request, in start order.
         faults: ``(virtual time, what)`` of each step played (no-ops say so).
-        roles: ``(virtual time, roles)`` each time the truth changed, roles as
-            :meth:`sim.Replicaset.roles` gives them (``rw``/``ro``/``down``/``paused``).
+        roles: ``(virtual time, roles)`` each time the truth changed: per
+            instance ``rw``, ``ro``, ``down``, or ``rw/paused``/``ro/paused``.
         healed_at: When everything was healed and one master stood.
         ended_at: When the app was stopped (the end of the liveness window).
         final: The master's rows at the end, per space written: ``{space:

@@ -43,6 +43,7 @@ def run_schedule(
     lag: float = 0.0,
     failover_window: tuple[float, float] = (0.05, 1.0),
     loading_time: float = 0.0,
+    hold: float = 1.0,
     liveness: float | None = None,
 ) -> History:
     """Run ``app`` on an ``n``-instance simulated replicaset while ``schedule`` plays.
@@ -62,6 +63,8 @@ def run_schedule(
             ``election=True`` needs a 3.x ``version``.
         setup: Called with the :class:`~trio_tarantool.sim.Replicaset` before
             the app starts (create spaces, register functions).
+        hold: Virtual seconds the faults stand after the last step, before
+            everything is healed (so that a fault at the end still matters).
         liveness: Virtual seconds the app runs after the world is healed
             (default: long enough for :func:`check_liveness_after_healing`'s
             default bound, twice over, plus one second).
@@ -74,6 +77,8 @@ def run_schedule(
     if not isinstance(schedule, Schedule):
         raise TypeError(f"run_schedule: schedule must be a Schedule, got {type(schedule).__name__}")
     major = int(str(version[0] if isinstance(version, tuple) else version).split(".", 1)[0])
+    if not hold >= 0 or (liveness is not None and not liveness >= 0):
+        raise ValueError(f"run_schedule: hold={hold!r} and liveness={liveness!r} must be seconds >= 0")
     if election and major < 3:
         raise ValueError(f"run_schedule: election=True needs a 3.x version, got version={version!r}")
     for number, step in enumerate(schedule.steps):
@@ -89,6 +94,7 @@ def run_schedule(
               + (f", lag={lag}" if lag else "")
               + (f", failover_window={failover_window}" if failover_window != (0.05, 1.0) else "")
               + (f", loading_time={loading_time}" if loading_time else "")
+              + (f", hold={hold}" if hold != 1.0 else "")
               + (f", liveness={liveness}" if liveness is not None else "") + ")")
     out: list[History] = []
     app_errors: list[BaseException] = []
@@ -125,6 +131,7 @@ def run_schedule(
                     for step in schedule.steps:
                         await trio.sleep(step.after)
                         play.apply(step, nursery)
+                    await trio.sleep(hold)
                     await play.heal()
                     recorder.set_healed()
                     healed_at = trio.current_time()
@@ -180,7 +187,8 @@ class _Play:
 
     def note(self) -> None:
         """Append the current roles to the timeline if they changed."""
-        roles = tuple(self.rs.roles())
+        roles = tuple("down" if not inst.up else ("ro" if inst.ro else "rw") + ("/paused" if inst.paused else "")
+                      for inst in self.rs.instances)
         if not self.roles or self.roles[-1][1] != roles:
             self.roles.append((trio.current_time(), roles))
 
