@@ -84,6 +84,7 @@ nitpick_ignore_regex = [
                r"|MockClock|SocketStream|SocketType|Lock|Condition|Semaphore|Config|FixtureRequest"
                r"|Parser|Item|Session|Metafunc|Module|T|T_co|_T|.*Callback)"),
     (r"py:.*", r"(.*\.)?_[A-Za-z].*"),  # private helpers named in public signatures
+    (r"py:.*", r"(hypothesis\..*|SearchStrategy)"),  # the testing kit's strategy type
     (r"py:.*", r"(dict|list|tuple|set|frozenset|type)\[.*"),  # napoleon splits generic types
     # Private constants and helpers (and short forms of documented names)
     # that docstrings mention: they have no entry of their own.

@@ -39,9 +39,12 @@ API = ROOT / "docs" / "api.rst"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = ROOT / "examples"
 
-#: The testing module's public names are the plugin's hooks and its fixture;
-#: only the fixture is API (the hooks are pytest's business).
-TESTING_PUBLIC = ["tarantool_sim"]
+#: The testing module's public names are the plugin's hooks and its fixture,
+#: and the failover kit; the hooks are not API (they are pytest's business).
+TESTING_PUBLIC = ["tarantool_sim", "fault_schedules", "run_schedule", "check_at_most_once",
+                  "check_no_lost_acknowledged_writes", "check_reads_served_by_mode",
+                  "check_liveness_after_healing", "Schedule", "Fault", "History",
+                  "RecordedRequest", "Execution", "Recorder", "RecordedClient"]
 
 _DIRECTIVE = re.compile(
     r"^\s*\.\. (?:auto|py:)?(?:class|function|exception|data|attribute|method)::\s+(\S+)",

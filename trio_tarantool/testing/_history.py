@@ -120,7 +120,10 @@ class RecordedRequest:
         op: Its logical operation: a call repeated by the same task after it
             failed shares the failed call's ``op``.
         attempt: 1 for the first call of an operation, 2 for its first retry...
-        start, end: Virtual times (``end`` None: it never ended, e.g. hung).
+        start: Virtual time the app made the call.
+        start_seq: The network's write count then (orders it among writes).
+        end: Virtual time it returned or raised (None: it never ended).
+        end_seq: The network's write count then.
         value: The response's rows on success.
         error: The exception it raised (None on success or cancellation).
         cancelled: The app cancelled it (or the runner did, at the end).
@@ -199,7 +202,10 @@ class History:
 
     Attributes:
         schedule: The schedule that was played.
-        seed, n, version, election: The world it was played on.
+        seed: The world's seed.
+        n: Instances in the replicaset.
+        version: The Tarantool version the simulator played.
+        election: Raft elections decided the leader.
         requests: Every recorded request, in start order.
         faults: ``(virtual time, what)`` of each step played (no-ops say so).
         roles: ``(virtual time, roles)`` each time the truth changed: per

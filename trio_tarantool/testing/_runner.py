@@ -33,7 +33,7 @@ App = Callable[[list[dict[str, Any]], Recorder], Awaitable[Any]]
 
 def run_schedule(
     schedule: Schedule,
-    app: App,
+    app: Callable[[list[dict[str, Any]], Recorder], Awaitable[Any]],
     *,
     seed: int = 0,
     n: int = 3,

@@ -59,9 +59,27 @@ _STEP = re.compile(r"^\+(?P<after>[0-9.eE+-]+)\s+(?P<kind>[a-z]+)(?:\((?P<args>[
 class Fault:
     """One step of a schedule: wait ``after`` virtual seconds, then apply ``kind``.
 
+    The kinds, and what the runner does (``i`` is ``target``):
+
+    * ``crash``: ``rs.crash(i)``: connections reset, new ones refused (data kept);
+    * ``restart``: ``rs.restart(i)`` (a no-op unless it is down);
+    * ``pause`` / ``resume``: SIGSTOP (connections accepted, nothing answered) / SIGCONT;
+    * ``partition``: ``rs.partition(i)``: the link stalls, replication stops;
+    * ``heal``: every partition and link fault lifted;
+    * ``delay``: ``value`` seconds of one-way latency on i's link;
+    * ``switch``: planned switch-over to i (the others made read-only, then i
+      writable, no outage); with elections, ``promote``;
+    * ``failover``: the master crashes, a replica is promoted after a drawn
+      no-master window (with elections: a new term with a drawn winner);
+    * ``promote`` (elections only): ``box.ctl.promote()`` on i;
+    * ``election`` (elections only): a new term, no crash, a drawn winner.
+
+    A step that cannot apply (restart an instance that is up, a failover
+    while one runs) is played as a no-op, and the history says so.
+
     Attributes:
         after: Seconds since the previous step (or the start of the app).
-        kind: One of :data:`FAULT_KINDS`.
+        kind: One of the kinds above.
         target: The instance's index (None for ``heal``, ``failover``, ``election``).
         value: The ``delay`` kind's one-way latency in seconds (else None).
     """
@@ -148,8 +166,9 @@ def fault_schedules(
             simplest, and Hypothesis shrinks towards it).
         election: Draw for a 3.x replicaset with Raft elections: ``promote``
             and ``election`` join the default kinds.
-        kinds: The fault kinds to draw from (default: :data:`DEFAULT_KINDS`,
-            plus the election kinds with ``election``), simplest first.
+        kinds: The fault kinds to draw from, simplest first (default: crash,
+            restart, pause, resume, partition, heal, delay, switch, failover;
+            plus promote and election with ``election``).
         gaps: The waits between steps to draw from, shortest first.
         delays: The link latencies of ``delay`` steps to draw from.
 
