@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -94,6 +96,17 @@ def check_all(history: History) -> None:
 # --- schedules ---------------------------------------------------------------------------------
 
 
+def test_loading_the_plugin_imports_neither_hypothesis_nor_the_simulator() -> None:
+    """The kit's names are imported on first use: the opt-in plugin stays light."""
+    code = ("import sys, trio_tarantool.testing as t; "
+            "assert 'hypothesis' not in sys.modules and 'trio_tarantool.sim' not in sys.modules, 1; "
+            "s = t.Schedule.parse('+1 crash(0)'); "
+            "assert 'hypothesis' not in sys.modules, 2; "
+            "t.fault_schedules(); assert 'hypothesis' in sys.modules, 3; "
+            "assert t.run_schedule.__module__ == 'trio_tarantool.testing', 4")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_a_schedule_round_trips_through_its_replay_text() -> None:
     schedule = Schedule((Fault(0.5, "crash", 0), Fault(0.0, "failover"), Fault(1.0, "delay", 2, 0.6),
                          Fault(0.2, "heal"), Fault(2.0, "promote", 1)))
@@ -153,14 +166,14 @@ def test_schedules_shrink_to_the_simplest_failure() -> None:
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(schedule=fault_schedules(), seed=st.integers(0, 2**16))
 def test_the_pool_survives_any_fault_schedule(schedule: Schedule, seed: int) -> None:
     check_all(run_schedule(schedule, careful_app, seed=seed, setup=schema, liveness=4.0))
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(schedule=fault_schedules(election=True, max_steps=5), seed=st.integers(0, 2**16))
 def test_the_pool_survives_any_election_schedule(schedule: Schedule, seed: int) -> None:
     check_all(run_schedule(schedule, careful_app, seed=seed, setup=schema, version=(3, 8),

@@ -32,6 +32,22 @@ Faults and time, on the replicaset object (see ``docs/sim.md``):
 ``await failover()``, ``start_failover()``, ``await advance(seconds)``,
 ``roles()``, ``trace``, ``create_space(...)``, ``register_function(name,
 handler)``.
+
+The failover kit (no pytest needed; :func:`fault_schedules` needs Hypothesis,
+``pip install 'trio-tarantool[testing]'``), to prove an app survives
+failover (``docs/sim.md``, "Prove your app survives failover"):
+
+* :func:`fault_schedules`: a Hypothesis strategy of :class:`Schedule` (timed
+  :class:`Fault` steps: crash, restart, pause, resume, partition, heal, link
+  delay, planned switch, failover; promote and election with elections);
+* :func:`run_schedule`: plays one schedule beside ``app(addrs, recorder)`` in
+  virtual time, heals, gives a liveness window, returns a :class:`History`;
+* :func:`check_at_most_once`, :func:`check_no_lost_acknowledged_writes`,
+  :func:`check_reads_served_by_mode`, :func:`check_liveness_after_healing`:
+  each raises an AssertionError explaining the violation, with a replay line.
+
+They are imported on first use: loading the plugin imports neither
+Hypothesis nor the simulator.
 """
 
 from typing import TYPE_CHECKING, Any

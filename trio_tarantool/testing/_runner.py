@@ -201,55 +201,65 @@ class _Play:
         return any(not ended.is_set() for ended in self.background)
 
     def apply(self, step: Fault, nursery: trio.Nursery) -> None:
-        rs, i = self.rs, step.target
+        """Play one step now (a no-op, noted as such, when it cannot apply)."""
         what = str(step).split(" ", 1)[1]
-        skipped: str | None = None
-        inst = rs.instances[i] if i is not None else None
-        if step.kind == "crash":
-            skipped = "already down" if not inst.up else None  # type: ignore[union-attr]
-            if skipped is None:
-                rs.crash(i)  # type: ignore[arg-type]
-        elif step.kind == "restart":
-            skipped = "not down" if inst.up else None  # type: ignore[union-attr]
-            if skipped is None:
-                rs.restart(i)  # type: ignore[arg-type]
-        elif step.kind == "pause":
-            skipped = "down or paused" if (not inst.up or inst.paused) else None  # type: ignore[union-attr]
-            if skipped is None:
-                rs.pause(i)  # type: ignore[arg-type]
-        elif step.kind == "resume":
-            skipped = "not paused" if not inst.paused else None  # type: ignore[union-attr]
-            if skipped is None:
-                rs.resume(i)  # type: ignore[arg-type]
-        elif step.kind == "partition":
-            skipped = "already cut off" if i in rs.partitioned else None
-            if skipped is None:
-                rs.partition(i)  # type: ignore[arg-type]
-        elif step.kind == "heal":
-            rs.heal()
-        elif step.kind == "delay":
-            assert step.value is not None and i is not None
-            rs.link(i).set(delay=step.value)
-            self.max_delay = max(self.max_delay, step.value)
-        elif self._busy():
-            skipped = "a failover or election is in progress"
-        elif step.kind in ("switch", "promote") and rs.election:
-            self._background(nursery, lambda: rs.promote(i))  # type: ignore[arg-type]
-        elif step.kind == "switch":
-            if not inst.up or inst.paused:  # type: ignore[union-attr]
-                skipped = "the target is down or paused"
-            else:
-                for j in range(len(rs)):
-                    if j != i:
-                        rs.set_ro(j, True)
-                rs.set_ro(i, False)  # type: ignore[arg-type]
-        elif step.kind in ("failover", "election"):
-            crash = step.kind == "failover"
-            self._background(nursery, lambda: rs.failover(crash_old=crash))
-        else:  # pragma: no cover - Fault validates kinds
-            raise ValueError(f"unknown fault kind {step.kind!r}")
+        if step.target is None:
+            skipped = self._apply_global(step.kind, nursery)
+        else:
+            skipped = self._apply_to(step, step.target, nursery)
         self.faults.append((trio.current_time(), what if skipped is None else f"{what}: no-op ({skipped})"))
         self.note()
+
+    def _apply_global(self, kind: str, nursery: trio.Nursery) -> str | None:
+        rs = self.rs
+        if kind == "heal":
+            rs.heal()
+            return None
+        if self._busy():
+            return "a failover or election is in progress"
+        crash = kind == "failover"  # "election": a new term without a crash
+        self._background(nursery, lambda: rs.failover(crash_old=crash))
+        return None
+
+    def _apply_to(self, step: Fault, i: int, nursery: trio.Nursery) -> str | None:
+        rs, kind = self.rs, step.kind
+        inst = rs.instances[i]
+        if kind == "crash":
+            if not inst.up:
+                return "already down"
+            rs.crash(i)
+        elif kind == "restart":
+            if inst.up:
+                return "not down"
+            rs.restart(i)
+        elif kind == "pause":
+            if not inst.up or inst.paused:
+                return "down or paused"
+            rs.pause(i)
+        elif kind == "resume":
+            if not inst.paused:
+                return "not paused"
+            rs.resume(i)
+        elif kind == "partition":
+            if i in rs.partitioned:
+                return "already cut off"
+            rs.partition(i)
+        elif kind == "delay":
+            delay = float(step.value or 0.0)
+            rs.link(i).set(delay=delay)
+            self.max_delay = max(self.max_delay, delay)
+        elif self._busy():
+            return "a failover or election is in progress"
+        elif rs.election:  # switch or promote: box.ctl.promote() on i
+            self._background(nursery, lambda: rs.promote(i))
+        else:  # switch: demote every other instance, then make i writable
+            if not inst.up or inst.paused:
+                return "the target is down or paused"
+            for j in range(len(rs)):
+                if j != i:
+                    rs.set_ro(j, True)
+            rs.set_ro(i, False)
+        return None
 
     def _background(self, nursery: trio.Nursery, elect: Callable[[], Awaitable[int | None]]) -> None:
         ended = trio.Event()
