@@ -203,16 +203,36 @@ async def transaction(conn: Connection, isolation: Any = Isolation.DEFAULT,
         yield stream
     except BaseException:
         if stream.in_transaction:
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + ROLLBACK_TIMEOUT
-                try:
-                    await stream.rollback()
-                except ServerError:
-                    pass  # the server answered: no transaction is open any more
-                except Error:
-                    conn.reset("a transaction's rollback did not complete")
-            if scope.cancelled_caught:
-                conn.reset("a transaction's rollback timed out")
+            await _roll_back_shielded(stream, conn)
         raise
-    else:
+    try:
         await stream.commit()
+    except ServerError:
+        raise  # the server answered the COMMIT: the transaction is over either way
+    except BaseException:
+        # Cancelled or failed before the server answered: the COMMIT may not
+        # even have been written. A ROLLBACK behind it on the same stream (the
+        # server runs a stream's requests in order) ends the transaction if the
+        # COMMIT never came, and is refused harmlessly if it did.
+        await _roll_back_shielded(stream, conn)
+        raise
+
+
+async def _roll_back_shielded(stream: Stream, conn: Connection) -> None:
+    """Roll the stream's transaction back, shielded and bounded; reset the socket if that fails.
+
+    A reset makes the server roll back every transaction of the socket: none
+    is ever left open.
+    """
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + ROLLBACK_TIMEOUT
+        try:
+            await stream.conn.perform(Request(C.ROLLBACK, {}), None, stream.stream_id)
+        except ServerError:
+            pass  # the server answered: no transaction is open any more
+        except Error:
+            conn.reset("a transaction's rollback did not complete")
+        finally:
+            stream._tx_socket = None
+    if scope.cancelled_caught:
+        conn.reset("a transaction's rollback timed out")

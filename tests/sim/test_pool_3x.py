@@ -206,10 +206,6 @@ def test_the_checker_catches_a_transaction_left_open(monkeypatch: pytest.MonkeyP
     assert any(": X4: " in v for v in result.violations), result.violations
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in trio_tarantool._stream.transaction: a block cancelled as its commit starts (before the "
-    "COMMIT is written) neither commits nor rolls back, so the server keeps the transaction open on "
-    "the connection (issue 9 item 3: 'never leaves a transaction open on the server')"))
 @pytest.mark.parametrize("api", ["pool", "conn"])
 def test_a_transaction_cancelled_as_its_commit_starts_is_not_left_open(api: str) -> None:
     """X4. Replay: ``python -m tests.sim.soak --replay '<the JSON in the failure>'``."""
