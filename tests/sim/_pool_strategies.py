@@ -88,20 +88,14 @@ def configs_3x(election: bool | None = None) -> st.SearchStrategy[PoolConfig]:
 def _transaction() -> st.SearchStrategy[Step]:
     """``("txn", api, n, end, at)``: see :mod:`tests.sim._pool_3x`.
 
-    ``cancel0`` at the commit (``at >= n``) is left out: cancelling a block as its
-    COMMIT starts leaves the transaction open on the server, a known bug of
-    ``trio_tarantool._stream.transaction`` pinned by
-    ``test_pool_3x.py::test_a_transaction_cancelled_as_its_commit_starts_is_not_left_open``
-    (xfail). Put it back when that test passes.
+    ``cancel0`` at the commit (``at >= n``) is drawn too: it found that a block
+    cancelled as its COMMIT starts left the transaction open on the server
+    (fixed; regression test
+    ``test_pool_3x.py::test_a_transaction_cancelled_as_its_commit_starts_is_not_left_open``).
     """
-    def drop_known_bug(step: Step) -> Step:
-        if step[3] == "cancel0" and step[4] >= step[2]:
-            return (*step[:4], step[2] - 1)
-        return step
-
     return st.tuples(st.just("txn"), st.sampled_from(["pool", "pool", "conn"]), st.integers(2, 4),
                      st.sampled_from(["commit", "commit", "raise", "cancel", "cancel0"]),
-                     st.integers(0, 4)).map(drop_known_bug)
+                     st.integers(0, 4))
 
 
 def steps_3x() -> st.SearchStrategy[Step]:
