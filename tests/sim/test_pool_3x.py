@@ -167,8 +167,15 @@ def test_the_checker_catches_transaction_writes_outside_the_transaction(monkeypa
 def test_the_checker_catches_a_cancelled_transaction_that_commits(monkeypatch: pytest.MonkeyPatch) -> None:
     """X2 fires for a transaction manager that commits instead of rolling back."""
     from trio_tarantool import _stream
+    from trio_tarantool._iproto import _constants as C
+    from trio_tarantool._request import Request
 
-    monkeypatch.setattr(_stream.Stream, "rollback", _stream.Stream.commit)
+    async def commits(stream: _stream.Stream, conn: tt.Connection) -> None:
+        with trio.CancelScope(shield=True):
+            await conn.perform(Request(C.COMMIT, {}), None, stream.stream_id)
+        stream._tx_socket = None
+
+    monkeypatch.setattr(_stream, "_roll_back_shielded", commits)
     result = run_scenario(PoolConfig(seed=2, server="3.8", link_delay=0.01), _TXNS)
     assert any(": X2: " in v for v in result.violations), result.violations
 
@@ -198,10 +205,10 @@ def test_the_checker_catches_a_transaction_left_open(monkeypatch: pytest.MonkeyP
     transaction open on the pool's connection after the block raised or was cancelled)."""
     from trio_tarantool import _stream
 
-    async def forgetful(self: _stream.Stream) -> None:
-        self._tx_socket = None
+    async def forgetful(stream: _stream.Stream, conn: tt.Connection) -> None:
+        stream._tx_socket = None
 
-    monkeypatch.setattr(_stream.Stream, "rollback", forgetful)
+    monkeypatch.setattr(_stream, "_roll_back_shielded", forgetful)
     result = run_scenario(PoolConfig(seed=2, server="3.8", link_delay=0.01), _TXNS)
     assert any(": X4: " in v for v in result.violations), result.violations
 
