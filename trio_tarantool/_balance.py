@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ._errors import ConfigurationError, PoolTopologyError
-from ._strategy import HasState, Mode, RoundRobinStrategy, Status, StrategyInterface
+from ._strategy import HasState, Mode, RoundRobinStrategy, StrategyInterface, split_by_role
 
 __all__ = [
     "BreakerState",
@@ -149,15 +149,7 @@ class _Fitting(StrategyInterface[UnitT]):
         self._rebuild_needed = True
 
     def _build(self) -> None:
-        any_list: list[UnitT] = []
-        rw_list: list[UnitT] = []
-        ro_list: list[UnitT] = []
-        for unit in self.pool:
-            state = unit.state
-            if state.status != Status.HEALTHY:
-                continue
-            any_list.append(unit)
-            (rw_list if state.read_only is False else ro_list).append(unit)
+        any_list, rw_list, ro_list = split_by_role(self.pool)
         self._lists = {"any": any_list, "rw": rw_list, "ro": ro_list}
         self._rebuild_needed = False
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -120,6 +120,24 @@ class StrategyInterface(abc.ABC, Generic[UnitT]):
         """Note that some instance state changed; the next choice must see it."""
 
 
+def split_by_role(units: Iterable[UnitT]) -> tuple[list[UnitT], list[UnitT], list[UnitT]]:
+    """The healthy units, in order: all of them, the writable ones, the others.
+
+    The lists every mode routes by (an instance not known writable counts as
+    read-only), shared by all the strategies.
+    """
+    any_list: list[UnitT] = []
+    rw_list: list[UnitT] = []
+    ro_list: list[UnitT] = []
+    for unit in units:
+        state = unit.state
+        if state.status != Status.HEALTHY:
+            continue
+        any_list.append(unit)
+        (rw_list if state.read_only is False else ro_list).append(unit)
+    return any_list, rw_list, ro_list
+
+
 class RoundRobinStrategy(StrategyInterface[UnitT]):
     """Round-robin over healthy instances, separately for any/rw/ro lists.
 
@@ -138,19 +156,7 @@ class RoundRobinStrategy(StrategyInterface[UnitT]):
 
     def build(self) -> None:
         """(Re)compute the any/rw/ro lists from the current unit states."""
-        any_list: list[UnitT] = []
-        rw_list: list[UnitT] = []
-        ro_list: list[UnitT] = []
-        for unit in self.pool:
-            state = unit.state
-            if state.status != Status.HEALTHY:
-                continue
-            any_list.append(unit)
-            if state.read_only is False:
-                rw_list.append(unit)
-            else:
-                ro_list.append(unit)
-        self._any, self._rw, self._ro = any_list, rw_list, ro_list
+        self._any, self._rw, self._ro = split_by_role(self.pool)
         self._rebuild_needed = False
 
     def update(self) -> None:
