@@ -44,7 +44,7 @@ ensure_venv dev
 #: Pythons the package claims (keep in step with the classifiers in pyproject.toml).
 PYTHONS=(3.10 3.11 3.12 3.13)
 #: What steps 8-9 run besides tests/unit. The full tests/sim suite takes minutes
-#: (hypothesis pool scenarios, an hour of failovers, 30 README seeds), too much
+#: (hypothesis pool scenarios, a long run of failovers, the fidelity differentials), too much
 #: for five interpreters in the time budget; this subset covers everything the
 #: simulator is made of -- the fake network (trio's socket factory), the IPROTO
 #: server, spaces and replication -- plus the real client and crud on it, the
