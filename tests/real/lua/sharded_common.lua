@@ -53,4 +53,17 @@ function M.define_whoami()
     end)
 end
 
+--- What every cluster instance does first: follow its parent, open the admin
+--- console, put the real modules on package.path, define whoami, and load vshard
+--- (a global: its remote calls resolve through _G) and crud. Returns vshard, crud.
+function M.start(common)
+    common.watch_parent()
+    common.listen_admin()
+    M.use_rocks()
+    M.define_whoami()
+    local vshard = require('vshard')
+    rawset(_G, 'vshard', vshard)
+    return vshard, require('crud')
+end
+
 return M

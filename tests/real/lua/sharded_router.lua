@@ -9,15 +9,7 @@ local script_dir = debug.getinfo(1, 'S').source:sub(2):match('(.*/)') or './'
 local common = dofile(script_dir .. 'common.lua')
 local sharded = dofile(script_dir .. 'sharded_common.lua')
 
-common.watch_parent()
-common.listen_admin()
-sharded.use_rocks()
-sharded.define_whoami()
-
-local vshard = require('vshard')
--- vshard's remote calls (vshard.storage.call, ._call...) resolve through _G.
-rawset(_G, 'vshard', vshard)
-local crud = require('crud')
+local vshard, crud = sharded.start(common)
 
 local cfg = common.version_cfg(sharded.vshard_cfg(common))
 cfg.listen = common.env('TT_LISTEN', '127.0.0.1:3301')
