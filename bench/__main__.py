@@ -47,9 +47,15 @@ class Run:
     n: int
     mode: str = ""
     threads: int = 0
+    instance: int | None = None
+    """Index into the cluster's addresses of the one instance this run talks to
+    (``None``: the worker gets them all). The one-connection row of a pool case
+    sets 0, the master."""
 
     def argv(self, addrs: list[str], cap: float) -> list[str]:
         """Command line of the worker for this run."""
+        if self.instance is not None:
+            addrs = [addrs[self.instance]]
         cmd = [
             sys.executable,
             "-m",
@@ -129,13 +135,25 @@ def plan_single(
 
 
 def plan_pool(clients: list[str], ours_pool: bool, n_pool: int) -> list[list[Run]]:
-    """Cases of the pool benchmark: ours with 100 tasks vs the reference with 1 and 8 threads."""
+    """Cases of the pool benchmark: ours with 100 tasks, beside one trio_tarantool
+    Connection with 100 tasks on the same replicaset (the baseline of issue 11's
+    pool targets), vs the reference with 1 and 8 threads.
+
+    The one connection always talks to the master (``instances[0]``): the writes
+    (replace, RW) must go there, and the reads (select, ANY / PREFER_RO) are served
+    there just as well (every instance holds the same rows), so every case compares
+    the pool against the same one connection. Its run carries the case's mode only
+    as a label. It runs only beside our pool (``trio_tarantool`` and
+    ``trio_tarantool-pool`` both selected): it is the pool's baseline.
+    """
     cases = []
     for w, m in POOL_CASES:
         assert w in POOL_WORKLOADS
         runs = []
         if ours_pool:
-            runs.append(Run("trio_tarantool-pool", w, 100, n_pool, mode=m))
+            runs.append(Run(report.OURS_POOL, w, 100, n_pool, mode=m))
+            if report.OURS in clients:
+                runs.append(Run(report.OURS, w, 100, n_pool, mode=m, instance=0))
         if "tarantool-python" in clients:
             runs += [
                 Run("tarantool-python-pool", w, 1, n_pool, mode=m, threads=th) for th in (1, 8)
@@ -279,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         "--clients",
         default="",
         help="comma list to restrict clients: trio_tarantool, asynctnt, asynctnt+uvloop, "
-        "tarantool-python, floor, trio_tarantool-pool",
+        "tarantool-python, floor, trio_tarantool-pool (trio_tarantool together with "
+        "trio_tarantool-pool also adds the one-connection row to the pool cases)",
     )
     p.add_argument("--no-pool", action="store_true", help="skip the replicaset/pool cases")
     p.add_argument("--no-single", action="store_true", help="skip the single-connection cases")
@@ -446,14 +465,33 @@ def results_markdown(
             "",
         ]
     if pool:
+        # Raw files from before the one-connection row render without it (and its ratios).
+        baseline = any(r["client"] == report.OURS for r in pool)
         lines += [
             "#### Pool of 3 (1 master + 2 replicas, `wal_mode='write'`)",
             "",
-            "Every request asks for a distinct key; a reply for another key is a wrong answer.",
+            "Every request asks for a distinct key; a reply for another key is a wrong answer. "
+            + (
+                "*trio_tarantool one connection* is one `trio_tarantool.connect` to the master "
+                "(for every case: writes must go there, reads are served there too) shared by "
+                "100 trio tasks, run in the same rounds as the pools: the pool's baseline. "
+                if baseline
+                else ""
+            )
+            + "*ours / this*: trio_tarantool pool's median req/s over the row's.",
             "",
             report.pool_table(pool),
             "",
         ]
+        versus = report.pool_vs_connection(pool)
+        if versus:
+            lines += [
+                "**Pool / one connection** on this replicaset, from the medians; issue 11's "
+                "targets: req/s >= 0.9x, client CPU per request <= 1.1x:",
+                "",
+                versus,
+                "",
+            ]
     lines.append("![req/s per workload and client](bench.svg)")
     return "\n".join(lines)
 

@@ -292,10 +292,35 @@ def cpu_summary(
     return "\n".join(lines) if found else ""
 
 
+#: Row names in the pool table (the single-connection labels otherwise).
+POOL_ROW_LABELS: dict[str, str] = {OURS: "trio_tarantool one connection"}
+#: Issue 11's targets for the pool against one connection (same requests, same tasks).
+POOL_RPS_TARGET = 0.9
+POOL_CPU_TARGET = 1.1
+
+
+def _pool_cases(stats: dict[tuple[str, str, int, str, int], Stat]) -> list[tuple[str, str]]:
+    """(workload, mode) of the pool cases present, selects first."""
+    return sorted({(k[0], k[3]) for k in stats}, key=lambda x: (x[0] != "select", x[1]))
+
+
+def _pool_cell(
+    stats: dict[tuple[str, str, int, str, int], Stat], w: str, m: str, client: str
+) -> Stat | None:
+    """The cell of ``client`` in pool case (w, m) (trio_tarantool runs have no threads)."""
+    return next((s for k, s in stats.items() if k[0] == w and k[3] == m and k[1] == client), None)
+
+
 def pool_table(runs: Sequence[dict[str, Any]]) -> str:
-    """Markdown table for the 3-instance pool cases, with wrong-answer counts."""
+    """Markdown table for the 3-instance pool cases, with wrong-answer counts.
+
+    Per case: our pool, then one trio_tarantool connection to the master (when it
+    ran), then tarantool-python's pool by threads. The last column is our pool's
+    median req/s over the row's.
+    """
     stats = group(runs)
-    cases = sorted({(k[0], k[3]) for k in stats}, key=lambda x: (x[0] != "select", x[1]))
+    cases = _pool_cases(stats)
+    order = {OURS_POOL: 0, OURS: 1}
     head = [
         "workload",
         "mode",
@@ -310,25 +335,64 @@ def pool_table(runs: Sequence[dict[str, Any]]) -> str:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w, m in cases:
-        ours = next(
-            (s for k, s in stats.items() if k[0] == w and k[3] == m and k[1] == OURS_POOL), None
-        )
+        ours = _pool_cell(stats, w, m, OURS_POOL)
         cells = sorted((k, s) for k, s in stats.items() if k[0] == w and k[3] == m)
-        cells.sort(key=lambda ks: (ks[0][1] != OURS_POOL, ks[0][4]))
+        cells.sort(key=lambda ks: (order.get(ks[0][1], 2), ks[0][4]))
         for k, s in cells:
             conc = (
                 f"{k[2]} trio tasks"
-                if k[1] == OURS_POOL
+                if k[1] in (OURS_POOL, OURS)
                 else f"{k[4]} thread{'s' if k[4] > 1 else ''}"
             )
             total = s.ok + s.wrong + s.errors
             wrong = f"{s.wrong} / {total}" if total else "-"
             ratio = "" if k[1] == OURS_POOL else _ratio(ours, s)
+            label = POOL_ROW_LABELS.get(k[1]) or CLIENT_LABELS.get(k[1], k[1])
             lines.append(
-                f"| {w} | {m} | {CLIENT_LABELS[k[1]]} | {conc} | {s.fmt} | {s.cpu or '-'} | {wrong} | "
+                f"| {w} | {m} | {label} | {conc} | {s.fmt} | {s.cpu or '-'} | {wrong} | "
                 f"{s.errors} | {s.hung} | {ratio} |"
             )
     return "\n".join(lines)
+
+
+def pool_vs_connection(runs: Sequence[dict[str, Any]]) -> str:
+    """Markdown table: per pool case, our pool over one trio_tarantool connection
+    (median req/s, median CPU per request) and whether issue 11's targets are met;
+    "" when no case has both (raw files from before the one-connection row)."""
+    stats = group(runs)
+    head = [
+        "workload",
+        "mode",
+        "req/s pool / one connection",
+        "CPU/request pool / one connection",
+        f"issue 11 (req/s >= {POOL_RPS_TARGET}x, CPU <= {POOL_CPU_TARGET}x)",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    found = False
+    for w, m in _pool_cases(stats):
+        pool, one = _pool_cell(stats, w, m, OURS_POOL), _pool_cell(stats, w, m, OURS)
+        if pool is None or one is None:
+            continue
+        found = True
+        rps, cpu = _ratio(pool, one), _cpu_ratio(pool, one)
+        lines.append(f"| {w} | {m} | {rps} | {cpu} | {_pool_verdict(pool, one)} |")
+    return "\n".join(lines) if found else ""
+
+
+def _pool_verdict(pool: Stat, one: Stat) -> str:
+    """ "met", "missed: req/s, CPU" (what is missed) or "-" (nothing to compare)."""
+    missed, known = [], False
+    if pool.rounds and one.rounds and one.median > 0:
+        known = True
+        if pool.median / one.median < POOL_RPS_TARGET:
+            missed.append("req/s")
+    if pool.cpu_us > 0 and one.cpu_us > 0:
+        known = True
+        if pool.cpu_us / one.cpu_us > POOL_CPU_TARGET:
+            missed.append("CPU")
+    if not known:
+        return "-"
+    return f"missed: {', '.join(missed)}" if missed else "met"
 
 
 # ---------------------------------------------------------------- docs/benchmarks.md sections
@@ -473,15 +537,17 @@ def render_svg(
     if pstats:
         labels = {
             "trio_tarantool-pool": "trio_tarantool pool (100 tasks)",
+            "trio_tarantool": "trio_tarantool one connection (100 tasks)",
             "tarantool-python-pool/1": "tarantool-python pool (1 thread)",
             "tarantool-python-pool/8": "tarantool-python pool (8 threads)",
         }
+        pcolors = dict(COLORS, trio_tarantool="#90cdf4")  # lighter than the pool's blue
         pgroups = []
-        for w, m in sorted({(k[0], k[3]) for k in pstats}, key=lambda x: (x[0] != "select", x[1])):
+        for w, m in _pool_cases(pstats):
             pbars: list[tuple[str, Stat | None]] = []
             for k, s in sorted(pstats.items()):
                 if k[0] == w and k[3] == m:
-                    series = k[1] if k[1] == OURS_POOL else f"{k[1]}/{k[4]}"
+                    series = k[1] if k[1] in (OURS_POOL, OURS) else f"{k[1]}/{k[4]}"
                     if series in labels:
                         pbars.append((series, s))
             pbars.sort(key=lambda b: list(labels).index(b[0]))
@@ -489,7 +555,7 @@ def render_svg(
         elems, h = _panel(
             "Pool of 3 (master + 2 replicas): replies per second, wrong answers included",
             pgroups,
-            COLORS,
+            pcolors,
             labels,
             y,
             width,

@@ -7,6 +7,8 @@ docs are rewritten only between their markers, and servers never outlive the har
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench import machine, report, servers
-from bench.__main__ import plan_pool, plan_single, smoke_failures
+from bench.__main__ import Run, plan_pool, plan_single, rerender, results_markdown, smoke_failures
 from bench.workload import (
     WORKLOADS,
     Meter,
@@ -68,8 +70,74 @@ def test_plans_cover_every_client_and_keep_sync_sequential() -> None:
         assert all(r.n == (10 if r.tasks == 1 else 20) for r in case)
     pool = plan_pool(clients, True, 50)
     assert [[(r.client, r.threads) for r in c] for c in pool] == [
-        [("trio_tarantool-pool", 0), ("tarantool-python-pool", 1), ("tarantool-python-pool", 8)]
+        [
+            ("trio_tarantool-pool", 0),
+            ("trio_tarantool", 0),
+            ("tarantool-python-pool", 1),
+            ("tarantool-python-pool", 8),
+        ]
     ] * 3
+
+
+def test_pool_cases_run_one_connection_to_the_master_beside_the_pool() -> None:
+    clients = ["trio_tarantool", "tarantool-python"]
+    cases = plan_pool(clients, True, 50)
+    assert [(c[0].workload, c[0].mode) for c in cases] == [
+        ("select", "ANY"),
+        ("select", "PREFER_RO"),
+        ("replace", "RW"),
+    ]
+    addrs = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+    for case in cases:
+        pool, one = case[0], case[1]
+        assert (one.client, one.tasks, one.n, one.mode) == ("trio_tarantool", 100, 50, pool.mode)
+        assert (pool.tasks, pool.n, pool.instance) == (100, 50, None)
+        argv = one.argv(addrs, 5.0)
+        assert [argv[k + 1] for k, a in enumerate(argv) if a == "--addr"] == addrs[:1]
+        assert argv[argv.index("--mode") + 1] == pool.mode
+        pool_argv = pool.argv(addrs, 5.0)
+        assert [pool_argv[k + 1] for k, a in enumerate(pool_argv) if a == "--addr"] == addrs
+    # The row is the pool's baseline: only beside our pool, only if trio_tarantool is wanted.
+    names = {r.client for c in plan_pool(["tarantool-python"], True, 50) for r in c}
+    assert names == {"trio_tarantool-pool", "tarantool-python-pool"}
+    names = {r.client for c in plan_pool(clients, False, 50) for r in c}
+    assert names == {"tarantool-python-pool"}
+    assert plan_pool(["trio_tarantool"], False, 50) == []
+
+
+def test_worker_labels_the_one_connection_run_with_the_pool_mode(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import worker
+
+    seen: list[argparse.Namespace] = []
+
+    def fake_run_trio(args: argparse.Namespace, tally: Tally) -> None:
+        seen.append(args)
+        tally.record("replace", 0, [replace_tuple(0)])
+        tally.record("replace", 1, [replace_tuple(2)])  # a wrong answer is counted
+        tally.elapsed = 1.0
+
+    monkeypatch.setattr(worker, "run_trio", fake_run_trio)
+    argv = Run("trio_tarantool", "replace", 100, 2, mode="RW", instance=0).argv(
+        ["127.0.0.1:7", "127.0.0.1:8", "127.0.0.1:9"], 5.0
+    )
+    worker.main(argv[3:])  # after "python -m bench.worker"
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (out["client"], out["mode"], out["tasks"], out["ok"], out["wrong"]) == (
+        "trio_tarantool",
+        "RW",
+        100,
+        1,
+        1,
+    )
+    assert [a.addr for a in seen] == [["127.0.0.1:7"]]
+    assert len(smoke_failures([out])) == 1  # our wrong answer fails the smoke run
+    # A single-connection run has no mode; a pool run defaults to ANY.
+    monkeypatch.setattr(worker, "run_trio_pool", fake_run_trio)
+    for client, mode in (("trio_tarantool", ""), ("trio_tarantool-pool", "ANY")):
+        worker.main(["--client", client, "--workload", "ping", "--n", "1", "--addr", "h:1"])
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mode"] == mode
 
 
 def _run(client: str, rps: float, rnd: int, **kw: float) -> dict[str, object]:
@@ -129,6 +197,98 @@ def test_smoke_fails_on_our_wrong_answers_but_reports_peers_only() -> None:
     assert len(smoke_failures([nothing])) == 1
     assert smoke_failures([dict(nothing, errors=0, hung=8)]) == []
     assert len(smoke_failures([dict(nothing, client="trio_tarantool-pool", errors=0, hung=8)])) == 1
+
+
+def _pool_run(
+    client: str, mode: str, rps: float, cpu_us: float, rnd: int, **kw: int
+) -> dict[str, object]:
+    return dict(
+        _run(client, rps, rnd, cpu_us=cpu_us),
+        workload="replace" if mode == "RW" else "select",
+        mode=mode,
+        tasks=kw.get("tasks", 100),
+        threads=kw.get("threads", 0),
+        wrong=kw.get("wrong", 0),
+    )
+
+
+def _pool_raw() -> list[dict[str, object]]:
+    """Three rounds of the RW case and one of select ANY: pool, one connection, reference."""
+    runs = []
+    for rnd, (pool, one) in enumerate([(90.0, 100.0), (80.0, 120.0), (95.0, 110.0)]):
+        runs.append(_pool_run("trio_tarantool-pool", "RW", pool, 22.0 + rnd, rnd))
+        runs.append(_pool_run("trio_tarantool", "RW", one, 20.0, rnd))
+        runs.append(_pool_run("tarantool-python-pool", "RW", 45.0, 100.0, rnd, tasks=1, threads=8))
+    runs.append(_pool_run("trio_tarantool-pool", "ANY", 95.0, 10.5, 0))
+    runs.append(_pool_run("trio_tarantool", "ANY", 100.0, 10.0, 0, wrong=2))
+    return runs
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_pool_table_shows_the_one_connection_row_beside_the_pool() -> None:
+    rows = [_cells(ln) for ln in report.pool_table(_pool_raw()).splitlines()[2:]]
+    # Per case: the pool, then one connection, then the reference by threads.
+    assert [r[:4] for r in rows] == [
+        ["select", "ANY", "trio_tarantool pool", "100 trio tasks"],
+        ["select", "ANY", "trio_tarantool one connection", "100 trio tasks"],
+        ["replace", "RW", "trio_tarantool pool", "100 trio tasks"],
+        ["replace", "RW", "trio_tarantool one connection", "100 trio tasks"],
+        ["replace", "RW", "tarantool-python pool", "8 threads"],
+    ]
+    one = rows[3]
+    assert one[4:] == ["110 [100-120]", "20.0 µs", "0 / 30", "0", "0", "0.82x"]
+    assert rows[1][6] == "2 / 12"  # its wrong answers are counted like anyone's
+    assert rows[4][-1] == "2.00x"  # ours / this: still our pool over the reference
+
+
+def test_pool_over_one_connection_ratios_and_issue_11_targets() -> None:
+    table = report.pool_vs_connection(_pool_raw())
+    rows = {tuple(_cells(ln)[:2]): _cells(ln)[2:] for ln in table.splitlines()[2:]}
+    # RW: req/s medians 90 / 110; CPU medians 23 / 20.
+    assert rows[("replace", "RW")] == ["0.82x", "1.15x", "missed: req/s, CPU"]
+    assert rows[("select", "ANY")] == ["0.95x", "1.05x", "met"]
+    assert ">= 0.9x" in table and "<= 1.1x" in table
+    md = results_markdown(_META, [], _pool_raw(), ["select"], [100], [])
+    assert "**Pool / one connection**" in md and table in md
+    # Without the one-connection row (raw files from before it): no ratios.
+    old = [r for r in _pool_raw() if r["client"] != "trio_tarantool"]
+    assert report.pool_vs_connection(old) == ""
+    md = results_markdown(_META, [], old, ["select"], [100], [])
+    assert "Pool / one connection" not in md and "one connection" not in md
+    assert "| replace | RW | tarantool-python pool | 8 threads |" in md
+
+
+_META = {
+    "date": "2026-01-01 00:00 UTC",
+    "cpus": 2,
+    "versions": {"python": "3.11"},
+    "rounds": 3,
+    "n_seq": 1,
+    "n_conc": 1,
+    "n_pool": 1,
+    "cap": 1.0,
+    "notes": [],
+}
+
+
+def test_report_rerenders_an_old_raw_file_without_the_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = [r for r in _pool_raw() if r["client"] != "trio_tarantool"]
+    for r in old:  # as old workers wrote it: no cpu_us
+        r.pop("cpu_us")
+    raw = tmp_path / "old.json"
+    raw.write_text(json.dumps({"meta": _META, "single": [], "pool": old}))
+    assert rerender(raw, write=False) == 0
+    out = capsys.readouterr().out
+    assert "| replace | RW | trio_tarantool pool | 100 trio tasks | 90 [80-95] | - |" in out
+    assert "Pool / one connection" not in out
+    raw.write_text(json.dumps({"meta": _META, "single": [], "pool": _pool_raw()}))
+    assert rerender(raw, write=False) == 0
+    assert "| replace | RW | 0.82x | 1.15x | missed: req/s, CPU |" in capsys.readouterr().out
 
 
 def test_replace_section_touches_only_its_markers(tmp_path: Path) -> None:

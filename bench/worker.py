@@ -118,7 +118,9 @@ async def _trio_warmup(op: AsyncOp, workload: str, n: int) -> None:
 
 
 def run_trio(args: argparse.Namespace, tally: Tally) -> None:
-    """trio_tarantool: one connection shared by N trio tasks in a nursery."""
+    """trio_tarantool: one connection (to the first ``--addr``) shared by N trio tasks
+    in a nursery; also the one-connection row of the pool cases (``--mode`` then
+    only labels the case)."""
     import trio
 
     import trio_tarantool
@@ -379,17 +381,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workload", required=True)
     p.add_argument("--tasks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--mode", default="ANY")
+    p.add_argument(
+        "--mode",
+        default="",
+        help="the pool's mode (default ANY); for a one-connection client only a label: "
+        "the pool case it runs beside (it talks to the one --addr it is given)",
+    )
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--cap", type=float, default=30.0, help="seconds before stopping early")
     p.add_argument("--addr", action="append", required=True, help="host:port (repeatable)")
     args = p.parse_args(argv)
+    if args.client in POOL_CLIENTS and not args.mode:
+        args.mode = "ANY"
     tally = Tally(
         client=args.client,
         workload=args.workload,
         tasks=args.tasks,
         requested=args.n,
-        mode=args.mode if args.client in POOL_CLIENTS else "",
+        mode=args.mode,
         threads=args.threads if args.client == "tarantool-python-pool" else 0,
     )
     if args.client == "trio_tarantool":
