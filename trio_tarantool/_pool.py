@@ -834,31 +834,97 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                 exc.may_have_executed = True
         raise exc
 
+    def _direct(self, mode: Any) -> PoolUnit | None:
+        """The instance the strategy picks for a request of ``mode`` sent now,
+        or None (not a plain pool, a bad mode, closed, no instance fits).
+
+        The steady state's shortcut: on a plain pool (no hedging, no feedback
+        hook), when the picked instance is ready (:meth:`_enter`), a box
+        method calls that connection's own method from the caller's task: the
+        request is queued, framed and answered exactly as on one connection,
+        with no :class:`PoolTask`, no builder call and no channel. The
+        instance task still owns the connection (its nursery runs the
+        socket's tasks). A request that must wait (connecting, a draining
+        server), or finds no instance, takes :meth:`_send`, to the unit
+        already picked if any (one pick per attempt).
+        """
+        if not self._plain or type(mode) is not Mode or self._closed or not self._connected:
+            return None
+        try:
+            return self.strategy.getnext(mode)
+        except PoolTopologyError:
+            return None
+
+    def _enter(self, unit: PoolUnit) -> bool:
+        """True, counting the request in flight there, if ``unit``'s socket is ready
+        and its instance task runs (the caller must then :meth:`_release` it)."""
+        link = unit.conn._link
+        if unit.task is None or link is None or link.draining:
+            return False
+        unit.in_flight += 1
+        unit.requests += 1
+        self._requests += 1
+        return True
+
+    def _deadline(self) -> float:
+        """The deadline of a request starting now (``socket_timeout``), in trio time."""
+        timeout = self.socket_timeout
+        return math.inf if timeout is None else trio.current_time() + timeout
+
+    def _refused(self, unit: PoolUnit) -> None:
+        """A request :meth:`_direct` routed was refused before anything was sent
+        (a bad argument): it is not a request of the pool's statistics."""
+        unit.requests -= 1
+        self._requests -= 1
+
+    @staticmethod
+    def _release(unit: PoolUnit) -> None:
+        """A request routed to ``unit`` ended."""
+        unit.in_flight -= 1
+        if unit.drained is not None and not unit.in_flight:
+            unit.drained.set()  # remove() waits for this instance's last request
+
     async def _send(self, mode: Mode | None, method_name: str, args: tuple[Any, ...],
                     kwargs: dict[str, Any] | None = None, *, kind: Kind | None = None,
-                    idempotent: bool = False) -> Any:
-        """Route one request by ``mode`` under one deadline, retrying as :mod:`._retry` says."""
+                    idempotent: bool = False,
+                    picked: PoolUnit | None = None,
+                    failed: tuple[PoolUnit, ServerError | NetworkError, float] | None = None) -> Any:
+        """Route one request by ``mode`` under one deadline, retrying as :mod:`._retry` says.
+
+        ``picked``: the instance the strategy already chose for the first
+        attempt (:meth:`_direct`). ``failed``: the first attempt already went
+        straight to an instance and failed there, with the request's deadline:
+        go on from that failure as if this call had made the attempt.
+        """
         if mode is None:
             raise ConfigurationError("Please, specify 'mode' keyword argument")
         if not isinstance(mode, Mode):
             raise ConfigurationError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
         if not isinstance(idempotent, bool):
             raise ConfigurationError(f"idempotent must be True or False, got {idempotent!r}")
-        if self._closed or not self._connected:
-            raise self._closed_error()
+        if failed is None and (self._closed or not self._connected):
+            raise self._closed_error()  # (a failed first attempt says below what it did)
         request = BUILDERS[method_name](*args, **(kwargs or {}))  # bad arguments fail here, unsent
         if kind is None:
             kind = kind_of(method_name)
-        self._requests += 1
+        if failed is None:
+            self._requests += 1
         timeout = self.socket_timeout
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        if failed is not None:
+            deadline = failed[2]
+        else:
+            deadline = math.inf if timeout is None else trio.current_time() + timeout
         may_have_executed = False
         attempt_mode = mode
         previous: ServerError | NetworkError | None = None
         previous_unit: PoolUnit | None = None
         for attempt in range(2):
             try:
-                if self._closed:
+                if failed is not None and not attempt:
+                    unit = failed[0]
+                elif picked is not None and not attempt and not self._closed:
+                    unit = picked
+                elif self._closed:
                     unit = await self._pick(attempt_mode, deadline)  # raises the closed error
                 else:
                     try:  # the usual case, without a coroutine: an instance fits now
@@ -879,6 +945,8 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
             if previous is not None:
                 self._note_retry(method_name, kind, attempt_mode, previous, previous_unit, unit)
             try:
+                if failed is not None and not attempt:
+                    raise failed[1]
                 ptask = PoolTask(method_name, args, kwargs or {}, request)
                 if self._plain:
                     return await self._attempt(unit, ptask, deadline)
@@ -1109,30 +1177,89 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                 await self._health._next_probe(unit)
 
     # -- box API ----------------------------------------------------------------------------
+    # ping, select, insert, replace, call and the crud calls go straight to a
+    # ready instance's connection when they can (:meth:`_direct`); a failure
+    # there continues in :meth:`_send` (retry, naming, statistics) as if it had
+    # made the attempt.
+
+    def _direct_failed(self, unit: PoolUnit, exc: BaseException,
+                       deadline: float) -> tuple[PoolUnit, ServerError | NetworkError, float]:
+        """What :meth:`_send` goes on from after a direct attempt raised ``exc``
+        (anything but a server's or the network's error is raised as it is)."""
+        if isinstance(exc, ServerError | NetworkError):
+            return unit, exc, deadline
+        if isinstance(exc, ConfigurationError):
+            self._refused(unit)
+        raise exc
+
     async def ping(self, notime: bool = False, *, mode: Mode | None = None) -> float | str:
         """PING an instance of ``mode``: RTT in seconds, or "Success" with ``notime``."""
-        return cast(float | str, await self._send(mode, "ping", (notime,)))
+        failed = None
+        unit = self._direct(mode)
+        if unit is not None and self._enter(unit):
+            deadline = self._deadline()
+            try:
+                return await unit.conn.ping(notime)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
+        return cast(float | str, await self._send(mode, "ping", (notime,), picked=unit, failed=failed))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
                      limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
                      mode: Mode = Mode.ANY, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """SELECT on an instance of ``mode`` (ANY by default)."""
+        failed = None
+        unit = self._direct(mode) if on_push is None else None
+        if unit is not None and self._enter(unit):
+            deadline = self._deadline()
+            try:
+                return await unit.conn.select(space_name, key, offset=offset, limit=limit,
+                                              index=index, iterator=iterator)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
         kwargs = {"offset": offset, "limit": limit, "index": index, "iterator": iterator,
                   "on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "select", (space_name, key), kwargs))
+        return cast(Response, await self._send(mode, "select", (space_name, key), kwargs,
+                                               picked=unit, failed=failed))
 
     async def insert(self, space_name: str | int, values: Sequence[Any], *, mode: Mode = Mode.RW,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """INSERT on an instance of ``mode`` (RW by default)."""
+        failed = None
+        unit = self._direct(mode) if on_push is None else None
+        if unit is not None and self._enter(unit):
+            deadline = self._deadline()
+            try:
+                return await unit.conn.insert(space_name, values)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "insert", (space_name, values), kwargs))
+        return cast(Response, await self._send(mode, "insert", (space_name, values), kwargs,
+                                               picked=unit, failed=failed))
 
     async def replace(self, space_name: str | int, values: Sequence[Any], *, mode: Mode = Mode.RW,
                       on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """REPLACE on an instance of ``mode`` (RW by default)."""
+        failed = None
+        unit = self._direct(mode) if on_push is None else None
+        if unit is not None and self._enter(unit):
+            deadline = self._deadline()
+            try:
+                return await unit.conn.replace(space_name, values)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "replace", (space_name, values), kwargs))
+        return cast(Response, await self._send(mode, "replace", (space_name, values), kwargs,
+                                               picked=unit, failed=failed))
 
     async def update(self, space_name: str | int, key: Any, op_list: Sequence[Any], *,
                      index: str | int = 0, mode: Mode = Mode.RW,
@@ -1165,9 +1292,19 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         ``may_have_executed=True``; pass ``idempotent=True`` when running the
         function twice is harmless, and it is retried like a DML request.
         """
+        failed = None
+        unit = self._direct(mode) if on_push is None and type(idempotent) is bool else None
+        if unit is not None and self._enter(unit):
+            deadline = self._deadline()
+            try:
+                return await unit.conn.call(func_name, *args)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "call", (func_name, *args), kwargs,
-                                               idempotent=idempotent))
+                                               idempotent=idempotent, picked=unit, failed=failed))
 
     async def eval(self, expr: str, *args: Any, mode: Mode | None = None,
                    on_push: PushCallback | None = None, on_push_ctx: Any = None,
@@ -1186,8 +1323,20 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
     async def _crud_call_in(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> Response:
         """A crud.* CALL: the reads are retried like selects, the writes like any CALL."""
         kind = Kind.READ if func_name in CRUD_READS else Kind.CODE
-        return cast(Response, await self._send(Mode.ANY if mode is None else mode, "call",
-                                               (func_name, *args), kind=kind))
+        if mode is None:
+            mode = Mode.ANY
+        failed = None
+        unit = self._direct(mode)
+        if unit is not None and self._enter(unit):
+            deadline = self._deadline()
+            try:
+                return await unit.conn.call(func_name, *args)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
+        return cast(Response, await self._send(mode, "call", (func_name, *args), kind=kind,
+                                               picked=unit, failed=failed))
 
 
 class _PairIterator(AsyncIterator[tuple[str, Any]]):

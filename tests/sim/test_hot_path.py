@@ -124,3 +124,158 @@ async def test_hot_path_cancellation_forgets_exactly_that_request(autojump_clock
                 rs.resume(0)
             assert results == {i: [[i, f"v{i}"]] for i in range(1, 10, 2)}
             assert conn.in_flight == 0
+
+
+# -- the pool's direct path --------------------------------------------------------------
+async def _warm(pool: Any) -> None:
+    """Connect every instance and load the names (the first requests may wait)."""
+    for _ in range(6):
+        await pool.replace("hot", [1, "a"])
+        await pool.select("hot", 1)
+
+
+async def test_pool_on_ready_instances_builds_no_pool_task_and_picks_once(
+        autojump_clock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (issue 11): a pool request cost twice a connection's CPU (a
+    keyword dict, the full builder, a PoolTask, an abort closure). On a ready
+    instance it now calls that connection's method directly: no PoolTask, no
+    builder, one strategy pick per request, every counter as before."""
+    import trio_tarantool._pool as pool_module
+
+    async with sim.open_replicaset(n=3) as rs:
+        _space(rs)
+        rs.register_function("echo", lambda ctx, x: [x])
+        async with tt.open_pool(rs.addrs) as pool:
+            assert isinstance(pool, ConnectionPool)
+            await _warm(pool)
+            built: list[Any] = []
+            picks: list[Any] = []
+
+            class CountingTask(pool_module.PoolTask):
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    built.append(args)
+                    super().__init__(*args, **kwargs)
+
+            class CountingBuilders(dict[str, Any]):
+                def __getitem__(self, name: str) -> Any:
+                    built.append(name)
+                    return super().__getitem__(name)
+
+            getnext = pool.strategy.getnext
+
+            def counting_getnext(mode: tt.Mode) -> Any:
+                unit = getnext(mode)
+                picks.append(unit)
+                return unit
+
+            monkeypatch.setattr(pool_module, "PoolTask", CountingTask)
+            monkeypatch.setattr(pool_module, "BUILDERS", CountingBuilders(pool_module.BUILDERS))
+            monkeypatch.setattr(pool.strategy, "getnext", counting_getnext)
+            before = pool.statistics()
+
+            async def one(i: int) -> None:
+                await pool.replace("hot", [i, f"n{i}"])
+                assert (await pool.select("hot", i, mode=tt.Mode.RW)).data == [[i, f"n{i}"]]
+                assert (await pool.call("echo", i, mode=tt.Mode.ANY)).data == [i]
+                assert await pool.ping(notime=True, mode=tt.Mode.ANY) == "Success"
+
+            async with trio.open_nursery() as nursery:
+                for i in range(2, 42):
+                    nursery.start_soon(one, i)
+            after = pool.statistics()
+            assert built == []
+            assert len(picks) == 40 * 4
+            assert after.requests - before.requests == 40 * 4
+            assert sum(u.requests for u in after) - sum(u.requests for u in before) == 40 * 4
+            assert [u.in_flight for u in after] == [0, 0, 0]
+            # The round robin saw every request: ANY spreads over the three.
+            assert {u.key for u in picks} == {u.addr for u in after}
+            # What must wait still takes the full path (and is seen taking it).
+            await pool.select("hot", 1, on_push=lambda *_: None)
+            assert built and built[0] == "select"
+
+
+async def test_pool_direct_failure_is_retried_as_the_first_attempt(autojump_clock: Any) -> None:
+    """A write refused on an instance the pool still thinks writable
+    (ER_READONLY, surely not executed) goes on exactly as before the direct
+    path: retried once on the new master, counted as one request, one retry
+    and one failover, and executed once."""
+    async with sim.open_replicaset(n=2) as rs:
+        _space(rs)
+        async with tt.open_pool(rs.addrs, refresh_delay=60, status_events=False) as pool:
+            assert isinstance(pool, ConnectionPool)
+            await _warm(pool)
+            before = pool.statistics()
+            rs.set_ro(0, True)
+            rs.set_ro(1, False)  # the pool has not probed since
+            result = await pool.replace("hot", [7, "seven"])
+            assert result.data == [[7, "seven"]]
+            after = pool.statistics()
+            assert after.requests - before.requests == 1
+            assert after.retries - before.retries == 1
+            assert after.failovers - before.failovers == 1
+            assert after[0].requests - before[0].requests == 1
+            assert after[1].requests - before[1].requests == 1
+            assert [u.in_flight for u in after] == [0, 0]
+            assert (await pool.select("hot", 7, mode=tt.Mode.RW)).data == [[7, "seven"]]
+
+
+async def test_pool_direct_path_refuses_bad_arguments_uncounted(autojump_clock: Any) -> None:
+    """A bad argument is refused before anything is sent, with the builder's
+    message, and counted nowhere, direct path or not."""
+    async with sim.open_replicaset(n=1) as rs:
+        _space(rs)
+        async with tt.open_pool(rs.addrs) as pool:
+            await _warm(pool)
+            before = pool.statistics()
+            bads: list[Callable[[], Awaitable[Any]]] = [
+                lambda: pool.select("hot", {1: 2}),
+                lambda: pool.select("hot", 1, limit=-1),
+                lambda: pool.replace("hot", "ab"),
+                lambda: pool.insert("hot", {1, 2}),  # type: ignore[arg-type]
+                lambda: pool.call("", mode=tt.Mode.ANY),
+                lambda: pool.call("f", mode=tt.Mode.ANY, idempotent="yes"),  # type: ignore[arg-type]
+                lambda: pool.select("hot", 1, mode="ANY"),  # type: ignore[arg-type]
+                lambda: pool.ping(),
+            ]
+            for bad in bads:
+                with pytest.raises(tt.ConfigurationError):
+                    await bad()
+            after = pool.statistics()
+            assert after.requests == before.requests
+            assert after[0].requests == before[0].requests
+            assert after[0].in_flight == 0
+
+
+async def test_pool_direct_request_cancelled_or_closed_in_flight(autojump_clock: Any) -> None:
+    """A caller cancelled while parked on the direct path leaves nothing in
+    flight; close() under a parked direct request fails it saying it may have
+    executed, and no task outlives the pool."""
+    async with sim.open_replicaset(n=1) as rs:
+        _space(rs)
+        async with tt.open_pool(rs.addrs, socket_timeout=30) as pool:
+            await _warm(pool)
+            rs.pause(0)
+            with trio.move_on_after(1):
+                await pool.select("hot", 1)
+            assert pool.statistics()[0].in_flight == 0
+            rs.resume(0)
+            assert (await pool.select("hot", 1)).data == [[1, "a"]]
+            rs.pause(0)
+            failures: list[BaseException] = []
+
+            async def parked() -> None:
+                try:
+                    await pool.select("hot", 1)
+                except tt.NetworkError as exc:
+                    failures.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(parked)
+                await trio.testing.wait_all_tasks_blocked()
+                assert pool.statistics()[0].in_flight == 1
+                pool.close()
+            assert len(failures) == 1
+            assert isinstance(failures[0], tt.ConnectionClosedError)
+            assert failures[0].may_have_executed is True
+            assert "closed while the request was in flight" in str(failures[0])
