@@ -18,6 +18,7 @@ import trio.testing
 import trio_tarantool as tt
 from trio_tarantool import sim
 from trio_tarantool._pool import ConnectionPool
+from trio_tarantool._request import BUILDERS
 
 FORMAT: list[tuple[str, str] | tuple[str, str, bool]] = [("id", "unsigned"), ("name", "string")]
 INDEXES = [("primary", [("id", "unsigned")], True), ("byname", [("name", "string")], False)]
@@ -169,7 +170,7 @@ async def test_pool_on_ready_instances_builds_no_pool_task_and_picks_once(
                 return unit
 
             monkeypatch.setattr(pool_module, "PoolTask", CountingTask)
-            monkeypatch.setattr(pool_module, "BUILDERS", CountingBuilders(pool_module.BUILDERS))
+            monkeypatch.setattr(pool_module, "BUILDERS", CountingBuilders(BUILDERS))
             monkeypatch.setattr(pool.strategy, "getnext", counting_getnext)
             before = pool.statistics()
 
