@@ -99,6 +99,18 @@ _RECV_SIZE = 64 * 1024
 _U32 = 0xFFFFFFFF
 #: The body of a PING (packed afresh each time: nothing may mutate it).
 _EMPTY_BODY: Final[dict[int, Any]] = {}
+# The hot path's names, as plain module globals (one lookup each, not two).
+_wait = trio.lowlevel.wait_task_rescheduled
+_current_task = trio.lowlevel.current_task
+_PING, _SELECT, _INSERT, _REPLACE, _CALL, _CALL_16 = C.PING, C.SELECT, C.INSERT, C.REPLACE, C.CALL, C.CALL_16
+_SPACE_ID, _INDEX_ID, _LIMIT, _OFFSET, _ITERATOR, _KEY, _TUPLE, _FUNCTION_NAME = (
+    C.SPACE_ID, C.INDEX_ID, C.LIMIT, C.OFFSET, C.ITERATOR, C.KEY, C.TUPLE, C.FUNCTION_NAME)
+#: Iterator types as plain ints (an IntEnum member costs more to fetch and to pack).
+_EQ, _ALL = int(C.Iterator.EQ), int(C.Iterator.ALL)
+_INT_MIN, _INT_END = R.INT_MIN, R.INT_END
+#: select()'s defaults, compared by identity on the hot path (see there).
+_ZERO, _ALL_ROWS = 0, 0xFFFFFFFF
+_INF = math.inf
 #: Reads served without waiting before the reader yields to other tasks anyway.
 _EAGER_READS = 16
 _SCHEMA_RETRIES = 3
@@ -144,14 +156,18 @@ class Ticket:
     """One request queued on a connection for a task parked until its reply.
 
     The reply reschedules :attr:`task` with ``outcome.Value(reply)``, a
-    failure of the socket with ``outcome.Error(NetworkError)``.
+    failure of the socket with ``outcome.Error(NetworkError)``. A request with
+    a push callback gets a :class:`_PushTicket`; a plain one reads the class
+    defaults below (no callback, no push error).
     """
 
-    __slots__ = ("conn", "done", "on_push", "on_push_ctx", "packet", "push_error", "sync", "task",
-                 "written")
+    __slots__ = ("conn", "deadline", "done", "packet", "sync", "task", "written")
 
-    def __init__(self, conn: Connection, packet: bytes, sync: int, task: trio.lowlevel.Task,
-                 on_push: PushCallback | None, on_push_ctx: Any) -> None:
+    on_push: PushCallback | None = None
+    on_push_ctx: Any = None
+    push_error: BaseException | None = None
+
+    def __init__(self, conn: Connection, packet: bytes, sync: int, task: trio.lowlevel.Task) -> None:
         self.conn = conn
         self.packet = packet
         self.sync = sync
@@ -160,9 +176,8 @@ class Ticket:
         #: the request have executed.
         self.written = False
         self.done = False
-        self.on_push = on_push
-        self.on_push_ctx = on_push_ctx
-        self.push_error: BaseException | None = None
+        #: The hot path's deadline for the reply (trio time; inf: none).
+        self.deadline = math.inf
 
     def cancel(self) -> None:
         """The parked task gave up: forget the request (and its packet, if unwritten).
@@ -182,13 +197,20 @@ class Ticket:
         return trio.lowlevel.Abort.SUCCEEDED
 
 
-class _Again(Exception):
-    """The hot path could not (or can no longer) do it: take the full path
-    (:meth:`Connection.perform`), within ``deadline`` (None: a fresh one)."""
+class _PushTicket(Ticket):
+    """A :class:`Ticket` whose request takes a push callback (IPROTO_CHUNK)."""
 
-    def __init__(self, deadline: float | None) -> None:
-        super().__init__()
-        self.deadline = deadline
+    __slots__ = ("on_push", "on_push_ctx", "push_error")
+
+    def __init__(self, conn: Connection, packet: bytes, sync: int, task: trio.lowlevel.Task,
+                 on_push: PushCallback, on_push_ctx: Any) -> None:
+        super().__init__(conn, packet, sync, task)
+        self.on_push = on_push
+        self.on_push_ctx = on_push_ctx
+        self.push_error = None
+
+
+_new_ticket = object.__new__
 
 
 class _Link:
@@ -906,11 +928,13 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
 
     def _on_push(self, reply: _iproto.Reply) -> None:
         waiter = self._waiters.get(reply.sync)
-        if waiter is None or waiter.on_push is None:
+        if not isinstance(waiter, _PushTicket):  # gone, or a request without callback
             return
+        callback = waiter.on_push
+        assert callback is not None
         try:
             # The DATA array as it came (``[value]``), as the reference connector passes it.
-            waiter.on_push(reply.body.get(C.DATA), waiter.on_push_ctx)
+            callback(reply.body.get(C.DATA), waiter.on_push_ctx)
         except Exception as exc:  # reported to the caller once its reply arrives
             if waiter.push_error is None:
                 waiter.push_error = exc
@@ -918,7 +942,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
     def _post(self, link: _Link, request_type: int, body: Mapping[int, Any]) -> None:
         """Queue a packet that gets no reply (WATCH, UNWATCH)."""
         ticket = Ticket(self, self._encoder.frame(request_type, next(self._sync), body), 0,
-                        cast(trio.lowlevel.Task, None), None, None)
+                        cast(trio.lowlevel.Task, None))
         link.posts += 1
         link.outbox.append(ticket)
         link.kick()
@@ -1017,8 +1041,9 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         sync = next(self._sync)
         if request_type == C.CALL and self.call_16:
             request_type = C.CALL_16
-        waiter = Ticket(self, self._encoder.frame(request_type, sync, body, schema_version, stream_id),
-                        sync, task, on_push, on_push_ctx)
+        packet = self._encoder.frame(request_type, sync, body, schema_version, stream_id)
+        waiter = (Ticket(self, packet, sync, task) if on_push is None
+                  else _PushTicket(self, packet, sync, task, on_push, on_push_ctx))
         waiters = self._waiters
         if not waiters and link.writer_parked and link.fd >= 0:
             # A lone request (the sequential case): write it from this task,
@@ -1147,27 +1172,36 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             return cast(_iproto.Reply, await trio.lowlevel.wait_task_rescheduled(ticket))
         raise self._timeout("waiting for the reply", ticket.written)
 
-    async def _fast(self, request_type: int, body: dict[int, Any], version: int | None) -> _iproto.Reply:
-        """The hot path of the box methods: send a body built by the caller, park, return the reply.
+    # The hot path of the box methods, in two halves around the caller's own
+    # ``await`` (one coroutine frame fewer than a helper coroutine):
+    #
+    #     ticket = self._submit(request_type, body, version)   # None: take perform()
+    #     reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+    #     if reply.code or reply.decode_error is not None:
+    #         deadline = self._refused(reply, request_type, ticket)   # raises, or: resend
+    #
+    # For a request without push callback whose space and index are ids
+    # (``version`` None) or names found in the cached schema (``version`` the
+    # schema's). Everything else is :meth:`perform`'s contract: one deadline
+    # (``socket_timeout``), cancellation that forgets exactly this request
+    # (the ticket is the abort function), the error of a failed reply.
 
-        For a request without push callback whose space and index are ids
-        (``version`` None) or names found in the cached schema (``version``
-        the schema's). Raises :class:`_Again` when the request must take the
-        full path instead: no usable socket or no free slot now (nothing
-        sent), or a stale-schema refusal (not executed; resend within the same
-        deadline). Everything else is :meth:`perform`'s contract: one deadline
-        (``socket_timeout``), cancellation that forgets exactly this request,
-        the error of a failed reply.
-        """
+    def _submit(self, request_type: int, body: dict[int, Any], version: int | None) -> Ticket | None:
+        """Queue a body built by the caller for the current task, or None (nothing
+        sent) when that needs waiting: no usable socket or no free slot now."""
         link = self._link
         waiters = self._waiters
         if link is None or link.draining or len(waiters) >= self.max_in_flight:
-            raise _Again(None)
-        timeout = self.socket_timeout
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
+            return None
         sync = next(self._sync)
-        ticket = Ticket(self, self._encoder.frame(request_type, sync, body, version), sync,
-                        trio.lowlevel.current_task(), None, None)
+        # A Ticket built field by field: no __init__ frame on the hot path.
+        ticket: Ticket = _new_ticket(Ticket)
+        ticket.conn = self
+        ticket.packet = self._encoder.frame_plain(request_type, sync, body, version)
+        ticket.sync = sync
+        ticket.task = _current_task()
+        ticket.written = ticket.done = False
+        ticket.deadline = _INF
         if not waiters and link.writer_parked and link.fd >= 0:
             self._write_directly(link, ticket)  # see _enqueue
             waiters[sync] = ticket
@@ -1176,23 +1210,30 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             link.outbox.append(ticket)
             if link.writer_parked:
                 link.kick()
-        reply: _iproto.Reply | None
-        if timeout is None:
-            reply = await trio.lowlevel.wait_task_rescheduled(ticket)
-        else:
-            reply = None
-            with trio.CancelScope(deadline=deadline):
-                reply = await trio.lowlevel.wait_task_rescheduled(ticket)
-            if reply is None:  # the deadline passed (the scope caught its cancellation)
-                raise self._timeout("waiting for the reply", ticket.written)
-        assert reply is not None
-        if reply.code or reply.decode_error is not None:
-            if reply.code == _WRONG_SCHEMA and version is not None:
-                self._on_schema_version(reply.schema_version)
-                self.schema = None
-                raise _Again(deadline)
-            raise _failure(reply, request_type)
+        return ticket
+
+    async def _reply_by(self, ticket: Ticket) -> _iproto.Reply:
+        """Park on ``ticket`` for at most ``socket_timeout`` (set): its reply, or
+        :class:`TarantoolTimeoutError` saying whether it was written."""
+        assert self.socket_timeout is not None
+        ticket.deadline = trio.current_time() + self.socket_timeout
+        reply: _iproto.Reply | None = None
+        with trio.CancelScope(deadline=ticket.deadline):
+            reply = await _wait(ticket)
+        if reply is None:  # the deadline passed (the scope caught its cancellation)
+            raise self._timeout("waiting for the reply", ticket.written)
         return reply
+
+    def _refused(self, reply: _iproto.Reply, request_type: int, ticket: Ticket) -> float | None:
+        """An error reply on the hot path: raise its exception, or return the
+        deadline (None: a fresh one) to resend within, by :meth:`perform`, when
+        the server refused a request built against an old schema (not
+        executed; only a request that sent a schema version can get that)."""
+        if reply.code == _WRONG_SCHEMA:
+            self._on_schema_version(reply.schema_version)
+            self.schema = None
+            return None if ticket.deadline == math.inf else ticket.deadline
+        raise _failure(reply, request_type)
 
     def _timeout(self, phase: str, written: bool) -> TarantoolTimeoutError:
         budget = f"socket_timeout={self.socket_timeout}s" if self.socket_timeout else "its deadline"
@@ -1290,7 +1331,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         self.schema = None
 
     # -- box API -------------------------------------------------------------------------
-    # Each method below tries the hot path first (:meth:`_fast`): arguments of
+    # Each method below tries the hot path first (:meth:`_submit`): arguments of
     # exactly the usual types (one ``type(x) is`` test each), names found in the
     # cached schema, no push callback, a socket ready. Anything else, including
     # every argument that must be refused, goes through the request builders of
@@ -1302,58 +1343,72 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         deadline = None
         if self._link is not None:
             start = trio.current_time()
-            try:
-                await self._fast(C.PING, _EMPTY_BODY, None)
-            except _Again as again:
-                deadline = again.deadline
-            else:
-                return "Success" if notime else trio.current_time() - start
+            ticket = self._submit(_PING, _EMPTY_BODY, None)
+            if ticket is not None:
+                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                if reply.code or reply.decode_error is not None:
+                    deadline = self._refused(reply, _PING, ticket)
+                else:
+                    return "Success" if notime else trio.current_time() - start
         return cast(float | str, await self.perform(_rq.ping(notime), deadline))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
-                     limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
+                     limit: int = _ALL_ROWS, index: str | int = 0, iterator: Any = None,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Tuples of a space by index key; no key (or []) selects all."""
         deadline = None
-        if self._link is not None and on_push is None and iterator is None \
-                and type(offset) is int and type(limit) is int and 0 <= offset <= _U32 and 0 <= limit <= _U32:
+        # ``offset``/``limit``/``index`` left at their defaults are the very
+        # default objects: one identity test each instead of type and range.
+        if on_push is None and iterator is None and self._link is not None and (
+                (offset is _ZERO and limit is _ALL_ROWS)
+                or (type(offset) is int and type(limit) is int and 0 <= offset <= _U32 and 0 <= limit <= _U32)):
             tk = type(key)
             if tk is int:
-                parts: Any = [key] if R.INT_MIN <= key < R.INT_END else None
-                it = C.Iterator.EQ
+                parts: Any = [key] if _INT_MIN <= key < _INT_END else None
+                it = _EQ
             elif tk is list or tk is tuple:
                 parts = key
-                it = C.Iterator.EQ if key else C.Iterator.ALL
+                it = _EQ if key else _ALL
             elif tk is str:
-                parts, it = [key], C.Iterator.EQ
+                parts, it = [key], _EQ
             elif key is None:
-                parts, it = [], C.Iterator.ALL
+                parts, it = [], _ALL
             else:
                 parts = None
             if parts is not None:
                 schema = self.schema
                 version = None
-                space_id: int | None = space_name if type(space_name) is int else None
-                if space_id is None and type(space_name) is str and schema is not None:
-                    space_id, version = schema.space_ids.get(space_name), schema.version
-                index_id: int | None = index if type(index) is int else None
-                if index_id is None and type(index) is str and schema is not None and space_id is not None:
-                    index_id, version = schema.index_id(space_id, index), schema.version
-                if space_id is not None and index_id is not None:
-                    try:
-                        reply = await self._fast(C.SELECT, {
-                            C.SPACE_ID: space_id, C.INDEX_ID: index_id, C.LIMIT: limit,
-                            C.OFFSET: offset, C.ITERATOR: it, C.KEY: parts}, version)
-                    except _Again as again:
-                        deadline = again.deadline
+                if type(space_name) is str:
+                    if schema is not None:
+                        space_id, version = schema.space_ids.get(space_name), schema.version
                     else:
-                        return response_of(reply, C.SELECT, space_id, self.schema)
+                        space_id = None
+                else:
+                    space_id = space_name if type(space_name) is int else None
+                if index is _ZERO:
+                    index_id: int | None = 0
+                elif type(index) is int:
+                    index_id = index
+                elif type(index) is str and schema is not None and space_id is not None:
+                    index_id, version = schema.index_id(space_id, index), schema.version
+                else:
+                    index_id = None
+                if space_id is not None and index_id is not None:
+                    ticket = self._submit(_SELECT, {
+                        _SPACE_ID: space_id, _INDEX_ID: index_id, _LIMIT: limit, _OFFSET: offset,
+                        _ITERATOR: it, _KEY: parts}, version)
+                    if ticket is not None:
+                        reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                        if reply.code or reply.decode_error is not None:
+                            deadline = self._refused(reply, _SELECT, ticket)
+                        else:
+                            return response_of(reply, _SELECT, space_id, schema)
         return cast(Response, await self.perform(_rq.select(
             space_name, key, offset=offset, limit=limit, index=index, iterator=iterator,
             on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 
-    async def _fast_tuple(self, request_type: int, space_name: Any, values: Any) -> Response:
-        """INSERT/REPLACE on the hot path (:class:`_Again` if it cannot be)."""
+    def _submit_tuple(self, request_type: int, space_name: Any, values: Any) -> Ticket | None:
+        """INSERT/REPLACE on the hot path: :meth:`_submit`, or None if it cannot be."""
         schema = self.schema
         version = None
         if type(space_name) is int:
@@ -1361,21 +1416,23 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         elif type(space_name) is str and schema is not None:
             space_id, version = schema.space_ids.get(space_name), schema.version
         else:
-            space_id = None
+            return None
         if space_id is None:
-            raise _Again(None)
-        reply = await self._fast(request_type, {C.SPACE_ID: space_id, C.TUPLE: values}, version)
-        return response_of(reply, request_type, space_id, self.schema)
+            return None
+        return self._submit(request_type, {_SPACE_ID: space_id, _TUPLE: values}, version)
 
     async def insert(self, space_name: str | int, values: Sequence[Any], *,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """Insert a tuple; fails with ER_TUPLE_FOUND if its key exists."""
         deadline = None
         if self._link is not None and on_push is None and (type(values) is list or type(values) is tuple):
-            try:
-                return await self._fast_tuple(C.INSERT, space_name, values)
-            except _Again as again:
-                deadline = again.deadline
+            ticket = self._submit_tuple(_INSERT, space_name, values)
+            if ticket is not None:
+                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                if reply.code or reply.decode_error is not None:
+                    deadline = self._refused(reply, _INSERT, ticket)
+                else:
+                    return response_of(reply, _INSERT, space_name, self.schema)
         return cast(Response, await self.perform(_rq.insert(
             space_name, values, on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 
@@ -1384,10 +1441,13 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         """Insert a tuple, or replace the one with the same primary key."""
         deadline = None
         if self._link is not None and on_push is None and (type(values) is list or type(values) is tuple):
-            try:
-                return await self._fast_tuple(C.REPLACE, space_name, values)
-            except _Again as again:
-                deadline = again.deadline
+            ticket = self._submit_tuple(_REPLACE, space_name, values)
+            if ticket is not None:
+                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                if reply.code or reply.decode_error is not None:
+                    deadline = self._refused(reply, _REPLACE, ticket)
+                else:
+                    return response_of(reply, _REPLACE, space_name, self.schema)
         return cast(Response, await self.perform(_rq.replace(
             space_name, values, on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 
@@ -1421,13 +1481,14 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         """
         deadline = None
         if self._link is not None and on_push is None and type(func_name) is str and func_name:
-            request_type = C.CALL_16 if self.call_16 else C.CALL
-            try:
-                reply = await self._fast(request_type, {C.FUNCTION_NAME: func_name, C.TUPLE: args}, None)
-            except _Again as again:
-                deadline = again.deadline
-            else:
-                return response_of(reply, request_type, None, None)
+            request_type = _CALL_16 if self.call_16 else _CALL
+            ticket = self._submit(request_type, {_FUNCTION_NAME: func_name, _TUPLE: args}, None)
+            if ticket is not None:
+                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                if reply.code or reply.decode_error is not None:
+                    deadline = self._refused(reply, request_type, ticket)
+                else:
+                    return response_of(reply, request_type, None, None)
         return cast(Response, await self.perform(_rq.call(
             func_name, *args, on_push=on_push, on_push_ctx=on_push_ctx), deadline))
 

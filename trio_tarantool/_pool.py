@@ -83,7 +83,7 @@ import trio
 
 from ._addrs import Address, validate_addrs
 from ._balance import HedgePolicy, pick_avoiding
-from ._connection import RESEND, Connection, Ticket
+from ._connection import _ALL_ROWS, RESEND, Connection, Ticket
 from ._crud import PoolCrudMixin
 from ._errors import (
     ClusterConnectWarning,
@@ -1207,7 +1207,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         return cast(float | str, await self._send(mode, "ping", (notime,), picked=unit, failed=failed))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
-                     limit: int = 0xFFFFFFFF, index: str | int = 0, iterator: Any = None,
+                     limit: int = _ALL_ROWS, index: str | int = 0, iterator: Any = None,
                      mode: Mode = Mode.ANY, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """SELECT on an instance of ``mode`` (ANY by default)."""

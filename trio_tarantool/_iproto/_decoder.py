@@ -49,6 +49,8 @@ _MAP_MARKERS = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
 #: First bytes of a msgpack unsigned integer: the legal length prefixes.
 _UINT_MARKERS = frozenset([*range(0x00, 0x80), 0xCC, 0xCD, 0xCE, 0xCF])
 _CHUNK = C.CHUNK
+#: What ``next(stream, _OUT)`` returns when the unpacker is out of bytes.
+_OUT = object()
 #: The streaming unpacker holds one packet plus what came after it in the same reads.
 _STREAM_SLACK = 4 << 20
 _MAX_STREAM_BUFFER = (1 << 31) - 1
@@ -119,6 +121,9 @@ class Reply:
         return f"Reply(sync={self.sync}, code={self.code:#x}, schema_version={self.schema_version})"
 
 
+_new_reply = object.__new__
+
+
 class Decoder:
     """Splits a byte stream into :class:`Reply` objects.
 
@@ -156,9 +161,9 @@ class Decoder:
         #: Where the packet being read starts, and (phases 1, 2) where it ends.
         self._start = 0
         self._end = 0
-        #: 0: expecting a length prefix, 1: a header, 2: a body (after ``_header``).
+        #: 0: expecting a length prefix; 1: the prefix is read, the packet's
+        #: bytes (up to ``_end``) are not all here yet.
         self._phase = 0
-        self._header: dict[Any, Any] | None = None
         #: The fed chunks that cover ``_start`` .. ``_fed`` (from ``_held_at``):
         #: what the careful path gets if the packet turns out odd.
         self._held: list[bytes] = []
@@ -241,7 +246,6 @@ class Decoder:
         self._stream = self._new_stream()
         self._fed = self._start = self._held_at = 0
         self._phase = 0
-        self._header = None
         self._held = []
         if rest:
             self._held.append(rest)
@@ -309,52 +313,62 @@ class Decoder:
         """The streaming path: with ``out``, append every complete reply to it
         (screened) and return None; without, return the next reply (unscreened)
         or None. Switches to the careful path (``_careful``) and returns at the
-        first packet it cannot vouch for."""
+        first packet it cannot vouch for.
+
+        A packet is taken whole: its length prefix first, then, once all the
+        bytes it declares are buffered, its header and body with no state
+        kept in between (phase 1 only remembers a prefix whose packet is
+        still coming).
+        """
         if self._error is not None:
             raise self._error
         stream = self._stream
         tell = stream.tell
+        fed = self._fed
         phase = self._phase
-        header = self._header
         end = self._end
         start = self._start
         maximum = self._max
         bad = self._bad_pushes
-        # The last chunk fed and where it starts: a length prefix's first byte
-        # is almost always in it.
         last = self._held[-1] if self._held else b""
-        last_at = self._fed - len(last)
+        last_at = fed - len(last)
         try:
-            for obj in stream:
-                if phase == 0:
-                    if type(obj) is not int or not 0 < obj <= maximum:
+            while True:
+                if not phase:
+                    length = next(stream, _OUT)
+                    if length is _OUT:  # out of bytes: a prefix that cannot be a uint never will
+                        self._start, self._phase = start, 0
+                        if start != fed and self._marker() not in _UINT_MARKERS:
+                            self._to_careful()
+                        return None
+                    if type(length) is not int or not 0 < length <= maximum:
                         break
                     end = tell()
                     if end - start != 1:  # not a positive fixint: uint8/16/32/64 only
-                        if start >= last_at:
+                        if start >= last_at:  # the prefix's first byte is almost always in the last chunk
                             if last[start - last_at] not in _UINT_MARKERS:
                                 break
-                        elif self._marker() not in _UINT_MARKERS:
+                        elif self._marker(start) not in _UINT_MARKERS:
                             break
-                    end += obj
-                    phase = 1
-                    continue
-                if phase == 1:
-                    if type(obj) is not dict:
+                    end += length
+                    if end > fed:  # the rest of the packet is still coming
+                        self._start, self._phase, self._end = start, 1, end
+                        return None
+                elif end > fed:
+                    return None
+                phase = 0
+                header = next(stream)  # every byte the packet declares is here
+                if type(header) is not dict:
+                    break
+                at = tell()
+                if at < end:
+                    body = next(stream)
+                    if type(body) is not dict or tell() != end:
                         break
-                    header = obj
-                    at = tell()
-                    if at < end:
-                        phase = 2
-                        continue
-                    if at != end:
-                        break
-                    body: dict[Any, Any] = {}
+                elif at == end:
+                    body = {}
                 else:
-                    if type(obj) is not dict or tell() != end:
-                        break
-                    body = obj
-                assert header is not None
+                    break
                 try:  # what Tarantool always sends: subscripts are cheaper than get()
                     code = header[0]
                     sync = header[1]
@@ -365,11 +379,15 @@ class Decoder:
                     version = header.get(5, 0)
                 if type(code) is not int or type(sync) is not int:
                     break
-                reply = Reply(sync, code, version if type(version) is int else 0, body)
-                self._start = start = end
-                phase = 0
+                reply = _new_reply(Reply)
+                reply.sync = sync
+                reply.code = code
+                reply.schema_version = version if type(version) is int else 0
+                reply.body = body
+                reply.decode_error = None
+                start = end
                 if out is None:
-                    self._phase = 0
+                    self._start, self._phase = start, 0
                     return reply
                 if code == _CHUNK or bad:
                     screened = self._screen(reply)
@@ -377,25 +395,18 @@ class Decoder:
                         out.append(screened)
                 else:
                     out.append(reply)
-            else:
-                # Out of bytes. A packet whose declared bytes are all here but
-                # whose objects are not complete, or a prefix that cannot be a
-                # uint, will never come right: the careful path judges it.
-                self._phase, self._header, self._end = phase, header, end
-                if phase:
-                    if self._fed >= end:
-                        self._to_careful()
-                elif start != self._fed and self._marker() not in _UINT_MARKERS:
-                    self._to_careful()
-                return None
         except Exception:
             pass
+        # A packet this path cannot vouch for: the careful path judges it,
+        # from its first byte.
+        self._start, self._phase = start, 0
         self._to_careful()
         return None
 
-    def _marker(self) -> int:
-        """The first byte of the current packet (its length prefix's marker)."""
-        offset = self._start - self._held_at
+    def _marker(self, start: int | None = None) -> int:
+        """The first byte of the packet at ``start`` (default: the current one),
+        i.e. its length prefix's marker."""
+        offset = (self._start if start is None else start) - self._held_at
         for chunk in self._held:
             if offset < len(chunk):
                 return chunk[offset]
