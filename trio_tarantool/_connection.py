@@ -107,7 +107,6 @@ _SPACE_ID, _INDEX_ID, _LIMIT, _OFFSET, _ITERATOR, _KEY, _TUPLE, _FUNCTION_NAME =
     C.SPACE_ID, C.INDEX_ID, C.LIMIT, C.OFFSET, C.ITERATOR, C.KEY, C.TUPLE, C.FUNCTION_NAME)
 #: Iterator types as plain ints (an IntEnum member costs more to fetch and to pack).
 _EQ, _ALL = int(C.Iterator.EQ), int(C.Iterator.ALL)
-_INT_MIN, _INT_END = R.INT_MIN, R.INT_END
 #: select()'s defaults, compared by identity on the hot path (see there).
 _ZERO, _ALL_ROWS = 0, 0xFFFFFFFF
 _INF = math.inf
@@ -842,23 +841,27 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         error = NetworkError("server closed the connection")
                         break
                     decoder.feed(data)
+                    known = self.schema_version
                     for reply in decoder.replies():
-                        code = reply.code
-                        if code == chunk:
-                            self._on_push(reply)
-                            continue
-                        if code == event:
-                            self._on_event(link, reply)
-                            continue
+                        if reply.code:  # an error, a push or an event (0: a success)
+                            code = reply.code
+                            if code == chunk:
+                                self._on_push(reply)
+                                continue
+                            if code == event:
+                                self._on_event(link, reply)
+                                continue
                         waiter = pop(reply.sync, None)
                         if waiter is None:
                             continue  # its caller gave up (cancelled or timed out)
-                        if self._blocked:
-                            self._capacity.unpark()
-                        if link.draining and not self._waiters:
-                            self._drop_link(link, ShutdownDrained("the server is shutting down"))
-                        if reply.schema_version != self.schema_version and reply.schema_version:
+                        if self._blocked or link.draining:
+                            if self._blocked:
+                                self._capacity.unpark()
+                            if link.draining and not self._waiters:
+                                self._drop_link(link, ShutdownDrained("the server is shutting down"))
+                        if reply.schema_version != known and reply.schema_version:
                             self._on_schema_version(reply.schema_version)
+                            known = self.schema_version
                         if not waiter.done:
                             waiter.done = True
                             reschedule(waiter.task, Value(reply))
@@ -1363,8 +1366,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                 (offset is _ZERO and limit is _ALL_ROWS)
                 or (type(offset) is int and type(limit) is int and 0 <= offset <= _U32 and 0 <= limit <= _U32)):
             tk = type(key)
-            if tk is int:
-                parts: Any = [key] if _INT_MIN <= key < _INT_END else None
+            if tk is int:  # (out of msgpack's range: framing refuses it, naming key[0])
+                parts: Any = [key]
                 it = _EQ
             elif tk is list or tk is tuple:
                 parts = key
