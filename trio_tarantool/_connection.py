@@ -1362,7 +1362,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         deadline = None
         # ``offset``/``limit``/``index`` left at their defaults are the very
         # default objects: one identity test each instead of type and range.
-        if on_push is None and iterator is None and self._link is not None and (
+        if on_push is None and iterator is None and (
                 (offset is _ZERO and limit is _ALL_ROWS)
                 or (type(offset) is int and type(limit) is int and 0 <= offset <= _U32 and 0 <= limit <= _U32)):
             tk = type(key)

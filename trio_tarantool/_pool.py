@@ -83,7 +83,7 @@ import trio
 
 from ._addrs import Address, validate_addrs
 from ._balance import HedgePolicy, pick_avoiding
-from ._connection import _ALL_ROWS, RESEND, Connection, Ticket
+from ._connection import _ALL_ROWS, _INF, RESEND, Connection, Ticket
 from ._crud import PoolCrudMixin
 from ._errors import (
     ClusterConnectWarning,
@@ -879,10 +879,10 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
 
     @staticmethod
     def _release(unit: PoolUnit) -> None:
-        """A request routed to ``unit`` ended."""
-        unit.in_flight -= 1
+        """A request routed to ``unit`` ended (after ``in_flight`` went down) while
+        :meth:`remove` waits for that instance's last request."""
         if unit.drained is not None and not unit.in_flight:
-            unit.drained.set()  # remove() waits for this instance's last request
+            unit.drained.set()
 
     async def _send(self, mode: Mode | None, method_name: str, args: tuple[Any, ...],
                     kwargs: dict[str, Any] | None = None, *, kind: Kind | None = None,
@@ -1197,13 +1197,15 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         failed = None
         unit = self._direct(mode)
         if unit is not None and self._enter(unit):
-            deadline = self._deadline()
+            deadline = _INF if self.socket_timeout is None else self._deadline()
             try:
                 return await unit.conn.ping(notime)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                self._release(unit)
+                unit.in_flight -= 1
+                if unit.drained is not None:
+                    self._release(unit)
         return cast(float | str, await self._send(mode, "ping", (notime,), picked=unit, failed=failed))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
@@ -1214,14 +1216,16 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         failed = None
         unit = self._direct(mode) if on_push is None else None
         if unit is not None and self._enter(unit):
-            deadline = self._deadline()
+            deadline = _INF if self.socket_timeout is None else self._deadline()
             try:
                 return await unit.conn.select(space_name, key, offset=offset, limit=limit,
                                               index=index, iterator=iterator)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                self._release(unit)
+                unit.in_flight -= 1
+                if unit.drained is not None:
+                    self._release(unit)
         kwargs = {"offset": offset, "limit": limit, "index": index, "iterator": iterator,
                   "on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "select", (space_name, key), kwargs,
@@ -1233,13 +1237,15 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         failed = None
         unit = self._direct(mode) if on_push is None else None
         if unit is not None and self._enter(unit):
-            deadline = self._deadline()
+            deadline = _INF if self.socket_timeout is None else self._deadline()
             try:
                 return await unit.conn.insert(space_name, values)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                self._release(unit)
+                unit.in_flight -= 1
+                if unit.drained is not None:
+                    self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "insert", (space_name, values), kwargs,
                                                picked=unit, failed=failed))
@@ -1250,13 +1256,15 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         failed = None
         unit = self._direct(mode) if on_push is None else None
         if unit is not None and self._enter(unit):
-            deadline = self._deadline()
+            deadline = _INF if self.socket_timeout is None else self._deadline()
             try:
                 return await unit.conn.replace(space_name, values)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                self._release(unit)
+                unit.in_flight -= 1
+                if unit.drained is not None:
+                    self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "replace", (space_name, values), kwargs,
                                                picked=unit, failed=failed))
@@ -1295,13 +1303,15 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         failed = None
         unit = self._direct(mode) if on_push is None and type(idempotent) is bool else None
         if unit is not None and self._enter(unit):
-            deadline = self._deadline()
+            deadline = _INF if self.socket_timeout is None else self._deadline()
             try:
                 return await unit.conn.call(func_name, *args)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                self._release(unit)
+                unit.in_flight -= 1
+                if unit.drained is not None:
+                    self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "call", (func_name, *args), kwargs,
                                                idempotent=idempotent, picked=unit, failed=failed))
@@ -1328,13 +1338,15 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         failed = None
         unit = self._direct(mode)
         if unit is not None and self._enter(unit):
-            deadline = self._deadline()
+            deadline = _INF if self.socket_timeout is None else self._deadline()
             try:
                 return await unit.conn.call(func_name, *args)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                self._release(unit)
+                unit.in_flight -= 1
+                if unit.drained is not None:
+                    self._release(unit)
         return cast(Response, await self._send(mode, "call", (func_name, *args), kind=kind,
                                                picked=unit, failed=failed))
 

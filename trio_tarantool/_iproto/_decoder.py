@@ -377,12 +377,12 @@ class Decoder:
                     code = header.get(0)
                     sync = header.get(1, 0)
                     version = header.get(5, 0)
-                if type(code) is not int or type(sync) is not int:
-                    break
+                if type(code) is not int or type(sync) is not int or type(version) is not int:
+                    break  # (the careful path takes a version of another type as 0)
                 reply = _new_reply(Reply)
                 reply.sync = sync
                 reply.code = code
-                reply.schema_version = version if type(version) is int else 0
+                reply.schema_version = version
                 reply.body = body
                 reply.decode_error = None
                 start = end
