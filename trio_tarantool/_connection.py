@@ -811,8 +811,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
     # -- the two I/O tasks --------------------------------------------------------------
     async def _reader(self, link: _Link, decoder: _iproto.Decoder) -> None:
         pop = self._waiters.pop
-        reschedule = trio.lowlevel.reschedule
-        Value = outcome.Value
+        reschedule = cast(Callable[[trio.lowlevel.Task, _iproto.Reply], None], trio.lowlevel.reschedule)
         chunk, event = C.CHUNK, C.EVENT
         stream = link.stream
         error: NetworkError | None = None
@@ -864,7 +863,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                             known = self.schema_version
                         if not waiter.done:
                             waiter.done = True
-                            reschedule(waiter.task, Value(reply))
+                            reschedule(waiter.task, reply)  # an outcome by duck typing: Reply.unwrap
         except ProtocolError as exc:
             error = exc
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -93,6 +93,15 @@ UnitT = TypeVar("UnitT", bound=HasState)
 _NO_ANY = "Can't find healthy instance in pool"
 _NO_RW = "Can't find healthy rw instance in pool"
 _NO_RO = "Can't find healthy ro instance in pool"
+#: Round robin's lists for each mode, in order of preference, and what it
+#: says when none has an instance (a dict hit, not a comparison per mode).
+_ROUTES: dict[Mode, tuple[tuple[str, ...], str]] = {
+    Mode.ANY: (("any",), _NO_ANY),
+    Mode.RW: (("rw",), _NO_RW),
+    Mode.RO: (("ro",), _NO_RO),
+    Mode.PREFER_RW: (("rw", "ro"), _NO_ANY),
+    Mode.PREFER_RO: (("ro", "rw"), _NO_ANY),
+}
 
 
 class StrategyInterface(abc.ABC, Generic[UnitT]):
@@ -148,25 +157,20 @@ class RoundRobinStrategy(StrategyInterface[UnitT]):
 
     def __init__(self, pool: Sequence[UnitT]) -> None:
         super().__init__(pool)
-        self._any: list[UnitT] = []
-        self._rw: list[UnitT] = []
-        self._ro: list[UnitT] = []
+        #: The healthy units by role ("any", "rw", "ro"): see split_by_role.
+        self._lists: dict[str, list[UnitT]] = {"any": [], "rw": [], "ro": []}
         self._pos: dict[str, int] = {"any": 0, "rw": 0, "ro": 0}
         self._rebuild_needed = True
 
     def build(self) -> None:
         """(Re)compute the any/rw/ro lists from the current unit states."""
-        self._any, self._rw, self._ro = split_by_role(self.pool)
+        any_list, rw_list, ro_list = split_by_role(self.pool)
+        self._lists = {"any": any_list, "rw": rw_list, "ro": ro_list}
         self._rebuild_needed = False
 
     def update(self) -> None:
         """Mark the lists stale; they are rebuilt on the next :meth:`getnext`."""
         self._rebuild_needed = True
-
-    def _take(self, name: str, units: list[UnitT]) -> UnitT:
-        pos = self._pos[name] % len(units)
-        self._pos[name] = pos + 1
-        return units[pos]
 
     def getnext(self, mode: Mode) -> UnitT:
         """Return the next unit for ``mode`` in rotation.
@@ -177,28 +181,17 @@ class RoundRobinStrategy(StrategyInterface[UnitT]):
         """
         if self._rebuild_needed:
             self.build()
-        if mode == Mode.ANY:
-            if self._any:
-                return self._take("any", self._any)
-            raise PoolTopologyError(_NO_ANY)
-        if mode == Mode.RW:
-            if self._rw:
-                return self._take("rw", self._rw)
-            raise PoolTopologyError(_NO_RW)
-        if mode == Mode.RO:
-            if self._ro:
-                return self._take("ro", self._ro)
-            raise PoolTopologyError(_NO_RO)
-        if mode == Mode.PREFER_RW:
-            if self._rw:
-                return self._take("rw", self._rw)
-            if self._ro:
-                return self._take("ro", self._ro)
-            raise PoolTopologyError(_NO_ANY)
-        if mode == Mode.PREFER_RO:
-            if self._ro:
-                return self._take("ro", self._ro)
-            if self._rw:
-                return self._take("rw", self._rw)
-            raise PoolTopologyError(_NO_ANY)
-        raise ValueError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
+        try:
+            route = _ROUTES.get(mode)
+        except TypeError:  # unhashable: not a Mode either
+            route = None
+        if route is None:
+            raise ValueError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
+        lists = self._lists
+        for name in route[0]:
+            units = lists[name]
+            if units:
+                pos = self._pos[name] % len(units)
+                self._pos[name] = pos + 1
+                return units[pos]
+        raise PoolTopologyError(route[1])

@@ -134,7 +134,7 @@ class FittingMachine(RuleBasedStateMachine):
         """The units round robin would rotate over for ``mode`` (raises as it does)."""
         self.oracle.build()
         self.oracle.getnext(mode)  # raises PoolTopologyError exactly when nothing fits
-        lists = {"any": self.oracle._any, "rw": self.oracle._rw, "ro": self.oracle._ro}
+        lists = self.oracle._lists
         if mode == Mode.ANY:
             return lists["any"]
         if mode in (Mode.RW, Mode.RO):

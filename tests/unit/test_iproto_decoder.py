@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -751,3 +752,26 @@ def test_complete_garbage_packet_never_waits() -> None:
         decoder.feed(filler[9:])
         with pytest.raises(ProtocolError):
             decoder.next_reply()
+
+
+async def test_a_reply_is_its_own_outcome_for_wait_task_rescheduled() -> None:
+    """The connection's reader reschedules a parked task with the Reply itself
+    (no ``outcome.Value`` per reply): this pins what that relies on, that
+    ``wait_task_rescheduled`` returns what it is sent's ``unwrap()``, on the
+    trio installed (CI also runs the oldest trio the package allows)."""
+    reply = Reply(7, 0, 80, {0x30: [[1]]})
+    assert reply.unwrap() is reply
+    task = trio.lowlevel.current_task()
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        return trio.lowlevel.Abort.FAILED
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_reschedule_soon, task, reply)
+        got = await trio.lowlevel.wait_task_rescheduled(abort)
+    assert got is reply
+
+
+async def _reschedule_soon(task: trio.lowlevel.Task, reply: Reply) -> None:
+    await trio.lowlevel.checkpoint()
+    trio.lowlevel.reschedule(task, reply)  # type: ignore[arg-type]  # duck-typed outcome

@@ -108,6 +108,16 @@ class Reply:
         #: the stream is not.
         self.decode_error = decode_error
 
+    def unwrap(self) -> Reply:
+        """The reply itself.
+
+        The connection hands a Reply to ``trio.lowlevel.reschedule`` where an
+        ``outcome.Value(reply)`` would go: all ``wait_task_rescheduled`` does
+        with what it is sent is call ``unwrap()``, so this saves an object and
+        three calls per reply (a failure is still sent as ``outcome.Error``).
+        """
+        return self
+
     @property
     def is_error(self) -> bool:
         return bool(self.code & C.TYPE_ERROR)
