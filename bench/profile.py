@@ -82,7 +82,7 @@ def layer_of(filename: str, func: str) -> str | None:
         if f.endswith("/_request.py"):
             return "request building"
         if f.endswith("/_iproto/_requests.py"):
-            return "framing / encoding" if func == "frame" else "request building"
+            return "framing / encoding" if func in ("frame", "frame_plain", "_assemble") else "request building"
         if f.endswith("/_iproto/_decoder.py"):
             return "decoding"
         if f.endswith("/_response.py"):
