@@ -38,7 +38,13 @@ import trio
 from hypothesis import given, settings
 
 import trio_tarantool as tt
-from tests.sim._pool_harness import PoolConfig, ScenarioResult, Step, run_scenario
+from tests.sim._pool_harness import (
+    PoolConfig,
+    ScenarioResult,
+    Step,
+    run_scenario,
+    scenario_from_json,
+)
 from tests.sim._pool_strategies import configs_3x, election_steps, scenario_steps_3x
 from trio_tarantool._health import Health
 from trio_tarantool._strategy import RoundRobinStrategy
@@ -67,6 +73,28 @@ def test_elections_never_acknowledge_a_write_on_a_follower_and_writes_resume(
 
 
 # --- fixed scenarios -------------------------------------------------------------------------
+
+#: Found by the test above with a random seed (not CI's derandomized one), on
+#: code that predates the issue-11 hot path as well: tt2 down from the start,
+#: a switch-over back to tt1 while tt3 is paused.
+_E1_STALE_RO = (
+    '{"config":{"seed":136,"refresh_delay":0.5,"socket_timeout":0.5,"probe_timeout":null,'
+    '"connection_timeout":null,"link_delay":0.01,"retry_not_executed":true,"loading_time":0.0,'
+    '"start_fault":["crash",1],"close_in_flight":false,"server":"3.8-election",'
+    '"status_events":true},"steps":[["writer",0.01,8.0],["advance","window+"],'
+    '["advance","window+"],["advance","window+"],["advance","window+"],["advance","window+"],'
+    '["txn","pool",3,"commit",0],["switch",0],["pause",2],["txread","PREFER_RW"],'
+    '["advance","probe+"],["advance","probe+"]]}'
+)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug in the pool's event-driven health (open): tt1 is elected at 8.116 s, its box.status "
+    "event is delivered and acknowledged, yet the pool still sees it read-only 31 ms later "
+    "(E1 allows one event delivery); replay with tests.sim.soak --replay and _E1_STALE_RO"))
+def test_the_elected_leader_is_seen_writable_within_one_event_delivery() -> None:
+    _ok(run_scenario(*scenario_from_json(_E1_STALE_RO)))
+
 
 #: Quiet long enough for E1's precondition (the role held for W + 4 link delays).
 _QUIET: list[Step] = [("advance", "window+"), ("advance", "refresh-")]
