@@ -359,13 +359,22 @@ class Health:
         else:
             unit.wake.set()  # its own pace (backoff) decides when it is probed
 
-    def note_failure(self, unit: PoolUnit, exc: BaseException) -> None:
-        """Update ``unit`` from a request's failure (none once it left the pool)."""
+    def note_failure(self, unit: PoolUnit, exc: BaseException, epoch: int | None = None) -> None:
+        """Update ``unit`` from a request's failure (none once it left the pool).
+
+        ``epoch``: ``unit.role_epoch`` when the request started, if its failure
+        may be noted late (a transaction's, after its rollback): a read-only
+        refusal older than a sighting of the instance writable then only wakes
+        the probes instead of marking it read-only again.
+        """
         if self.closed or id(unit) not in self.pacers:
             return
         if isinstance(exc, ServerError):
             if classify(exc) == Failure.READONLY:
                 self.fail(unit, exc, str(exc))
+                if epoch is not None and epoch != unit.role_epoch and unit.state.read_only is False:
+                    self.wake_all()  # stale: a probe confirms the newer sighting
+                    return
                 self.set_state(unit, InstanceState(unit.state.status, True))
                 self._hint_leader(unit, exc)
                 self.wake_all()
@@ -427,6 +436,7 @@ class Health:
         if not isinstance(read_only, bool) or not conn.is_connected() or conn.draining:
             return  # not a role we can use; or liveness is the probes' and the watcher's
         self.events += 1
+        unit.role_epoch += 1
         if status != "running":
             message = f"box.status event: status is {status!r}, not 'running'"
             self.fail(unit, PoolTopologyError(f"{unit.key}: {message}"), message)
@@ -571,6 +581,8 @@ class Health:
                 new = InstanceState(Status.UNHEALTHY, read_only)
             else:
                 new = InstanceState(Status.HEALTHY, read_only)
+            if isinstance(read_only, bool):
+                unit.role_epoch += 1
         except trio.TooSlowError:
             error = f"box.info probe took longer than probe_timeout={self.probe_timeout}s"
             cause = TarantoolTimeoutError(f"{unit.key}: {error}", may_have_executed=True)

@@ -226,6 +226,9 @@ class PoolUnit:
     last_probe_ok_at: float | None = None
     #: Flips of ``box.info.ro`` while known.
     role_changes: int = 0
+    #: Counts every role the instance was seen in (an event, a probe): a
+    #: refusal that comes after a newer sighting no longer speaks for the role.
+    role_epoch: int = 0
     #: Set to cut the probe loop's wait short.
     wake: trio.Event = field(default_factory=trio.Event)
     #: Set while a successful probe left the connection up (disconnect watcher).
@@ -1065,10 +1068,11 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         streams (Tarantool < 2.10).
         """
         unit = await self._pin(mode)
+        epoch = unit.role_epoch
         try:
             return await unit.conn.stream()
         except (ServerError, NetworkError) as exc:
-            self._health.note_failure(unit, exc)
+            self._health.note_failure(unit, exc, epoch)
             raise
 
     @asynccontextmanager
@@ -1091,11 +1095,14 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """
         unit = await self._pin(mode)
         unit.in_flight += 1
+        # The block's refusal reaches us only after its rollback: by then an
+        # event may have shown the instance's newer role (see note_failure).
+        epoch = unit.role_epoch
         try:
             async with unit.conn.transaction(isolation, timeout) as tx:
                 yield tx
         except (ServerError, NetworkError) as exc:
-            self._health.note_failure(unit, exc)
+            self._health.note_failure(unit, exc, epoch)
             raise
         finally:
             unit.in_flight -= 1
