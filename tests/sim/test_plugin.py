@@ -63,15 +63,39 @@ def test_the_fixture_without_trio_mode_is_a_usage_error_and_with_it_runs(
     result.assert_outcomes(passed=1)
 
 
+def test_a_user_project_runs_the_fixture_in_virtual_time(pytester: pytest.Pytester) -> None:
+    """As a user's project has it (no runner of its own): an hour's sleep costs
+    nothing; a test that asks for a clock itself keeps it."""
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(test_clock="""
+        import time
+
+        import trio
+        import trio.testing
+
+
+        async def test_alone(tarantool_sim):
+            assert isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+            started = time.monotonic()
+            await trio.sleep(3600)
+            assert time.monotonic() - started < 30
+
+
+        async def test_with_its_own_clock(tarantool_sim, mock_clock):
+            assert trio.lowlevel.current_clock() is mock_clock
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "trio_tarantool.testing")
+    result.assert_outcomes(passed=2)
+
+
 @pytest.mark.trio
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in trio_tarantool.testing: pytest-trio takes the clock only from the test function's own "
-    "arguments, so the autojump_clock that the tarantool_sim fixture asks for is ignored and a test "
-    "that takes tarantool_sim alone (the README's example) runs on the real clock: its sleeps and "
-    "failover windows cost wall time"))
 async def test_the_fixture_alone_runs_in_virtual_time(tarantool_sim: object) -> None:
     """What the plugin's docstring promises: "in virtual time (the fixture asks for
-    pytest-trio's autojump_clock, so sleeps cost nothing)"."""
+    pytest-trio's autojump_clock, so sleeps cost nothing)".
+
+    Regression: pytest-trio takes the clock only from the test function's own
+    arguments, so the fixture's autojump_clock was ignored and a test taking
+    ``tarantool_sim`` alone (the README's example) ran on the real clock."""
     import trio
     import trio.testing
 

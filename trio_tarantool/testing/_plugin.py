@@ -14,7 +14,7 @@ pytest skips because it cannot run ``async def`` functions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -54,17 +54,21 @@ def _pytest_trio_loaded(config: pytest.Config) -> bool:
     )
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse, with what to do, a test that asks for ``tarantool_sim`` but cannot get it.
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+        config: pytest.Config, items: list[pytest.Item]) -> Generator[None, None, None]:
+    """Refuse, with what to do, a test that asks for ``tarantool_sim`` but cannot get it,
+    and run the others on the fixture's virtual clock.
 
     The fixture is an async fixture run by pytest-trio inside the test's
     ``trio.run`` (the simulator replaces trio's socket factory for that run,
     and the fixture needs pytest-trio's ``autojump_clock``). So pytest-trio
     must be loaded and the test must be a trio test: with ``trio_mode`` every
     ``async def`` test is one (pytest-trio marks them in its own
-    ``pytest_collection_modifyitems``, which is why this hook runs last).
+    ``pytest_collection_modifyitems``, which is why this hook wraps the others
+    and acts after them all).
     """
+    yield
     users = [item for item in items if FIXTURE in getattr(item, "fixturenames", ())]
     if not users:
         return
@@ -82,6 +86,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "'async def' and set trio_mode = true under [tool.pytest.ini_options] in "
                 "pyproject.toml (or trio_mode = true in pytest.ini), or mark it @pytest.mark.trio"
             )
+        # pytest-trio hands its runner only a clock the *test* asks for by
+        # argument: the fixture's autojump_clock would be ignored (and the test
+        # run on the real clock). Wrap the runner already chosen, if any.
+        chosen = next((m.kwargs["run"] for m in item.iter_markers("trio") if "run" in m.kwargs), None)
+        item.add_marker(pytest.mark.trio(run=_virtual_time_run(item, chosen)), append=False)
+
+
+def _virtual_time_run(item: pytest.Item, chosen: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The runner of ``item`` (``chosen`` by an earlier marker, else pytest-trio's
+    configured one), given the fixture's ``autojump_clock`` when the test itself
+    asks for no clock (a test that does keeps its own)."""
+
+    def run(fn: Callable[[], Any], *, clock: Any = None, instruments: Any = ()) -> Any:
+        runner = chosen
+        if runner is None:
+            from pytest_trio.plugin import choose_run  # type: ignore[import-untyped]
+
+            runner = choose_run(item.config)
+        if clock is None:
+            clock = getattr(item, "funcargs", {}).get("autojump_clock")
+        return runner(fn, clock=clock, instruments=instruments)
+
+    return run
 
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
