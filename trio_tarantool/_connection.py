@@ -103,6 +103,7 @@ _EMPTY_BODY: Final[dict[int, Any]] = {}
 _wait = trio.lowlevel.wait_task_rescheduled
 _current_task = trio.lowlevel.current_task
 _PING, _SELECT, _INSERT, _REPLACE, _CALL, _CALL_16 = C.PING, C.SELECT, C.INSERT, C.REPLACE, C.CALL, C.CALL_16
+_EXECUTE, _SQL_TEXT, _STMT_ID, _SQL_BIND = C.EXECUTE, C.SQL_TEXT, C.STMT_ID, C.SQL_BIND
 _SPACE_ID, _INDEX_ID, _LIMIT, _OFFSET, _ITERATOR, _KEY, _TUPLE, _FUNCTION_NAME = (
     C.SPACE_ID, C.INDEX_ID, C.LIMIT, C.OFFSET, C.ITERATOR, C.KEY, C.TUPLE, C.FUNCTION_NAME)
 #: Iterator types as plain ints (an IntEnum member costs more to fetch and to pack).
@@ -1333,7 +1334,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         self.schema = None
 
     # -- box API -------------------------------------------------------------------------
-    # Each method below tries the hot path first (:meth:`_submit`): arguments of
+    # Each method below (execute too) tries the hot path first (:meth:`_submit`): arguments of
     # exactly the usual types (one ``type(x) is`` test each), names found in the
     # cached schema, no push callback, a socket ready. Anything else, including
     # every argument that must be refused, goes through the request builders of
@@ -1502,7 +1503,18 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
 
     async def execute(self, query: str | int, params: Any = None) -> Response:
         """Run SQL: text, or the id of a prepared statement; params positional or named."""
-        return cast(Response, await self.perform(_rq.execute(query, params)))
+        deadline = None
+        tq = type(query)
+        if (tq is str or tq is int) and (params is None or type(params) is list or type(params) is tuple):
+            ticket = self._submit(_EXECUTE, {
+                _SQL_TEXT if tq is str else _STMT_ID: query, _SQL_BIND: [] if params is None else params}, None)
+            if ticket is not None:
+                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                if reply.code or reply.decode_error is not None:
+                    deadline = self._refused(reply, _EXECUTE, ticket)
+                else:
+                    return Response(reply, request_type=_EXECUTE)  # checks the SQL keys
+        return cast(Response, await self.perform(_rq.execute(query, params), deadline))
 
     async def prepare(self, query: str) -> PreparedStatement:
         """Prepare an SQL statement for repeated :meth:`PreparedStatement.execute`."""

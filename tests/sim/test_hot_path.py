@@ -77,6 +77,10 @@ async def test_hot_path_resolves_names_and_refuses_bad_arguments_unsent(autojump
                 lambda: conn.insert("hot", {1, 2}),  # type: ignore[arg-type]
                 lambda: conn.call(""),
                 lambda: conn.call(b"f"),  # type: ignore[arg-type]
+                lambda: conn.execute(True),
+                lambda: conn.execute(b"SELECT 1"),  # type: ignore[arg-type]
+                lambda: conn.execute("SELECT ?", "ab"),
+                lambda: conn.execute("SELECT ?", {1: 2}),
             ]
             for bad in bads:
                 with pytest.raises(tt.ConfigurationError):
