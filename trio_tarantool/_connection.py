@@ -818,6 +818,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         error: NetworkError | None = None
         fd = link.fd
         eager = 0
+        short = False
         data: bytes | bytearray
         try:
             with link.scopes[0]:
@@ -825,12 +826,20 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                     if fd >= 0:
                         # Read the socket directly: trio's receive_some adds a
                         # scheduler round trip even when data is waiting.
+                        if short:
+                            # The last read emptied the socket: another now
+                            # would most often fail (an exception per batch);
+                            # wait for the next bytes instead.
+                            short = False
+                            eager = 0
+                            await trio.lowlevel.wait_readable(fd)
                         try:
                             data = os.read(fd, _RECV_SIZE)
                         except BlockingIOError:
                             eager = 0
                             await trio.lowlevel.wait_readable(fd)
                             continue
+                        short = len(data) < _RECV_SIZE
                         eager += 1
                         if eager > _EAGER_READS:  # stay fair to other tasks
                             eager = 0
