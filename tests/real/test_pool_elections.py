@@ -104,15 +104,17 @@ def _promote(inst: TarantoolInstance) -> None:
     """``box.ctl.promote()`` on ``inst``, again if a term change raced it.
 
     On a loaded machine (the whole suite at once) an election timeout can open
-    a term while the promotion is under way, and Tarantool refuses it with
-    "The term is outdated"; the planned switch-over is then simply asked again.
+    a term while the promotion is under way, and Tarantool refuses it ("The term
+    is outdated", or "... was promoted first" when another member won that
+    term); the planned switch-over is then simply asked again.
     """
     for attempt in range(5):
         try:
             inst.admin("box.ctl.promote()")
             return
         except AdminError as exc:
-            if "term is outdated" not in str(exc) or attempt == 4:
+            raced = "term is outdated" in str(exc) or "promoted first" in str(exc)
+            if not raced or attempt == 4:
                 raise
             time.sleep(0.2)
 
