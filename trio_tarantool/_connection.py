@@ -1188,7 +1188,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
     # ``await`` (one coroutine frame fewer than a helper coroutine):
     #
     #     ticket = self._submit(request_type, body, version)   # None: take perform()
-    #     reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+    #     reply = await (_wait(ticket) if self.socket_timeout is None
+    #                    else self._park(ticket, ticket.deadline))
     #     if reply.code or reply.decode_error is not None:
     #         deadline = self._refused(reply, request_type, ticket)   # raises, or: resend
     #
@@ -1200,11 +1201,13 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
 
     def _submit(self, request_type: int, body: dict[int, Any], version: int | None) -> Ticket | None:
         """Queue a body built by the caller for the current task, or None (nothing
-        sent) when that needs waiting: no usable socket or no free slot now."""
+        sent) when that needs waiting: no usable socket or no free slot now. The
+        ticket's ``deadline`` is the request's (``socket_timeout`` from now)."""
         link = self._link
         waiters = self._waiters
         if link is None or link.draining or len(waiters) >= self.max_in_flight:
             return None
+        timeout = self.socket_timeout
         sync = next(self._sync)
         # A Ticket built field by field: no __init__ frame on the hot path.
         ticket: Ticket = _new_ticket(Ticket)
@@ -1213,7 +1216,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         ticket.sync = sync
         ticket.task = _current_task()
         ticket.written = ticket.done = False
-        ticket.deadline = _INF
+        ticket.deadline = _INF if timeout is None else trio.current_time() + timeout
         if not waiters and link.writer_parked and link.fd >= 0:
             self._write_directly(link, ticket)  # see _enqueue
             waiters[sync] = ticket
@@ -1223,18 +1226,6 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             if link.writer_parked:
                 link.kick()
         return ticket
-
-    async def _reply_by(self, ticket: Ticket) -> _iproto.Reply:
-        """Park on ``ticket`` for at most ``socket_timeout`` (set): its reply, or
-        :class:`TarantoolTimeoutError` saying whether it was written."""
-        assert self.socket_timeout is not None
-        ticket.deadline = trio.current_time() + self.socket_timeout
-        reply: _iproto.Reply | None = None
-        with trio.CancelScope(deadline=ticket.deadline):
-            reply = await _wait(ticket)
-        if reply is None:  # the deadline passed (the scope caught its cancellation)
-            raise self._timeout("waiting for the reply", ticket.written)
-        return reply
 
     def _refused(self, reply: _iproto.Reply, request_type: int, ticket: Ticket) -> float | None:
         """An error reply on the hot path: raise its exception, or return the
@@ -1357,7 +1348,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             start = trio.current_time()
             ticket = self._submit(_PING, _EMPTY_BODY, None)
             if ticket is not None:
-                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                reply = await (_wait(ticket) if self.socket_timeout is None
+                               else self._park(ticket, ticket.deadline))
                 if reply.code or reply.decode_error is not None:
                     deadline = self._refused(reply, _PING, ticket)
                 else:
@@ -1410,7 +1402,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                         _SPACE_ID: space_id, _INDEX_ID: index_id, _LIMIT: limit, _OFFSET: offset,
                         _ITERATOR: it, _KEY: parts}, version)
                     if ticket is not None:
-                        reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                        reply = await (_wait(ticket) if self.socket_timeout is None
+                                       else self._park(ticket, ticket.deadline))
                         if reply.code or reply.decode_error is not None:
                             deadline = self._refused(reply, _SELECT, ticket)
                         else:
@@ -1440,7 +1433,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         if self._link is not None and on_push is None and (type(values) is list or type(values) is tuple):
             ticket = self._submit_tuple(_INSERT, space_name, values)
             if ticket is not None:
-                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                reply = await (_wait(ticket) if self.socket_timeout is None
+                               else self._park(ticket, ticket.deadline))
                 if reply.code or reply.decode_error is not None:
                     deadline = self._refused(reply, _INSERT, ticket)
                 else:
@@ -1455,7 +1449,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
         if self._link is not None and on_push is None and (type(values) is list or type(values) is tuple):
             ticket = self._submit_tuple(_REPLACE, space_name, values)
             if ticket is not None:
-                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                reply = await (_wait(ticket) if self.socket_timeout is None
+                               else self._park(ticket, ticket.deadline))
                 if reply.code or reply.decode_error is not None:
                     deadline = self._refused(reply, _REPLACE, ticket)
                 else:
@@ -1496,7 +1491,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             request_type = _CALL_16 if self.call_16 else _CALL
             ticket = self._submit(request_type, {_FUNCTION_NAME: func_name, _TUPLE: args}, None)
             if ticket is not None:
-                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                reply = await (_wait(ticket) if self.socket_timeout is None
+                               else self._park(ticket, ticket.deadline))
                 if reply.code or reply.decode_error is not None:
                     deadline = self._refused(reply, request_type, ticket)
                 else:
@@ -1518,7 +1514,8 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             ticket = self._submit(_EXECUTE, {
                 _SQL_TEXT if tq is str else _STMT_ID: query, _SQL_BIND: [] if params is None else params}, None)
             if ticket is not None:
-                reply = await (_wait(ticket) if self.socket_timeout is None else self._reply_by(ticket))
+                reply = await (_wait(ticket) if self.socket_timeout is None
+                               else self._park(ticket, ticket.deadline))
                 if reply.code or reply.decode_error is not None:
                     deadline = self._refused(reply, _EXECUTE, ticket)
                 else:

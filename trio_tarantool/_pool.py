@@ -739,9 +739,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                                        may_have_executed=False)
                 return await conn.perform(request, deadline)
         finally:
-            unit.in_flight -= 1
-            if unit.drained is not None and not unit.in_flight:
-                unit.drained.set()  # remove() waits for this instance's last request
+            self._release(unit)
         written = ptask.ticket is not None and ptask.ticket.written
         raise TarantoolTimeoutError(
             f"{unit.key}: no reply within socket_timeout={self.socket_timeout}s "
@@ -858,16 +856,17 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         except PoolTopologyError:
             return None
 
-    def _enter(self, unit: PoolUnit) -> bool:
-        """True, counting the request in flight there, if ``unit``'s socket is ready
-        and its instance task runs (the caller must then :meth:`_release` it)."""
+    def _enter(self, unit: PoolUnit) -> float | None:
+        """The request's deadline, counting it in flight there, if ``unit``'s socket
+        is ready and its instance task runs (the caller must then :meth:`_release`
+        it); None otherwise."""
         link = unit.conn._link
         if unit.task is None or link is None or link.draining:
-            return False
+            return None
         unit.in_flight += 1
         unit.requests += 1
         self._requests += 1
-        return True
+        return _INF if self.socket_timeout is None else self._deadline()
 
     def _deadline(self) -> float:
         """The deadline of a request starting now (``socket_timeout``), in trio time."""
@@ -882,8 +881,9 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
 
     @staticmethod
     def _release(unit: PoolUnit) -> None:
-        """A request routed to ``unit`` ended (after ``in_flight`` went down) while
-        :meth:`remove` waits for that instance's last request."""
+        """A request routed to ``unit`` ended: one fewer in flight there (and
+        :meth:`remove`, if it waits for that instance's last request, is told)."""
+        unit.in_flight -= 1
         if unit.drained is not None and not unit.in_flight:
             unit.drained.set()
 
@@ -912,11 +912,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
             kind = kind_of(method_name)
         if failed is None:
             self._requests += 1
-        timeout = self.socket_timeout
-        if failed is not None:
-            deadline = failed[2]
-        else:
-            deadline = math.inf if timeout is None else trio.current_time() + timeout
+        deadline = failed[2] if failed is not None else self._deadline()
         may_have_executed = False
         attempt_mode = mode
         previous: ServerError | NetworkError | None = None
@@ -1053,9 +1049,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
     async def _pin(self, mode: Any) -> PoolUnit:
         """One instance for ``mode``, under the pool's deadline for one request."""
         mode = self._check_mode(mode)
-        timeout = self.socket_timeout
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
-        return await self._pick(mode, deadline)
+        return await self._pick(mode, self._deadline())
 
     # -- streams, transactions, watchers (Tarantool >= 2.10) ---------------------------------
     async def stream(self, *, mode: Mode = Mode.RW) -> Stream:
@@ -1105,9 +1099,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
             self._health.note_failure(unit, exc, epoch)
             raise
         finally:
-            unit.in_flight -= 1
-            if unit.drained is not None and not unit.in_flight:
-                unit.drained.set()
+            self._release(unit)
 
     @asynccontextmanager
     async def watch(self, key: str, *, mode: Mode = Mode.ANY) -> AsyncIterator[Watcher]:
@@ -1203,16 +1195,13 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """PING an instance of ``mode``: RTT in seconds, or "Success" with ``notime``."""
         failed = None
         unit = self._direct(mode)
-        if unit is not None and self._enter(unit):
-            deadline = _INF if self.socket_timeout is None else self._deadline()
+        if unit is not None and (deadline := self._enter(unit)) is not None:
             try:
                 return await unit.conn.ping(notime)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                unit.in_flight -= 1
-                if unit.drained is not None:
-                    self._release(unit)
+                self._release(unit)
         return cast(float | str, await self._send(mode, "ping", (notime,), picked=unit, failed=failed))
 
     async def select(self, space_name: str | int, key: Any = None, *, offset: int = 0,
@@ -1222,17 +1211,14 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """SELECT on an instance of ``mode`` (ANY by default)."""
         failed = None
         unit = self._direct(mode) if on_push is None else None
-        if unit is not None and self._enter(unit):
-            deadline = _INF if self.socket_timeout is None else self._deadline()
+        if unit is not None and (deadline := self._enter(unit)) is not None:
             try:
                 return await unit.conn.select(space_name, key, offset=offset, limit=limit,
                                               index=index, iterator=iterator)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                unit.in_flight -= 1
-                if unit.drained is not None:
-                    self._release(unit)
+                self._release(unit)
         kwargs = {"offset": offset, "limit": limit, "index": index, "iterator": iterator,
                   "on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "select", (space_name, key), kwargs,
@@ -1243,16 +1229,13 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """INSERT on an instance of ``mode`` (RW by default)."""
         failed = None
         unit = self._direct(mode) if on_push is None else None
-        if unit is not None and self._enter(unit):
-            deadline = _INF if self.socket_timeout is None else self._deadline()
+        if unit is not None and (deadline := self._enter(unit)) is not None:
             try:
                 return await unit.conn.insert(space_name, values)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                unit.in_flight -= 1
-                if unit.drained is not None:
-                    self._release(unit)
+                self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "insert", (space_name, values), kwargs,
                                                picked=unit, failed=failed))
@@ -1262,16 +1245,13 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """REPLACE on an instance of ``mode`` (RW by default)."""
         failed = None
         unit = self._direct(mode) if on_push is None else None
-        if unit is not None and self._enter(unit):
-            deadline = _INF if self.socket_timeout is None else self._deadline()
+        if unit is not None and (deadline := self._enter(unit)) is not None:
             try:
                 return await unit.conn.replace(space_name, values)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                unit.in_flight -= 1
-                if unit.drained is not None:
-                    self._release(unit)
+                self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "replace", (space_name, values), kwargs,
                                                picked=unit, failed=failed))
@@ -1309,16 +1289,13 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """
         failed = None
         unit = self._direct(mode) if on_push is None and type(idempotent) is bool else None
-        if unit is not None and self._enter(unit):
-            deadline = _INF if self.socket_timeout is None else self._deadline()
+        if unit is not None and (deadline := self._enter(unit)) is not None:
             try:
                 return await unit.conn.call(func_name, *args)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                unit.in_flight -= 1
-                if unit.drained is not None:
-                    self._release(unit)
+                self._release(unit)
         kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
         return cast(Response, await self._send(mode, "call", (func_name, *args), kwargs,
                                                idempotent=idempotent, picked=unit, failed=failed))
@@ -1344,16 +1321,13 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
             mode = Mode.ANY
         failed = None
         unit = self._direct(mode)
-        if unit is not None and self._enter(unit):
-            deadline = _INF if self.socket_timeout is None else self._deadline()
+        if unit is not None and (deadline := self._enter(unit)) is not None:
             try:
                 return await unit.conn.call(func_name, *args)
             except BaseException as exc:
                 failed = self._direct_failed(unit, exc, deadline)
             finally:
-                unit.in_flight -= 1
-                if unit.drained is not None:
-                    self._release(unit)
+                self._release(unit)
         return cast(Response, await self._send(mode, "call", (func_name, *args), kind=kind,
                                                picked=unit, failed=failed))
 

@@ -168,7 +168,7 @@ class Decoder:
         # -- the streaming path. Positions count the bytes fed to ``_stream``.
         self._stream = self._new_stream()
         self._fed = 0
-        #: Where the packet being read starts, and (phases 1, 2) where it ends.
+        #: Where the packet being read starts, and (phase 1) where it ends.
         self._start = 0
         self._end = 0
         #: 0: expecting a length prefix; 1: the prefix is read, the packet's

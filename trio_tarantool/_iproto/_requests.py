@@ -83,12 +83,8 @@ class Encoder:
 
     def _assemble(self, request_type: int, sync: int, payload: bytes, schema_version: int | None) -> bytes:
         """The packet around an encoded body: a type below 0x80, a sync below 2**32, no stream."""
-        pack = self._pack
         if schema_version:
-            if schema_version != self._version:
-                self._version_bytes = b"\x05" + pack(schema_version)
-                self._version = schema_version
-            extra = self._version_bytes
+            extra = self._version_bytes if schema_version == self._version else self._version_entry(schema_version)
             size = len(extra) + len(payload)
             if sync > 0xFFFF:
                 head = _HEAD_32(0xCE, 9 + size, 0x83, 0, request_type, 1, 0xCE, sync)
@@ -102,6 +98,13 @@ class Encoder:
         if sync > 0x7F:
             return _HEAD_16(0xCE, 7 + len(payload), 0x82, 0, request_type, 1, 0xCD, sync) + payload
         return _HEAD_FIX(0xCE, 5 + len(payload), 0x82, 0, request_type, 1, sync) + payload
+
+    def _version_entry(self, schema_version: int) -> bytes:
+        """The header entry ``05 <uint>`` of a schema version other than the last
+        one framed (kept: the next request most likely carries it too)."""
+        self._version_bytes = b"\x05" + self._pack(schema_version)
+        self._version = schema_version
+        return self._version_bytes
 
     def frame_plain(self, request_type: int, sync: int, body: Mapping[int, Any],
                     schema_version: int | None) -> bytes:
@@ -117,10 +120,7 @@ class Encoder:
                 return self._frame_general(request_type, sync, payload, schema_version, 0)
             if not schema_version:
                 return _HEAD_32(0xCE, 9 + len(payload), 0x82, 0, request_type, 1, 0xCE, sync) + payload
-            if schema_version != self._version:
-                self._version_bytes = b"\x05" + self._pack(schema_version)
-                self._version = schema_version
-            extra = self._version_bytes
+            extra = self._version_bytes if schema_version == self._version else self._version_entry(schema_version)
             return b"".join((_HEAD_32(0xCE, 9 + len(extra) + len(payload), 0x83, 0, request_type, 1, 0xCE,
                                       sync), extra, payload))
         return self._assemble(request_type, sync, payload, schema_version)  # a young connection
