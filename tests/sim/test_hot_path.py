@@ -284,3 +284,31 @@ async def test_pool_direct_request_cancelled_or_closed_in_flight(autojump_clock:
             assert isinstance(failures[0], tt.ConnectionClosedError)
             assert failures[0].may_have_executed is True
             assert "closed while the request was in flight" in str(failures[0])
+
+
+async def test_hot_path_timeout_is_the_one_deadline_and_says_written(autojump_clock: Any) -> None:
+    """A request parked on the hot path (connection, and pool direct path) times
+    out at ``socket_timeout`` from its start, not later, says it may have executed
+    (it was written), leaves nothing in flight, and the socket goes on."""
+    async with sim.open_replicaset(n=1) as rs:
+        _space(rs)
+        # (No probe in the window: the pool's request meets the pause, not a pool
+        # that already knows the instance is down.)
+        async with tt.connect("tt1.sim", 3301, socket_timeout=2) as conn, \
+                tt.open_pool(rs.addrs, socket_timeout=2, refresh_delay=60, probe_timeout=60) as pool:
+            await conn.replace("hot", [1, "a"])  # the names are loaded: hot path from here
+            await _warm(pool)
+            rs.pause(0)
+            requests: list[Callable[[], Awaitable[Any]]] = [
+                lambda: conn.select("hot", 1), lambda: pool.select("hot", 1)]
+            for request in requests:
+                start = trio.current_time()
+                with pytest.raises(tt.TarantoolTimeoutError) as info:
+                    await request()
+                assert trio.current_time() - start == pytest.approx(2, abs=0.05)
+                assert info.value.may_have_executed is True
+            assert conn.in_flight == 0
+            assert pool.statistics()[0].in_flight == 0
+            rs.resume(0)
+            assert (await conn.select("hot", 1)).data == [[1, "a"]]
+            assert (await pool.select("hot", 1)).data == [[1, "a"]]
