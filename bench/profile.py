@@ -1,8 +1,10 @@
 """Where trio_tarantool's CPU goes per request, layer by layer, next to the floor.
 
 ``bench/run profile`` starts one Tarantool (``wal_mode='none'``), then for
-trio_tarantool and the floor client (``bench/floor.py``), each in a fresh
-process: 100 tasks x select on one connection, in three passes after a warm-up:
+trio_tarantool, the floor client (``bench/floor.py``) and trio_tarantool's pool
+over that one instance (``open_pool``, mode ANY: every request takes the same
+socket as the single connection, so the difference is what routing costs), each
+in a fresh process: 100 tasks x select, in three passes after a warm-up:
 
 1. **plain**: N requests, client CPU (user + system) per request, no profiler;
 2. **cProfile** with a CPU timer (``time.process_time``: waiting in epoll costs
@@ -46,11 +48,12 @@ from bench.workload import SPACE, Tally, key_of
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
 DOC = REPO / "docs" / "benchmarks.md"
-CLIENTS = ("trio_tarantool", "floor")
+CLIENTS = ("trio_tarantool", "floor", "trio_tarantool-pool")
 
 LAYERS: tuple[str, ...] = (
     "request building",
     "names -> ids (schema cache)",
+    "pool routing",
     "framing / encoding",
     "dispatch: submit, park, finish",
     "reader / writer tasks",
@@ -65,6 +68,7 @@ _DISPATCH = {
     "ping", "select", "call", "replace", "insert", "perform", "submit_nowait", "_enqueue",
     "__init__", "finish", "_result", "_park", "_forget", "kick", "_wake", "abort", "request",
 }  # fmt: skip
+_POOL_FILES = ("/_pool.py", "/_strategy.py", "/_balance.py", "/_health.py", "/_membership.py")
 _IO_LOOPS = {"_reader", "_writer", "_write_all", "_write_directly", "reader", "writer_loop"}
 
 
@@ -89,6 +93,8 @@ def layer_of(filename: str, func: str) -> str | None:
             return "Response construction"
         if f.endswith("/_schema.py"):
             return "names -> ids (schema cache)"
+        if f.endswith(_POOL_FILES):
+            return "pool routing"
         if f.endswith("/_connection.py"):
             return (
                 "reader / writer tasks" if func in _IO_LOOPS else "dispatch: submit, park, finish"
@@ -262,6 +268,13 @@ def child(client: str, port: int, n: int, tasks: int) -> dict[str, Any]:
                 return await _passes(lambda i: c.select(space, [key_of(i)]), n, tasks)
         import trio_tarantool
 
+        if client == "trio_tarantool-pool":
+            async with trio_tarantool.open_pool(
+                [{"host": "127.0.0.1", "port": port}], user=servers.USER,
+                password=servers.PASSWORD,
+            ) as pool:  # fmt: skip
+                mode = trio_tarantool.Mode.ANY
+                return await _passes(lambda i: pool.select(SPACE, key_of(i), mode=mode), n, tasks)
         async with trio_tarantool.connect(
             "127.0.0.1", port, user=servers.USER, password=servers.PASSWORD
         ) as conn:
@@ -273,12 +286,20 @@ def child(client: str, port: int, n: int, tasks: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- the report
 
 
+def _diffs(vals: list[float], floor: Any, pool: bool, fmt: str) -> str:
+    """The table's difference cells (ours - floor, pool - ours) after ``vals``."""
+    cells = [fmt.format(vals[0] - vals[1])] if floor else []
+    cells += [fmt.format(vals[-1] - vals[0])] if pool else []
+    return "".join(f" | {c}" for c in cells) + " |"
+
+
 def render(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
     """The "profile" section of docs/benchmarks.md."""
     ours, floor = results.get("trio_tarantool"), results.get("floor")
+    pool = ours is not None and "trio_tarantool-pool" in results
     lines = [
         f"Measured {meta['date']}; {machine.header(meta['machine'])} "
-        f"{meta['tasks']} tasks x select on one connection, N = {meta['n']:,} per pass, "
+        f"{meta['tasks']} tasks x select on one connection (the pool: mode ANY over that one instance), N = {meta['n']:,} per pass, "
         "Tarantool `wal_mode='none'`.",
         "",
     ]
@@ -294,6 +315,8 @@ def render(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
     head = ["layer", *(f"{report.CLIENT_LABELS[c]} µs/request" for c in cols)]
     if ours and floor:
         head.append("ours - floor")
+    if pool:
+        head.append("pool - one connection")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in LAYERS:
         vals = [est[c].get(name, 0.0) for c in cols]
@@ -302,22 +325,26 @@ def render(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         row = [name, *(f"{v:.2f}" for v in vals)]
         if ours and floor:
             row.append(f"{vals[0] - vals[1]:+.2f}")
+        if pool:
+            row.append(f"{vals[-1] - vals[0]:+.2f}")
         lines.append("| " + " | ".join(row) + " |")
     total = [float(results[c]["plain"]["cpu_us"]) for c in cols]
     row = ["**total (measured without profiler)**", *(f"**{v:.2f}**" for v in total)]
     if ours and floor:
         row.append(f"**{total[0] - total[1]:+.2f}** ({total[0] / total[1]:.2f}x)")
+    if pool:
+        row.append(f"**{total[-1] - total[0]:+.2f}** ({total[-1] / total[0]:.2f}x)")
     lines.append("| " + " | ".join(row) + " |")
     calls = [results[c]["profile"]["calls"] / results[c]["profile"]["n"] for c in cols]
     lines.append("| function calls / request (cProfile) | " + " | ".join(f"{v:.0f}" for v in calls)
-                 + (f" | {calls[0] - calls[1]:+.0f} |" if ours and floor else " |"))  # fmt: skip
+                 + _diffs(calls, ours and floor, pool, "{:+.0f}"))  # fmt: skip
     if all("allocs" in results[c] for c in cols):
         al = [results[c]["allocs"]["obj"] + results[c]["allocs"]["mem"] for c in cols]
         lines.append("| allocated blocks / request | " + " | ".join(f"{v:.1f}" for v in al)
-                     + (f" | {al[0] - al[1]:+.1f} |" if ours and floor else " |"))  # fmt: skip
+                     + _diffs(al, ours and floor, pool, "{:+.1f}"))  # fmt: skip
     ret = [results[c]["retained_bytes_per_request"] for c in cols]
     lines.append("| retained bytes / request (tracemalloc) | " + " | ".join(f"{v:.2f}" for v in ret)
-                 + (" | |" if ours and floor else " |"))  # fmt: skip
+                 + " |" + " |" * (bool(ours and floor) + pool))  # fmt: skip
     packs = [results[c].get("msgpack_us") for c in cols]
     if packs[0]:
         lines += [

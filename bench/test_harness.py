@@ -13,6 +13,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -444,6 +445,8 @@ def test_profile_layers_follow_the_files_and_builtins_follow_their_callers() -> 
     assert profile.layer_of(f"{lib}/_connection.py", "_reader") == "reader / writer tasks"
     assert profile.layer_of(f"{lib}/_connection.py", "perform") == "dispatch: submit, park, finish"
     assert profile.layer_of(f"{lib}/_response.py", "__init__") == "Response construction"
+    assert profile.layer_of(f"{lib}/_pool.py", "_take") == "pool routing"
+    assert profile.layer_of(f"{lib}/_strategy.py", "getnext") == "pool routing"
     site = "/x/.venv/lib/python3.11/site-packages"
     assert profile.layer_of(f"{site}/trio/_core/_run.py", "reschedule") == "trio scheduler"
     assert profile.layer_of("~", "<built-in method posix.read>") == "socket syscalls + epoll"
@@ -459,3 +462,27 @@ def test_profile_layers_follow_the_files_and_builtins_follow_their_callers() -> 
     spent = {k: v for k, v in layers.items() if v > 0}
     assert set(spent) == {"benchmark loop"}  # len() and str() counted in their caller's layer
     assert any("len" in name for name, _ in top["benchmark loop"])
+
+
+def test_profile_report_puts_the_pool_beside_one_connection() -> None:
+    """Every row of the profile table has as many cells as its header, with the
+    floor and the pool (pool - one connection) columns, and without the pool."""
+    from bench import profile
+
+    def result(cpu: float, **layers: float) -> dict[str, Any]:
+        return {"plain": {"cpu_us": cpu},
+                "profile": {"layers": {name: layers.get(name.split()[0], 0.1) for name in profile.LAYERS},
+                            "top": {name: [("f.py:1(f)", 0.1)] for name in profile.LAYERS},
+                            "calls": 40 * 1000, "n": 1000},
+                "allocs": {"obj": 30.0, "mem": 6.0}, "retained_bytes_per_request": 0.0}  # fmt: skip
+
+    meta = {"date": "2026-12-08 03:00 UTC", "tasks": 100, "n": 1000,
+            "machine": {"cpu_model": "X", "cpus": 2, "python": "3.11", "loop_10m_s": 0.3}}  # fmt: skip
+    full = {"trio_tarantool": result(10.0), "floor": result(8.0), "trio_tarantool-pool": result(11.0, pool=2.0)}
+    for results, columns in ((full, 6), ({k: full[k] for k in ("trio_tarantool", "floor")}, 4)):
+        md = profile.render(meta, results)
+        table = [line for line in md.splitlines() if line.startswith("| ")]
+        assert table and all(line.count("|") == columns + 1 for line in table), table
+    md = profile.render(meta, full)
+    assert "pool - one connection" in md
+    assert "**+1.00** (1.10x)" in md  # pool over one connection: 11.0 / 10.0

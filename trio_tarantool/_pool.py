@@ -118,6 +118,11 @@ from ._strategy import InstanceState, Mode, RoundRobinStrategy, Status, Strategy
 from ._stream import Isolation, Stream
 from ._watch import Watcher
 
+#: What :meth:`ConnectionPool._take` gives when no instance was picked. (Its
+#: unit is typed Any: a unit whenever the deadline beside it is not None,
+#: which the type system cannot say of two names unpacked from one tuple.)
+_NOT_TAKEN: tuple[Any, None] = (None, None)
+
 __all__ = [
     "ConnectionPool",
     "InstanceStatistics",
@@ -408,6 +413,8 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         self._scopes: list[trio.CancelScope] = []
         self._connected = False
         self._closed = False
+        #: Requests may take :meth:`_take`'s shortcut: a plain pool, connected, not closed.
+        self._direct_ok = False
 
     # -- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> ConnectionPool:
@@ -467,6 +474,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
             await trio.lowlevel.checkpoint()
             return
         self._connected = True
+        self._direct_ok = self._plain
         logger.debug("pool connecting to %s", ", ".join(u.key for u in self._units))
         for unit in list(self._units):  # a snapshot: add() starts what it adds meanwhile
             await self._nursery.start(self._instance_task, unit)
@@ -493,6 +501,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         if self._closed:
             return
         self._closed = True
+        self._direct_ok = False
         self._health.close()  # requests waiting for a refresh give up at once
         if self._connected:
             logger.info("pool closed: %s", ", ".join(u.key for u in self._units))
@@ -835,38 +844,36 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                 exc.may_have_executed = True
         raise exc
 
-    def _direct(self, mode: Any) -> PoolUnit | None:
-        """The instance the strategy picks for a request of ``mode`` sent now,
-        or None (not a plain pool, a bad mode, closed, no instance fits).
+    def _take(self, mode: Any) -> tuple[Any, float | None]:
+        """``(unit, deadline)`` for a request of ``mode`` sent now: the instance
+        the strategy picks, and the request's deadline if that instance is ready,
+        counting the request in flight there (the caller must then
+        :meth:`_release` it); ``(picked or None, None)`` otherwise.
 
         The steady state's shortcut: on a plain pool (no hedging, no feedback
-        hook), when the picked instance is ready (:meth:`_enter`), a box
-        method calls that connection's own method from the caller's task: the
-        request is queued, framed and answered exactly as on one connection,
-        with no :class:`PoolTask`, no builder call and no channel. The
-        instance task still owns the connection (its nursery runs the
+        hook), when the picked instance's socket is ready and its instance task
+        runs, a box method calls that connection's own method from the caller's
+        task: the request is queued, framed and answered exactly as on one
+        connection, with no :class:`PoolTask`, no builder call and no channel.
+        The instance task still owns the connection (its nursery runs the
         socket's tasks). A request that must wait (connecting, a draining
-        server), or finds no instance, takes :meth:`_send`, to the unit
-        already picked if any (one pick per attempt).
+        server), or finds no instance (not a plain pool, a bad mode, closed),
+        takes :meth:`_send`, to the unit already picked if any (one pick per
+        attempt).
         """
-        if not self._plain or type(mode) is not Mode or self._closed or not self._connected:
-            return None
+        if not self._direct_ok or type(mode) is not Mode:
+            return _NOT_TAKEN
         try:
-            return self.strategy.getnext(mode)
+            unit = self.strategy.getnext(mode)
         except PoolTopologyError:
-            return None
-
-    def _enter(self, unit: PoolUnit) -> float | None:
-        """The request's deadline, counting it in flight there, if ``unit``'s socket
-        is ready and its instance task runs (the caller must then :meth:`_release`
-        it); None otherwise."""
+            return _NOT_TAKEN
         link = unit.conn._link
         if unit.task is None or link is None or link.draining:
-            return None
+            return unit, None
         unit.in_flight += 1
         unit.requests += 1
         self._requests += 1
-        return _INF if self.socket_timeout is None else self._deadline()
+        return unit, (_INF if self.socket_timeout is None else self._deadline())
 
     def _deadline(self) -> float:
         """The deadline of a request starting now (``socket_timeout``), in trio time."""
@@ -874,7 +881,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         return math.inf if timeout is None else trio.current_time() + timeout
 
     def _refused(self, unit: PoolUnit) -> None:
-        """A request :meth:`_direct` routed was refused before anything was sent
+        """A request :meth:`_take` routed was refused before anything was sent
         (a bad argument): it is not a request of the pool's statistics."""
         unit.requests -= 1
         self._requests -= 1
@@ -895,7 +902,7 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         """Route one request by ``mode`` under one deadline, retrying as :mod:`._retry` says.
 
         ``picked``: the instance the strategy already chose for the first
-        attempt (:meth:`_direct`). ``failed``: the first attempt already went
+        attempt (:meth:`_take`). ``failed``: the first attempt already went
         straight to an instance and failed there, with the request's deadline:
         go on from that failure as if this call had made the attempt.
         """
@@ -1176,8 +1183,8 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                 await self._health._next_probe(unit)
 
     # -- box API ----------------------------------------------------------------------------
-    # ping, select, insert, replace, call and the crud calls go straight to a
-    # ready instance's connection when they can (:meth:`_direct`); a failure
+    # Every box method (and the crud calls) goes straight to a ready
+    # instance's connection when they can (:meth:`_take`); a failure
     # there continues in :meth:`_send` (retry, naming, statistics) as if it had
     # made the attempt.
 
@@ -1191,11 +1198,36 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
             self._refused(unit)
         raise exc
 
+    async def _routed(self, mode: Mode | None, method_name: str, args: tuple[Any, ...],
+                      options: dict[str, Any], on_push: PushCallback | None = None,
+                      on_push_ctx: Any = None, *, idempotent: bool = False,
+                      pushes: bool = True) -> Any:
+        """A box request off the hottest path (update, upsert, delete, eval,
+        execute): straight to a ready instance's connection method like the
+        others (:meth:`_take`), at the cost of this one coroutine frame, else
+        :meth:`_send`. ``options``: the connection method's keyword arguments;
+        ``pushes``: whether the method takes ``on_push``."""
+        failed = None
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = (self._take(mode) if on_push is None and type(idempotent) is bool
+                          else _NOT_TAKEN)
+        if deadline is not None:
+            try:
+                return await getattr(unit.conn, method_name)(*args, **options)
+            except BaseException as exc:
+                failed = self._direct_failed(unit, exc, deadline)
+            finally:
+                self._release(unit)
+        kwargs = {**options, "on_push": on_push, "on_push_ctx": on_push_ctx} if pushes else options
+        return await self._send(mode, method_name, args, kwargs, idempotent=idempotent,
+                                picked=unit, failed=failed)
+
     async def ping(self, notime: bool = False, *, mode: Mode | None = None) -> float | str:
         """PING an instance of ``mode``: RTT in seconds, or "Success" with ``notime``."""
         failed = None
-        unit = self._direct(mode)
-        if unit is not None and (deadline := self._enter(unit)) is not None:
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = self._take(mode)
+        if deadline is not None:
             try:
                 return await unit.conn.ping(notime)
             except BaseException as exc:
@@ -1210,8 +1242,9 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                      on_push_ctx: Any = None) -> Response:
         """SELECT on an instance of ``mode`` (ANY by default)."""
         failed = None
-        unit = self._direct(mode) if on_push is None else None
-        if unit is not None and (deadline := self._enter(unit)) is not None:
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = self._take(mode) if on_push is None else _NOT_TAKEN
+        if deadline is not None:
             try:
                 return await unit.conn.select(space_name, key, offset=offset, limit=limit,
                                               index=index, iterator=iterator)
@@ -1228,8 +1261,9 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """INSERT on an instance of ``mode`` (RW by default)."""
         failed = None
-        unit = self._direct(mode) if on_push is None else None
-        if unit is not None and (deadline := self._enter(unit)) is not None:
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = self._take(mode) if on_push is None else _NOT_TAKEN
+        if deadline is not None:
             try:
                 return await unit.conn.insert(space_name, values)
             except BaseException as exc:
@@ -1244,8 +1278,9 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                       on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """REPLACE on an instance of ``mode`` (RW by default)."""
         failed = None
-        unit = self._direct(mode) if on_push is None else None
-        if unit is not None and (deadline := self._enter(unit)) is not None:
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = self._take(mode) if on_push is None else _NOT_TAKEN
+        if deadline is not None:
             try:
                 return await unit.conn.replace(space_name, values)
             except BaseException as exc:
@@ -1260,22 +1295,22 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                      index: str | int = 0, mode: Mode = Mode.RW,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """UPDATE on an instance of ``mode`` (RW by default)."""
-        kwargs = {"index": index, "on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "update", (space_name, key, op_list), kwargs))
+        return cast(Response, await self._routed(
+            mode, "update", (space_name, key, op_list), {"index": index}, on_push, on_push_ctx))
 
     async def upsert(self, space_name: str | int, tuple_value: Sequence[Any], op_list: Sequence[Any], *,
                      index: str | int = 0, mode: Mode = Mode.RW,
                      on_push: PushCallback | None = None, on_push_ctx: Any = None) -> Response:
         """UPSERT on an instance of ``mode`` (RW by default)."""
-        kwargs = {"index": index, "on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "upsert", (space_name, tuple_value, op_list), kwargs))
+        return cast(Response, await self._routed(
+            mode, "upsert", (space_name, tuple_value, op_list), {"index": index}, on_push, on_push_ctx))
 
     async def delete(self, space_name: str | int, key: Any, *, index: str | int = 0,
                      mode: Mode = Mode.RW, on_push: PushCallback | None = None,
                      on_push_ctx: Any = None) -> Response:
         """DELETE on an instance of ``mode`` (RW by default)."""
-        kwargs = {"index": index, "on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "delete", (space_name, key), kwargs))
+        return cast(Response, await self._routed(
+            mode, "delete", (space_name, key), {"index": index}, on_push, on_push_ctx))
 
     async def call(self, func_name: str, *args: Any, mode: Mode | None = None,
                    on_push: PushCallback | None = None, on_push_ctx: Any = None,
@@ -1288,8 +1323,9 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         function twice is harmless, and it is retried like a DML request.
         """
         failed = None
-        unit = self._direct(mode) if on_push is None and type(idempotent) is bool else None
-        if unit is not None and (deadline := self._enter(unit)) is not None:
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = self._take(mode) if on_push is None and type(idempotent) is bool else _NOT_TAKEN
+        if deadline is not None:
             try:
                 return await unit.conn.call(func_name, *args)
             except BaseException as exc:
@@ -1304,15 +1340,14 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
                    on_push: PushCallback | None = None, on_push_ctx: Any = None,
                    idempotent: bool = False) -> Response:
         """EVAL a Lua chunk on an instance of ``mode`` (required); ``idempotent`` as for :meth:`call`."""
-        kwargs = {"on_push": on_push, "on_push_ctx": on_push_ctx}
-        return cast(Response, await self._send(mode, "eval", (expr, *args), kwargs,
-                                               idempotent=idempotent))
+        return cast(Response, await self._routed(
+            mode, "eval", (expr, *args), {}, on_push, on_push_ctx, idempotent=idempotent))
 
     async def execute(self, query: str | int, params: Any = None, *, mode: Mode | None = None,
                       idempotent: bool = False) -> Response:
         """Run SQL on an instance of ``mode`` (required); ``idempotent`` as for :meth:`call`."""
-        return cast(Response, await self._send(mode, "execute", (query, params),
-                                               idempotent=idempotent))
+        return cast(Response, await self._routed(
+            mode, "execute", (query, params), {}, idempotent=idempotent, pushes=False))
 
     async def _crud_call_in(self, func_name: str, args: tuple[Any, ...], mode: Mode | None) -> Response:
         """A crud.* CALL: the reads are retried like selects, the writes like any CALL."""
@@ -1320,8 +1355,9 @@ class ConnectionPool(PoolMembershipMixin, PoolCrudMixin):
         if mode is None:
             mode = Mode.ANY
         failed = None
-        unit = self._direct(mode)
-        if unit is not None and (deadline := self._enter(unit)) is not None:
+        unit: PoolUnit  # (or None: see _take)
+        unit, deadline = self._take(mode)
+        if deadline is not None:
             try:
                 return await unit.conn.call(func_name, *args)
             except BaseException as exc:

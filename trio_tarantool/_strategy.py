@@ -160,12 +160,17 @@ class RoundRobinStrategy(StrategyInterface[UnitT]):
         #: The healthy units by role ("any", "rw", "ro"): see split_by_role.
         self._lists: dict[str, list[UnitT]] = {"any": [], "rw": [], "ro": []}
         self._pos: dict[str, int] = {"any": 0, "rw": 0, "ro": 0}
+        #: Per mode, the list it takes from until the next rebuild (the first
+        #: non-empty one of its route), None when every one is empty.
+        self._chosen: dict[Mode, str | None] = dict.fromkeys(_ROUTES)
         self._rebuild_needed = True
 
     def build(self) -> None:
         """(Re)compute the any/rw/ro lists from the current unit states."""
         any_list, rw_list, ro_list = split_by_role(self.pool)
-        self._lists = {"any": any_list, "rw": rw_list, "ro": ro_list}
+        self._lists = lists = {"any": any_list, "rw": rw_list, "ro": ro_list}
+        self._chosen = {mode: next((name for name in names if lists[name]), None)
+                        for mode, (names, _) in _ROUTES.items()}
         self._rebuild_needed = False
 
     def update(self) -> None:
@@ -182,16 +187,12 @@ class RoundRobinStrategy(StrategyInterface[UnitT]):
         if self._rebuild_needed:
             self.build()
         try:
-            route = _ROUTES.get(mode)
-        except TypeError:  # unhashable: not a Mode either
-            route = None
-        if route is None:
-            raise ValueError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode")
-        lists = self._lists
-        for name in route[0]:
-            units = lists[name]
-            if units:
-                pos = self._pos[name] % len(units)
-                self._pos[name] = pos + 1
-                return units[pos]
-        raise PoolTopologyError(route[1])
+            name = self._chosen[mode]
+        except (KeyError, TypeError):  # (unhashable: not a Mode either)
+            raise ValueError(f"Unexpected mode {mode!r}: mode must be a trio_tarantool.Mode") from None
+        if name is None:
+            raise PoolTopologyError(_ROUTES[mode][1])
+        units = self._lists[name]
+        pos = self._pos[name] % len(units)
+        self._pos[name] = pos + 1
+        return units[pos]

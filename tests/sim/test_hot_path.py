@@ -150,6 +150,7 @@ async def test_pool_on_ready_instances_builds_no_pool_task_and_picks_once(
     async with sim.open_replicaset(n=3) as rs:
         _space(rs)
         rs.register_function("echo", lambda ctx, x: [x])
+        rs.register_eval("return ...", lambda ctx, x: [x])
         async with tt.open_pool(rs.addrs) as pool:
             assert isinstance(pool, ConnectionPool)
             await _warm(pool)
@@ -183,15 +184,21 @@ async def test_pool_on_ready_instances_builds_no_pool_task_and_picks_once(
                 assert (await pool.select("hot", i, mode=tt.Mode.RW)).data == [[i, f"n{i}"]]
                 assert (await pool.call("echo", i, mode=tt.Mode.ANY)).data == [i]
                 assert await pool.ping(notime=True, mode=tt.Mode.ANY) == "Success"
+                # (issue 11's last step: update, upsert, delete and eval go direct too)
+                assert (await pool.update("hot", i, [("=", 1, f"u{i}")])).data == [[i, f"u{i}"]]
+                assert (await pool.eval("return ...", i, mode=tt.Mode.ANY)).data == [i]
+                assert (await pool.delete("hot", i)).data == [[i, f"u{i}"]]
+                await pool.upsert("hot", [i, f"p{i}"], [("=", 1, f"q{i}")])
+                assert (await pool.select("hot", i, mode=tt.Mode.RW)).data == [[i, f"p{i}"]]
 
             async with trio.open_nursery() as nursery:
                 for i in range(2, 42):
                     nursery.start_soon(one, i)
             after = pool.statistics()
             assert built == []
-            assert len(picks) == 40 * 4
-            assert after.requests - before.requests == 40 * 4
-            assert sum(u.requests for u in after) - sum(u.requests for u in before) == 40 * 4
+            assert len(picks) == 40 * 9
+            assert after.requests - before.requests == 40 * 9
+            assert sum(u.requests for u in after) - sum(u.requests for u in before) == 40 * 9
             assert [u.in_flight for u in after] == [0, 0, 0]
             # The round robin saw every request: ANY spreads over the three.
             assert {u.key for u in picks} == {u.addr for u in after}
@@ -240,6 +247,15 @@ async def test_pool_direct_path_refuses_bad_arguments_uncounted(autojump_clock: 
                 lambda: pool.insert("hot", {1, 2}),  # type: ignore[arg-type]
                 lambda: pool.call("", mode=tt.Mode.ANY),
                 lambda: pool.call("f", mode=tt.Mode.ANY, idempotent="yes"),  # type: ignore[arg-type]
+                lambda: pool.update("hot", 1, "=1x"),
+                lambda: pool.update("hot", {1}, [("=", 1, "x")]),
+                lambda: pool.upsert("hot", "ab", [("=", 1, "x")]),
+                lambda: pool.delete("hot", 1, index=1.5),  # type: ignore[arg-type]
+                lambda: pool.eval(b"return 1", mode=tt.Mode.ANY),  # type: ignore[arg-type]
+                lambda: pool.eval("return 1", mode=tt.Mode.ANY, idempotent=1),  # type: ignore[arg-type]
+                lambda: pool.execute(["SELECT 1"], mode=tt.Mode.ANY),  # type: ignore[arg-type]
+                lambda: pool.execute("SELECT 1", "x", mode=tt.Mode.ANY),
+                lambda: pool.execute("SELECT 1"),
                 lambda: pool.select("hot", 1, mode="ANY"),  # type: ignore[arg-type]
                 lambda: pool.ping(),
             ]
