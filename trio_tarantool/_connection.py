@@ -110,6 +110,9 @@ _SPACE_ID, _INDEX_ID, _LIMIT, _OFFSET, _ITERATOR, _KEY, _TUPLE, _FUNCTION_NAME =
 _EQ, _ALL = int(C.Iterator.EQ), int(C.Iterator.ALL)
 #: select()'s defaults, compared by identity on the hot path (see there).
 _ZERO, _ALL_ROWS = 0, 0xFFFFFFFF
+#: Queued packets at which a submitting caller writes the outbox itself
+#: rather than leave it all to the writer task (see :meth:`Connection._flush`).
+_FLUSH_AT = 32
 _INF = math.inf
 #: Reads served without waiting before the reader yields to other tasks anyway.
 _EAGER_READS = 16
@@ -216,8 +219,8 @@ _new_ticket = object.__new__
 class _Link:
     """One live socket with its reader and writer tasks and its outbox."""
 
-    __slots__ = ("dead", "draining", "fd", "outbox", "posts", "scopes", "stream", "writer_parked",
-                 "writer_task")
+    __slots__ = ("dead", "draining", "fd", "kicked", "outbox", "posts", "scopes", "stream",
+                 "writer_parked", "writer_task")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
@@ -227,6 +230,8 @@ class _Link:
         self.posts = 0
         self.writer_task: trio.lowlevel.Task | None = None
         self.writer_parked = False
+        #: Set from :meth:`kick` until the writer runs: it has nothing half-written.
+        self.kicked = False
         #: Set once the link is dropped: nothing may be written to it any more.
         self.dead = False
         #: Set when the server announced its shutdown: no new request goes here;
@@ -245,6 +250,7 @@ class _Link:
         """Wake the writer if it waits for work."""
         if self.writer_parked and self.writer_task is not None:
             self.writer_parked = False
+            self.kicked = True
             trio.lowlevel.reschedule(self.writer_task)
 
 
@@ -898,6 +904,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
                     if not link.outbox:
                         link.writer_parked = True
                         await trio.lowlevel.wait_task_rescheduled(link.abort_park)
+                        link.kicked = False
                         continue
                     batch = link.outbox
                     link.outbox = []
@@ -914,10 +921,43 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 error = NetworkError(f"connection lost while sending: {exc}")
             finally:
-                link.writer_parked = False
+                link.writer_parked = link.kicked = False
                 link.writer_task = None
                 self._drop_link(link, error or NetworkError("connection closed: its writer task was cancelled"))
                 self._task_exited()
+
+    def _flush(self, link: _Link) -> None:
+        """Write the outbox now, from the submitting caller's task.
+
+        Called when many callers queue requests in one scheduler batch (each
+        woken by a reply): left to the writer task, they would all go out in
+        one write after the last of them, and the server would idle meanwhile.
+        Written every :data:`_FLUSH_AT` packets, the server works on the first
+        ones while the rest are built (call +50 %, select +20 % req/s at 100
+        tasks, and no more client CPU per request). Only while the writer was
+        woken but has not run (``kicked``), so nothing is half-written, and
+        without posts in the outbox. Whatever the socket does not take stays
+        queued, in order, for the writer, which also reports socket errors.
+        """
+        batch = link.outbox
+        try:
+            sent = os.write(link.fd, b"".join([w.packet for w in batch]))
+        except OSError:  # full (EAGAIN) or broken: the writer waits or reports it
+            return
+        self._writes += 1
+        done = 0  # packets wholly sent
+        for waiter in batch:
+            size = len(waiter.packet)
+            if size > sent:
+                if sent:  # this one went out in part: the rest of it goes first
+                    waiter.written = True
+                    waiter.packet = waiter.packet[sent:]
+                break
+            waiter.written = True
+            sent -= size
+            done += 1
+        self._sent += done
+        link.outbox = batch[done:] if done < len(batch) else []
 
     def _write_directly(self, link: _Link, waiter: Ticket) -> None:
         self._sent += 1
@@ -1066,9 +1106,12 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             waiters[sync] = waiter
         else:
             waiters[sync] = waiter
-            link.outbox.append(waiter)
+            outbox = link.outbox
+            outbox.append(waiter)
             if link.writer_parked:
                 link.kick()
+            elif link.kicked and len(outbox) >= _FLUSH_AT and not link.posts and link.fd >= 0:
+                self._flush(link)
         return waiter
 
     def _forget(self, waiter: Ticket) -> None:
@@ -1222,9 +1265,12 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             waiters[sync] = ticket
         else:
             waiters[sync] = ticket
-            link.outbox.append(ticket)
+            outbox = link.outbox
+            outbox.append(ticket)
             if link.writer_parked:
                 link.kick()
+            elif link.kicked and len(outbox) >= _FLUSH_AT and not link.posts and link.fd >= 0:
+                self._flush(link)
         return ticket
 
     def _refused(self, reply: _iproto.Reply, request_type: int, ticket: Ticket) -> float | None:

@@ -7,15 +7,19 @@ keeps serving the connection under test meanwhile.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 
+from tests.hostile import Peer, hostile_server
 from tests.real._servers import TarantoolInstance
 from tests.real._servers import connect_to as _connect
 from trio_tarantool import NetworkError, TarantoolTimeoutError, connect
+from trio_tarantool._connection import _FLUSH_AT
+from trio_tarantool._iproto import _constants as C
 
 # ------------------------------------------------------------------ pushes
 
@@ -370,3 +374,98 @@ async def test_close_fails_requests_in_flight(clean_tarantool: TarantoolInstance
         await trio.to_thread.run_sync(clean_tarantool.gate_open, gate)
     assert len(errors) == 3
     assert all(isinstance(e, NetworkError) and e.may_have_executed for e in errors)
+
+
+# ------------------------------------------------------------------ writing a batch of callers
+
+
+_SYNCS: list[int] = []
+
+
+async def _echo(peer: Peer) -> None:
+    """Answer every request with its own tuple (a REPLACE's echo); note its sync."""
+    await peer.greet()
+    await peer.serve_handshake()
+    assert peer.pending is not None
+    header, body = peer.pending
+    while True:
+        _SYNCS.append(header[C.SYNC])
+        await peer.reply(header[C.SYNC], {C.DATA: [body.get(C.TUPLE)]})
+        header, body = await peer.read_request()
+
+
+async def test_many_callers_in_one_batch_are_written_in_chunks() -> None:
+    """Regression (issue 11): 100 callers woken together queued 100 requests and
+    the writer task sent them in one write after the last, the server idle
+    meanwhile. Every _FLUSH_AT queued packets the submitting caller now writes
+    them itself: the counts of writes are exact, and every caller gets its own
+    answer."""
+    async with hostile_server(_echo) as server:
+        async with connect("127.0.0.1", server.port, fetch_schema=False) as conn:
+            await conn.replace(512, [0, "warm"])
+            before = conn.statistics()
+            got: dict[int, Any] = {}
+
+            async def one(i: int) -> None:
+                got[i] = (await conn.replace(512, [i, f"v{i}"])).data
+
+            async with trio.open_nursery() as nursery:
+                for i in range(1, 101):
+                    nursery.start_soon(one, i)
+            after = conn.statistics()
+    assert got == {i: [[i, f"v{i}"]] for i in range(1, 101)}
+    assert after.requests_sent - before.requests_sent == 100
+    # The first goes out at once (nothing in flight), then a write every
+    # _FLUSH_AT queued packets, and the writer task sends what is left.
+    # (Before: 2 writes, the direct one and the writer's.)
+    queued = 99
+    assert after.writes - before.writes == 1 + queued // _FLUSH_AT + (1 if queued % _FLUSH_AT else 0)
+    assert after.writes - before.writes > 2
+
+
+async def test_partial_and_refused_writes_keep_every_packet_whole_and_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket that takes a few hundred bytes per write, and now and then
+    none (EAGAIN), under a batch of callers: the packets cut by an early
+    write are finished first, in order, by the writer; the server parses
+    every request intact and in submission order, every caller gets its own
+    answer, and each request counts as sent once."""
+    import trio_tarantool._connection as connection_module
+
+    class StingySocket:
+        """``os`` for the connection module, whose ``write`` takes at most 700 bytes."""
+
+        calls = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        def write(self, fd: int, data: Any) -> int:
+            StingySocket.calls += 1
+            if StingySocket.calls % 3 == 0:
+                raise BlockingIOError
+            return os.write(fd, bytes(data[:700]))
+
+    payload = "p" * 300  # ~320-byte packets: a chunk of 32 is cut many times
+    _SYNCS.clear()
+    async with hostile_server(_echo) as server:
+        async with connect("127.0.0.1", server.port, fetch_schema=False) as conn:
+            await conn.replace(512, [0, "warm"])
+            before = conn.statistics()
+            monkeypatch.setattr(connection_module, "os", StingySocket())
+            got: dict[int, Any] = {}
+
+            async def one(i: int) -> None:
+                got[i] = (await conn.replace(512, [i, payload, i])).data
+
+            async with trio.open_nursery() as nursery:
+                for i in range(1, 151):
+                    nursery.start_soon(one, i)
+            monkeypatch.undo()
+            after = conn.statistics()
+    assert got == {i: [[i, payload, i]] for i in range(1, 151)}
+    # Intact: every tuple parsed as sent. In order: syncs grow as the callers submitted.
+    assert sorted(body[C.TUPLE][0] for body in server.requests_of(C.REPLACE)) == list(range(151))
+    assert len(_SYNCS) == 151 and _SYNCS == sorted(_SYNCS)
+    assert after.requests_sent - before.requests_sent == 150
+    assert StingySocket.calls > 150 * 320 // 700  # it really was cut
