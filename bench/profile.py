@@ -69,7 +69,7 @@ _DISPATCH = {
     "__init__", "finish", "_result", "_park", "_forget", "kick", "_wake", "abort", "request",
 }  # fmt: skip
 _POOL_FILES = ("/_pool.py", "/_strategy.py", "/_balance.py", "/_health.py", "/_membership.py")
-_IO_LOOPS = {"_reader", "_writer", "_write_all", "_write_directly", "reader", "writer_loop"}
+_IO_LOOPS = {"_reader", "_writer", "_write_all", "_write_directly", "_flush", "reader", "writer_loop"}
 
 
 def layer_of(filename: str, func: str) -> str | None:
