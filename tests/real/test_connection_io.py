@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+import trio_tarantool._connection as connection_module
 from tests.hostile import Peer, hostile_server
 from tests.real._servers import TarantoolInstance
 from tests.real._servers import connect_to as _connect
@@ -394,6 +395,23 @@ async def _echo(peer: Peer) -> None:
         header, body = await peer.read_request()
 
 
+class StingySocket:
+    """``os`` for the connection module, whose ``write`` takes at most
+    ``limit`` bytes and refuses every third call (EAGAIN)."""
+
+    calls = 0
+    limit = 700
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def write(self, fd: int, data: Any) -> int:
+        StingySocket.calls += 1
+        if StingySocket.calls % 3 == 0:
+            raise BlockingIOError
+        return os.write(fd, bytes(data[:StingySocket.limit]))
+
+
 async def test_many_callers_in_one_batch_are_written_in_chunks() -> None:
     """Regression (issue 11): 100 callers woken together queued 100 requests and
     the writer task sent them in one write after the last, the server idle
@@ -430,22 +448,7 @@ async def test_partial_and_refused_writes_keep_every_packet_whole_and_in_order(
     write are finished first, in order, by the writer; the server parses
     every request intact and in submission order, every caller gets its own
     answer, and each request counts as sent once."""
-    import trio_tarantool._connection as connection_module
-
-    class StingySocket:
-        """``os`` for the connection module, whose ``write`` takes at most 700 bytes."""
-
-        calls = 0
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
-
-        def write(self, fd: int, data: Any) -> int:
-            StingySocket.calls += 1
-            if StingySocket.calls % 3 == 0:
-                raise BlockingIOError
-            return os.write(fd, bytes(data[:700]))
-
+    StingySocket.calls = 0
     payload = "p" * 300  # ~320-byte packets: a chunk of 32 is cut many times
     _SYNCS.clear()
     async with hostile_server(_echo) as server:
@@ -469,3 +472,73 @@ async def test_partial_and_refused_writes_keep_every_packet_whole_and_in_order(
     assert len(_SYNCS) == 151 and _SYNCS == sorted(_SYNCS)
     assert after.requests_sent - before.requests_sent == 150
     assert StingySocket.calls > 150 * 320 // 700  # it really was cut
+
+
+async def test_callers_cancelled_around_early_writes_never_desync(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancellation in every state the early writes create: half of a batch of
+    150 callers is cancelled while their packets are unwritten in the queue,
+    written whole, or cut by a short write. Nothing is desynchronised: the
+    server parses every packet whole, in sync order; a cancelled request that
+    was not written never reaches it, one cut in half is finished; every other
+    caller gets its own answer, and the connection goes on with nothing in flight."""
+    payload = "c" * 300
+    _SYNCS.clear()
+    monkeypatch.setattr(StingySocket, "limit", 4000)  # a dozen packets per write, one cut
+    async with hostile_server(_echo) as server:
+        async with connect("127.0.0.1", server.port, fetch_schema=False) as conn:
+            await conn.replace(512, [0, "warm"])
+            monkeypatch.setattr(connection_module, "os", StingySocket())
+            got: dict[int, Any] = {}
+            scopes: dict[int, trio.CancelScope] = {}
+
+            async def one(i: int) -> None:
+                # Within the batch, before the writer task runs: the previous
+                # caller's packet is queued unwritten, or was written by an
+                # early write (whole, or cut by it).
+                # Every second caller to run cancels one that ran before it (trio
+                # runs a batch in an order of its choosing): the one just before
+                # (queued, unwritten) or, taking turns, one 70 places before
+                # (written by an early write by now, whole or in part).
+                k = len(order)
+                if k % 2:
+                    victim = order[k - 70] if k % 4 == 3 and k >= 70 else order[k - 1]
+                    if victim not in cancelled:
+                        scopes[victim].cancel()
+                        cancelled.append(victim)
+                # And a packet an early write cut in two (its rest queued first):
+                # its caller is cancelled too; the rest must still go out.
+                link = conn._link
+                for ticket in link.outbox[:1] if link is not None else []:
+                    victim = callers.get(ticket.task)
+                    if ticket.written and victim is not None and victim not in cancelled:
+                        scopes[victim].cancel()
+                        cancelled.append(victim)
+                        cut.append(victim)
+                callers[trio.lowlevel.current_task()] = i
+                order.append(i)
+                with trio.CancelScope() as scope:
+                    scopes[i] = scope
+                    got[i] = (await conn.replace(512, [i, payload, i])).data
+
+            order: list[int] = []
+            cut: list[int] = []
+            callers: dict[Any, int] = {}
+
+            cancelled: list[int] = []
+            async with trio.open_nursery() as nursery:
+                for i in range(1, 151):
+                    nursery.start_soon(one, i)
+            monkeypatch.undo()
+            assert conn.in_flight == 0
+            assert (await conn.replace(512, [999, "after"])).data == [[999, "after"]]
+    assert {i: got[i] for i in range(1, 151) if i not in cancelled} == {
+        i: [[i, payload, i]] for i in range(1, 151) if i not in cancelled}
+    assert not set(got) & set(cancelled)
+    seen = [body[C.TUPLE][0] for body in server.requests_of(C.REPLACE)]
+    assert len(seen) == len(set(seen))  # each at most once
+    assert set(range(1, 151)) - set(cancelled) <= set(seen) and seen[-1] == 999
+    assert _SYNCS == sorted(_SYNCS)
+    # Both kinds of cancelled request happened: forgotten unwritten, and written.
+    assert set(cancelled) - set(seen) and set(cancelled) & set(seen)
+    assert cut and set(cut) <= set(seen)
