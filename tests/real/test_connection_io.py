@@ -510,11 +510,11 @@ async def test_callers_cancelled_around_early_writes_never_desync(
                 # its caller is cancelled too; the rest must still go out.
                 link = conn._link
                 for ticket in link.outbox[:1] if link is not None else []:
-                    victim = callers.get(ticket.task)
-                    if ticket.written and victim is not None and victim not in cancelled:
-                        scopes[victim].cancel()
-                        cancelled.append(victim)
-                        cut.append(victim)
+                    caller = callers.get(ticket.task)
+                    if ticket.written and caller is not None and caller not in cancelled:
+                        scopes[caller].cancel()
+                        cancelled.append(caller)
+                        cut.append(caller)
                 callers[trio.lowlevel.current_task()] = i
                 order.append(i)
                 with trio.CancelScope() as scope:
