@@ -14,6 +14,7 @@ if any client run failed or trio_tarantool gave a wrong answer or an error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -312,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         "without reducing the spread)",
     )
     p.add_argument(
+        "--client-cpu",
+        type=float,
+        metavar="FRACTION",
+        help="hold every measured client to this fraction of one CPU (a cgroup CPU quota; "
+        "root): a client-bound run, as on a slower machine, where req/s follows CPU per "
+        "request",
+    )
+    p.add_argument(
         "--report",
         metavar="RAW.json",
         help="only re-render docs/benchmarks.md and docs/bench.svg from a raw result file",
@@ -333,6 +342,14 @@ def main(argv: list[str] | None = None) -> int:
             f"servers pinned to CPU {sorted(servers.SERVER_CPUS or ())}, "
             f"clients to CPU {sorted(servers.CLIENT_CPUS or ())}"
         )
+    with contextlib.ExitStack() as stack:
+        if args.client_cpu is not None:
+            notes.append(stack.enter_context(servers.limit_client_cpu(args.client_cpu)))
+        return _measure(args, clients, ours_pool, notes)
+
+
+def _measure(args: argparse.Namespace, clients: list[str], ours_pool: bool, notes: list[str]) -> int:
+    """Run the planned cases, write the raw results and the report."""
     for n in notes:
         print(f"note: {n}", flush=True)
     workloads = [w for w in args.workloads.split(",") if w]

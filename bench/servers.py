@@ -77,10 +77,55 @@ def pin_cpus() -> bool:
     return True
 
 
+CLIENT_CGROUP: Path | None = None
+"""The cgroup whose CPU quota the measured clients run under (None: no limit);
+see :func:`limit_client_cpu`."""
+_CGROUP_NAME = "trio_tarantool_bench_clients"
+
+
+@contextlib.contextmanager
+def limit_client_cpu(fraction: float, root: Path = Path("/sys/fs/cgroup")) -> Iterator[str]:
+    """Hold every measured client to ``fraction`` of one CPU while the block runs.
+
+    A client-bound run, as on a slower CPU: the servers keep their full speed,
+    and a client's req/s becomes its quota over its CPU per request, so two
+    clients' req/s compare as the inverse of their CPU per request (issue 11:
+    trio_tarantool against asynctnt on a CPU ~2.5x slower than this one). A
+    cgroup with a CFS quota (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us``);
+    needs root. Yields a one-line description for the report; the cgroup is
+    removed afterwards. Raises OSError when the cgroup cannot be made.
+    """
+    global CLIENT_CGROUP
+    if not 0.01 <= fraction <= 1.0:
+        raise ValueError(f"--client-cpu must be between 0.01 and 1, got {fraction}")
+    period = 100_000
+    quota = int(period * fraction)
+    if (root / "cgroup.controllers").exists():  # v2: one hierarchy
+        group = root / _CGROUP_NAME
+        group.mkdir(exist_ok=True)
+        (group / "cpu.max").write_text(f"{quota} {period}")
+    else:  # v1: the cpu controller's own hierarchy
+        group = root / "cpu" / _CGROUP_NAME
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text(str(period))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+    CLIENT_CGROUP = group
+    try:
+        yield (f"clients held to {fraction:.0%} of one CPU (cgroup CPU quota {quota} µs per "
+               f"{period} µs): a client-bound run, as on a slower CPU")  # fmt: skip
+    finally:
+        CLIENT_CGROUP = None
+        with contextlib.suppress(OSError):  # (a straggler still in it keeps it; harmless)
+            group.rmdir()
+
+
 def client_preexec() -> None:
-    """preexec hook for measured clients: pin them (if pinning) and die with us."""
+    """preexec hook for measured clients: pin them (if pinning), put them under
+    the CPU quota (if limited), and die with us."""
     if CLIENT_CPUS:
         os.sched_setaffinity(0, CLIENT_CPUS)
+    if CLIENT_CGROUP is not None:
+        (CLIENT_CGROUP / "cgroup.procs").write_text(str(os.getpid()))
     _die_with_parent()
 
 

@@ -486,3 +486,30 @@ def test_profile_report_puts_the_pool_beside_one_connection() -> None:
     md = profile.render(meta, full)
     assert "pool - one connection" in md
     assert "**+1.00** (1.10x)" in md  # pool over one connection: 11.0 / 10.0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_client_cpu_limit_writes_the_quota_and_cleans_up(tmp_path: Path, version: int) -> None:
+    """--client-cpu: a cgroup with the CFS quota (v2 cpu.max, v1 cfs_*), set as
+    the clients' while the block runs, removed afterwards; a bad fraction is refused."""
+    if version == 2:
+        (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+        group = tmp_path / servers._CGROUP_NAME
+    else:
+        (tmp_path / "cpu").mkdir()
+        group = tmp_path / "cpu" / servers._CGROUP_NAME
+    with servers.limit_client_cpu(0.4, root=tmp_path) as note:
+        assert servers.CLIENT_CGROUP == group
+        assert "40% of one CPU" in note
+        if version == 2:
+            assert (group / "cpu.max").read_text() == "40000 100000"
+        else:
+            assert (group / "cpu.cfs_quota_us").read_text() == "40000"
+            assert (group / "cpu.cfs_period_us").read_text() == "100000"
+        for name in ("cpu.max", "cpu.cfs_quota_us", "cpu.cfs_period_us"):  # (a real cgroup's files vanish with it)
+            (group / name).unlink(missing_ok=True)
+    assert servers.CLIENT_CGROUP is None
+    assert not group.exists()
+    with pytest.raises(ValueError, match="--client-cpu"):
+        with servers.limit_client_cpu(1.5, root=tmp_path):
+            pass
