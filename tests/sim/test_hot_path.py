@@ -230,6 +230,18 @@ async def test_pool_direct_failure_is_retried_as_the_first_attempt(autojump_cloc
             assert after[1].requests - before[1].requests == 1
             assert [u.in_flight for u in after] == [0, 0]
             assert (await pool.select("hot", 7, mode=tt.Mode.RW)).data == [[7, "seven"]]
+            # The same for a request of the shared direct path (_routed): a delete.
+            rs.set_ro(1, True)
+            rs.set_ro(0, False)
+            before = pool.statistics()
+            assert (await pool.delete("hot", 7)).data == [[7, "seven"]]
+            after = pool.statistics()
+            assert after.requests - before.requests == 1
+            assert after.retries - before.retries == 1
+            assert after[1].requests - before[1].requests == 1
+            assert after[0].requests - before[0].requests == 1
+            assert [u.in_flight for u in after] == [0, 0]
+            assert (await pool.select("hot", 7, mode=tt.Mode.RW)).data == []
 
 
 async def test_pool_direct_path_refuses_bad_arguments_uncounted(autojump_clock: Any) -> None:
