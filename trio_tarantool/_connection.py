@@ -957,7 +957,7 @@ class Connection(CrudMixin, trio.abc.AsyncResource):
             sent -= size
             done += 1
         self._sent += done
-        link.outbox = batch[done:] if done < len(batch) else []
+        link.outbox = batch[done:]
 
     def _write_directly(self, link: _Link, waiter: Ticket) -> None:
         self._sent += 1
