@@ -108,6 +108,17 @@ class Peer:
 
     pending: tuple[dict[int, Any], dict[int, Any]] | None = None
 
+    async def serve(self, answer: Callable[[dict[int, Any], dict[int, Any]], Any]) -> None:
+        """Greet, handshake like 2.6 (:meth:`serve_handshake`), then answer every
+        request, in order, with the body ``answer(header, body)`` returns."""
+        await self.greet()
+        await self.serve_handshake()
+        assert self.pending is not None
+        header, body = self.pending
+        while True:
+            await self.reply(header[C.SYNC], answer(header, body))
+            header, body = await self.read_request()
+
     async def drain(self) -> None:
         """Read (and record) requests until the client hangs up."""
         try:

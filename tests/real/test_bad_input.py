@@ -160,13 +160,7 @@ async def test_pool_crud_refuses_bad_tuples(one_pool: trio_tarantool.ConnectionP
 
 async def _serve_pings(peer: Peer) -> None:
     """Handshake like 2.6, then answer every request with an empty OK."""
-    await peer.greet()
-    await peer.serve_handshake()
-    assert peer.pending is not None
-    header, _ = peer.pending
-    while True:
-        await peer.reply(header[C.SYNC], {C.DATA: []})
-        header, _ = await peer.read_request()
+    await peer.serve(lambda header, body: {C.DATA: []})
 
 
 async def test_no_request_reaches_the_wire() -> None:

@@ -383,16 +383,14 @@ async def test_close_fails_requests_in_flight(clean_tarantool: TarantoolInstance
 _SYNCS: list[int] = []
 
 
+def _echo_body(header: dict[int, Any], body: dict[int, Any]) -> dict[int, Any]:
+    _SYNCS.append(header[C.SYNC])
+    return {C.DATA: [body.get(C.TUPLE)]}
+
+
 async def _echo(peer: Peer) -> None:
     """Answer every request with its own tuple (a REPLACE's echo); note its sync."""
-    await peer.greet()
-    await peer.serve_handshake()
-    assert peer.pending is not None
-    header, body = peer.pending
-    while True:
-        _SYNCS.append(header[C.SYNC])
-        await peer.reply(header[C.SYNC], {C.DATA: [body.get(C.TUPLE)]})
-        header, body = await peer.read_request()
+    await peer.serve(_echo_body)
 
 
 class StingySocket:
