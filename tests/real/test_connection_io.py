@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import trio_tarantool._connection as connection_module
 from tests.hostile import Peer, hostile_server
 from tests.real._servers import TarantoolInstance
 from tests.real._servers import connect_to as _connect
-from trio_tarantool import NetworkError, TarantoolTimeoutError, connect
+from trio_tarantool import ConnectionClosedError, NetworkError, TarantoolTimeoutError, connect
 from trio_tarantool._connection import _FLUSH_AT
 from trio_tarantool._iproto import _constants as C
 
@@ -540,3 +541,41 @@ async def test_callers_cancelled_around_early_writes_never_desync(
     # Both kinds of cancelled request happened: forgotten unwritten, and written.
     assert set(cancelled) - set(seen) and set(cancelled) & set(seen)
     assert cut and set(cut) <= set(seen)
+
+
+async def test_close_among_early_writes_says_truly_what_may_have_executed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() in the middle of a batch of callers whose packets are queued,
+    written early, or cut by a short write: every caller fails with
+    ConnectionClosedError, and one that says it was not executed truly never
+    reached the server (whatever bytes went out, the server parses no request
+    of a caller told 'not executed')."""
+    payload = "x" * 300
+    monkeypatch.setattr(StingySocket, "limit", 4000)
+    async with hostile_server(_echo) as server:
+        async with connect("127.0.0.1", server.port, fetch_schema=False) as conn:
+            await conn.replace(512, [0, "warm"])
+            monkeypatch.setattr(connection_module, "os", StingySocket())
+            failures: dict[int, NetworkError] = {}
+            ran: list[int] = []
+
+            async def one(i: int) -> None:
+                ran.append(i)
+                if len(ran) == 120:  # close with the batch's writes in every state
+                    conn.close()
+                try:
+                    await conn.replace(512, [i, payload, i])
+                except NetworkError as exc:
+                    failures[i] = exc
+
+            async with trio.open_nursery() as nursery:
+                for i in range(1, 151):
+                    nursery.start_soon(one, i)
+            monkeypatch.undo()
+        await trio.testing.wait_all_tasks_blocked()  # the server has read what reached it
+    assert set(failures) == set(range(1, 151))
+    assert all(isinstance(exc, ConnectionClosedError) for exc in failures.values())
+    reached = {body[C.TUPLE][0] for body in server.requests_of(C.REPLACE)} - {0}
+    not_executed = {i for i, exc in failures.items() if not exc.may_have_executed}
+    assert not reached & not_executed
+    assert reached and not_executed  # both kinds happened
